@@ -1,0 +1,418 @@
+//! Types shared by tlsdoctor's eBPF programs and its userspace agent.
+//!
+//! Everything the kernel sends to userspace is defined here once, `#[repr(C)]`,
+//! with explicit padding so both sides agree on the layout. Every event starts
+//! with an [`EventHeader`] whose `kind` says which struct follows.
+//!
+//! The `user` feature adds `aya::Pod` so userspace can read the maps.
+#![no_std]
+
+pub mod record_walker;
+
+/// Length of a task's `comm`.
+pub const TASK_COMM_LEN: usize = 16;
+/// Largest number of bytes one [`DataEvent`] carries; a longer syscall buffer
+/// is captured as several events.
+pub const DATA_CHUNK: usize = 8192;
+/// Most bytes captured per direction of one connection. Enough for a
+/// ClientHello, a ServerHello and a TLS 1.2 certificate chain of several large
+/// certificates; a direction that needs more is cut off and flagged.
+pub const CAPTURE_BUDGET: u32 = 64 * 1024;
+/// Bytes kept of a stream that does not start with a TLS record (plain HTTP
+/// sent to a TLS port, an HTTP reply to a ClientHello): enough to name the
+/// protocol ("GET / HTTP/1.1", "HTTP/1.1 400 Bad Request"), no more.
+pub const NON_TLS_SNIPPET: u32 = 24;
+/// After the first application-data record of a direction, only the 5-byte
+/// headers of this many further records are reported (their sizes tell an
+/// encrypted alert from data), and then nothing.
+pub const TRAILING_RECORD_HEADERS: u16 = 8;
+/// OpenSSL errors kept per SSL call.
+pub const MAX_SSL_ERRORS: usize = 4;
+/// Bytes kept of the C function name OpenSSL attaches to an error.
+pub const ERR_FUNC_LEN: usize = 40;
+
+/// What follows the [`EventHeader`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// [`ConnEvent`]: a `connect` returned (success, in progress or error).
+    Connect = 1,
+    /// [`ConnEvent`]: an `accept`/`accept4` returned a new socket.
+    Accept = 2,
+    /// [`SockStateEvent`]: a tracked socket changed TCP state.
+    SockState = 3,
+    /// [`DataEvent`]: handshake bytes read from or written to a tracked socket.
+    Data = 4,
+    /// [`CloseEvent`]: a tracked socket was closed by its process.
+    Close = 5,
+    /// [`SslEvent`]: an OpenSSL handshake-driving call returned.
+    Ssl = 6,
+    /// [`ProcEvent`]: a process called `exec`.
+    Exec = 7,
+    /// [`ProcEvent`]: a process that owned tracked sockets exited.
+    Exit = 8,
+}
+
+impl EventKind {
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Some(match v {
+            1 => Self::Connect,
+            2 => Self::Accept,
+            3 => Self::SockState,
+            4 => Self::Data,
+            5 => Self::Close,
+            6 => Self::Ssl,
+            7 => Self::Exec,
+            8 => Self::Exit,
+            _ => return None,
+        })
+    }
+}
+
+/// Starts every event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventHeader {
+    /// An [`EventKind`].
+    pub kind: u32,
+    pub _pad: u32,
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the event happened.
+    pub ts_ns: u64,
+    /// Thread id of the task that caused the event.
+    pub tid: u32,
+    /// Process id (tgid) of the task that caused the event.
+    pub tgid: u32,
+}
+
+/// An IPv4 or IPv6 endpoint. IPv4 addresses use the first four bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `AF_INET` (2), `AF_INET6` (10), or 0 when unknown.
+    pub family: u16,
+    /// Port in host byte order.
+    pub port: u16,
+    pub addr: [u8; 16],
+}
+
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+
+/// A `connect` that returned, or an `accept` that produced a socket.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ConnEvent {
+    pub header: EventHeader,
+    pub fd: i32,
+    /// `connect`: 0 or a negative errno (`-EINPROGRESS` for a non-blocking
+    /// connect still under way). `accept`: always 0.
+    pub ret: i32,
+    /// Kernel `struct sock` address: the key of later [`SockStateEvent`]s.
+    /// 0 when unknown.
+    pub sk: u64,
+    /// Local endpoint, when already known (family 0 otherwise).
+    pub local: Endpoint,
+    /// Remote endpoint: the `connect` destination, or the accepted peer.
+    pub remote: Endpoint,
+    /// `accept`: the listening socket's fd. `connect`: -1.
+    pub listen_fd: i32,
+    pub _pad: u32,
+    pub comm: [u8; TASK_COMM_LEN],
+}
+
+/// A TCP state change of a socket a `connect`/`accept` registered.
+///
+/// Happens in any context (often softirq), so the header's task is not the
+/// socket's owner: `owner_tgid`/`owner_fd` are.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SockStateEvent {
+    pub header: EventHeader,
+    pub sk: u64,
+    pub owner_tgid: u32,
+    pub owner_fd: i32,
+    /// Linux TCP states (`TCP_ESTABLISHED` = 1 … `TCP_CLOSING` = 11).
+    pub old_state: u32,
+    pub new_state: u32,
+    pub local: Endpoint,
+    pub remote: Endpoint,
+}
+
+/// Data direction, from the observed process's point of view.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// Written by this process (`write`, `send*`).
+    Egress = 0,
+    /// Read by this process (`read`, `recv*`).
+    Ingress = 1,
+}
+
+/// This chunk ends the capture of its direction because the first
+/// application-data record began.
+pub const DATA_FLAG_APPDATA: u8 = 1 << 0;
+/// The stream does not start with a TLS record; `data` holds its first bytes.
+pub const DATA_FLAG_NOT_TLS: u8 = 1 << 1;
+/// The direction used up [`CAPTURE_BUDGET`]; later bytes are not captured.
+pub const DATA_FLAG_BUDGET: u8 = 1 << 2;
+/// `data` holds only 5-byte record headers (type, version, length) of
+/// records that followed the first application-data record.
+pub const DATA_FLAG_HEADERS_ONLY: u8 = 1 << 3;
+/// The kernel could not read (part of) the user buffer: bytes are missing.
+pub const DATA_FLAG_READ_FAILED: u8 = 1 << 4;
+
+/// Bytes of a tracked socket's handshake, as the process read or wrote them.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DataEvent {
+    pub header: EventHeader,
+    pub fd: i32,
+    /// A [`Direction`].
+    pub direction: u8,
+    /// `DATA_FLAG_*`.
+    pub flags: u8,
+    /// A [`Syscall`].
+    pub syscall: u8,
+    pub _pad: u8,
+    /// Offset of `data[0]` in this direction's byte stream: a gap between two
+    /// events means bytes were not captured.
+    pub stream_offset: u32,
+    /// Valid bytes in `data`.
+    pub len: u32,
+    /// Bytes the syscall moved in total.
+    pub syscall_len: u32,
+    pub data: [u8; DATA_CHUNK],
+}
+
+/// Size of a [`DataEvent`] without its payload.
+pub const DATA_EVENT_HEADER_LEN: usize = core::mem::offset_of!(DataEvent, data);
+
+/// The syscall that moved a [`DataEvent`]'s bytes.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Syscall {
+    Read = 1,
+    Write = 2,
+    Recvfrom = 3,
+    Sendto = 4,
+    Recvmsg = 5,
+    Sendmsg = 6,
+    Readv = 7,
+    Writev = 8,
+}
+
+/// A tracked socket closed by `close`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct CloseEvent {
+    pub header: EventHeader,
+    pub fd: i32,
+    pub _pad: u32,
+}
+
+/// The OpenSSL entry point an [`SslEvent`] reports.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SslFunc {
+    DoHandshake = 1,
+    Connect = 2,
+    Accept = 3,
+    Read = 4,
+    Write = 5,
+    ReadEx = 6,
+    WriteEx = 7,
+}
+
+impl SslFunc {
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Self::DoHandshake,
+            2 => Self::Connect,
+            3 => Self::Accept,
+            4 => Self::Read,
+            5 => Self::Write,
+            6 => Self::ReadEx,
+            7 => Self::WriteEx,
+            _ => return None,
+        })
+    }
+
+    /// `SSL_read`/`SSL_write` and their `_ex` forms: they drive a handshake
+    /// only when one is pending.
+    pub fn is_io(self) -> bool {
+        matches!(self, Self::Read | Self::Write | Self::ReadEx | Self::WriteEx)
+    }
+}
+
+/// One error OpenSSL raised (`ERR_vset_error`/`ERR_put_error`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SslError {
+    /// `ERR_LIB_SSL` (20) or `ERR_LIB_X509` (11).
+    pub lib: u32,
+    pub reason: u32,
+    /// Source line from `ERR_set_debug`, 0 if unknown.
+    pub line: u32,
+    pub _pad: u32,
+    /// NUL-terminated function name from `ERR_set_debug`, empty if unknown.
+    pub func: [u8; ERR_FUNC_LEN],
+}
+
+pub const ERR_LIB_X509: u32 = 11;
+pub const ERR_LIB_SSL: u32 = 20;
+
+/// `SslEvent.flags`: the SSL object had completed a handshake before this call.
+pub const SSL_FLAG_HANDSHAKE_DONE_BEFORE: u8 = 1 << 0;
+/// `SslEvent.flags`: more errors were raised than [`MAX_SSL_ERRORS`].
+pub const SSL_FLAG_ERRORS_TRUNCATED: u8 = 1 << 1;
+/// `SslEvent.flags`: `verify_result` holds a value `X509_STORE_CTX_get_error`
+/// returned during the call.
+pub const SSL_FLAG_VERIFY_RESULT: u8 = 1 << 2;
+
+/// An OpenSSL call that finished a handshake, failed one, or raised SSL/X509
+/// errors.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SslEvent {
+    pub header: EventHeader,
+    /// The `SSL*`.
+    pub ssl: u64,
+    /// When the call was entered.
+    pub entry_ts_ns: u64,
+    /// The socket the call did I/O on (or was bound to), -1 when unknown.
+    pub fd: i32,
+    /// The call's return value.
+    pub ret: i32,
+    /// An [`SslFunc`].
+    pub func: u8,
+    /// `SSL_FLAG_*`.
+    pub flags: u8,
+    /// Valid entries in `errors`.
+    pub error_count: u8,
+    pub _pad: u8,
+    /// `X509_STORE_CTX_get_error()` during the call (an `X509_V_ERR_*`), when
+    /// `SSL_FLAG_VERIFY_RESULT` is set.
+    pub verify_result: i32,
+    pub errors: [SslError; MAX_SSL_ERRORS],
+}
+
+/// A process event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ProcEvent {
+    pub header: EventHeader,
+    pub comm: [u8; TASK_COMM_LEN],
+}
+
+/// Per-CPU counters the kernel side keeps; userspace sums and reports them.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Events lost because the ring buffer was full.
+    RingbufFull = 0,
+    /// Sockets not tracked because the tracking map was full.
+    TrackedMapFull = 1,
+    /// Syscall arguments not stashed because the per-thread map was full.
+    ArgsMapFull = 2,
+    /// Reads of user memory that failed (bytes not captured).
+    ReadUserFailed = 3,
+    /// Directions cut off at `CAPTURE_BUDGET`.
+    CaptureBudget = 4,
+    /// Accepted sockets whose 4-tuple was not in the tuple map.
+    AcceptTupleMissing = 5,
+    /// OpenSSL calls not followed because the per-thread map was full.
+    SslCallMapFull = 6,
+    /// OpenSSL errors dropped past `MAX_SSL_ERRORS` in one call.
+    SslErrorsTruncated = 7,
+    /// OpenSSL calls that returned <= 0 without raising an error
+    /// (WANT_READ/WANT_WRITE of non-blocking sockets): not reported.
+    SslWouldBlock = 8,
+    /// Data events emitted.
+    DataEvents = 9,
+    /// Syscalls on tracked sockets.
+    TrackedSyscalls = 10,
+    /// `recvmsg`/`sendmsg`/`readv`/`writev` with more than one iovec: only
+    /// the first is captured.
+    MultiIovec = 11,
+}
+
+pub const COUNTER_COUNT: u32 = 12;
+
+impl Counter {
+    pub const ALL: [Counter; COUNTER_COUNT as usize] = [
+        Counter::RingbufFull,
+        Counter::TrackedMapFull,
+        Counter::ArgsMapFull,
+        Counter::ReadUserFailed,
+        Counter::CaptureBudget,
+        Counter::AcceptTupleMissing,
+        Counter::SslCallMapFull,
+        Counter::SslErrorsTruncated,
+        Counter::SslWouldBlock,
+        Counter::DataEvents,
+        Counter::TrackedSyscalls,
+        Counter::MultiIovec,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Counter::RingbufFull => "ringbuf_full",
+            Counter::TrackedMapFull => "tracked_map_full",
+            Counter::ArgsMapFull => "args_map_full",
+            Counter::ReadUserFailed => "read_user_failed",
+            Counter::CaptureBudget => "capture_budget_exhausted",
+            Counter::AcceptTupleMissing => "accept_tuple_missing",
+            Counter::SslCallMapFull => "ssl_call_map_full",
+            Counter::SslErrorsTruncated => "ssl_errors_truncated",
+            Counter::SslWouldBlock => "ssl_would_block",
+            Counter::DataEvents => "data_events",
+            Counter::TrackedSyscalls => "tracked_syscalls",
+            Counter::MultiIovec => "multi_iovec",
+        }
+    }
+}
+
+/// Key of a tracked socket: process and file descriptor.
+#[inline(always)]
+pub fn sock_key(tgid: u32, fd: i32) -> u64 {
+    ((tgid as u64) << 32) | (fd as u32 as u64)
+}
+
+/// Map names userspace looks up.
+pub mod map_names {
+    pub const EVENTS: &str = "EVENTS";
+    pub const COUNTERS: &str = "COUNTERS";
+    pub const TRACKED: &str = "TRACKED";
+    pub const IGNORED_TGIDS: &str = "IGNORED_TGIDS";
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    unsafe impl aya::Pod for Endpoint {}
+    unsafe impl aya::Pod for EventHeader {}
+    unsafe impl aya::Pod for ConnEvent {}
+    unsafe impl aya::Pod for SockStateEvent {}
+    unsafe impl aya::Pod for DataEvent {}
+    unsafe impl aya::Pod for CloseEvent {}
+    unsafe impl aya::Pod for SslEvent {}
+    unsafe impl aya::Pod for ProcEvent {}
+    unsafe impl aya::Pod for crate::record_walker::WalkerState {}
+    unsafe impl aya::Pod for crate::TrackedSock {}
+}
+
+/// What the kernel keeps per tracked socket (map `TRACKED`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TrackedSock {
+    /// `struct sock` address, 0 when unknown.
+    pub sk: u64,
+    /// 1 = client (`connect`), 2 = server (`accept`).
+    pub role: u32,
+    pub _pad: u32,
+    /// Indexed by [`Direction`].
+    pub walkers: [record_walker::WalkerState; 2],
+}
+
+pub const ROLE_CLIENT: u32 = 1;
+pub const ROLE_SERVER: u32 = 2;

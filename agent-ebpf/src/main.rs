@@ -1,0 +1,18 @@
+//! tlsdoctor's eBPF programs. Built for `bpfel-unknown-none` by `agent/build.rs`
+//! (aya-build); on any other target this file is an empty binary.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+
+#[cfg(target_arch = "bpf")]
+mod maps;
+
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {
+    eprintln!("agent-ebpf holds eBPF programs; build the `agent` crate instead");
+}

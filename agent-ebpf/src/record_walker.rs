@@ -1,0 +1,425 @@
+//! Decides, in the kernel, which bytes of a tracked socket may be captured.
+//!
+//! Each direction of a connection is a stream of TLS records. The walker
+//! follows the 5-byte record headers across syscalls (a header may be split
+//! between two reads; OpenSSL reads each header and body separately) and
+//! allows capture of everything up to and including the header of the first
+//! application-data record. After that it reports only a few record headers,
+//! and then nothing: application payload never leaves the kernel.
+//!
+//! A stream whose first bytes are not a TLS record header (plain HTTP to a TLS
+//! port, an HTTP reply to a ClientHello) yields a short snippet and stops.
+//!
+//! The code is written for the BPF verifier: bounded loops, checked indexing,
+//! no panics, and it runs unchanged in host unit tests.
+
+use crate::{
+    CAPTURE_BUDGET, DATA_FLAG_APPDATA, DATA_FLAG_BUDGET, DATA_FLAG_HEADERS_ONLY, DATA_FLAG_NOT_TLS,
+    NON_TLS_SNIPPET, TRAILING_RECORD_HEADERS,
+};
+
+/// TLS record header length.
+pub const RECORD_HEADER_LEN: usize = 5;
+/// Records walked per chunk; past this the walker gives up on the direction.
+pub const MAX_RECORDS_PER_CHUNK: usize = 16;
+/// Largest record length accepted (2^14 plus the expansion TLS allows).
+pub const MAX_RECORD_LEN: u32 = 16384 + 2048;
+
+/// Nothing seen yet: the first bytes decide TLS or not.
+pub const MODE_START: u8 = 0;
+/// Capturing handshake records.
+pub const MODE_CAPTURE: u8 = 1;
+/// Past the first application-data record: reporting record headers only.
+pub const MODE_HEADERS: u8 = 2;
+/// Nothing more is captured for this direction.
+pub const MODE_DONE: u8 = 3;
+
+const CONTENT_CHANGE_CIPHER_SPEC: u8 = 20;
+const CONTENT_APPLICATION_DATA: u8 = 23;
+const CONTENT_HEARTBEAT: u8 = 24;
+
+/// Per-direction walker state, kept in the kernel's tracking map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WalkerState {
+    /// Bytes of the stream seen so far (captured or not).
+    pub stream_offset: u32,
+    /// Bytes captured so far (against [`CAPTURE_BUDGET`]).
+    pub captured: u32,
+    /// Bytes of the current record's body not yet seen.
+    pub record_left: u32,
+    /// `MODE_*`.
+    pub mode: u8,
+    /// Bytes of a split record header held in `header`.
+    pub header_have: u8,
+    /// Record headers reported in [`MODE_HEADERS`].
+    pub trailing_headers: u16,
+    pub header: [u8; RECORD_HEADER_LEN],
+    pub _pad: [u8; 3],
+}
+
+/// What to do with one chunk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// Bytes at the front of the buffer to emit (after any in-place rewrite).
+    pub emit_len: u32,
+    /// `DATA_FLAG_*` for the event.
+    pub flags: u8,
+    /// Stream offset of the chunk's first byte.
+    pub stream_offset: u32,
+}
+
+impl WalkerState {
+    /// True when nothing more will be captured in this direction.
+    #[inline(always)]
+    pub fn done(&self) -> bool {
+        self.mode == MODE_DONE
+    }
+
+    /// Account for `n` bytes the syscall moved that the caller could not look
+    /// at. Inside a record body this is harmless; across a header the stream
+    /// position is lost and the direction stops.
+    #[inline(always)]
+    pub fn skip(&mut self, n: u32) {
+        self.stream_offset = self.stream_offset.wrapping_add(n);
+        if self.mode == MODE_DONE || n == 0 {
+            return;
+        }
+        if self.header_have == 0 && self.record_left >= n {
+            self.record_left -= n;
+        } else {
+            self.mode = MODE_DONE;
+        }
+    }
+
+    /// Walk the first `len` bytes of `buf` (a copy of the syscall's buffer).
+    ///
+    /// In [`MODE_HEADERS`] the record headers found are compacted to the front
+    /// of `buf`, which is why it is mutable.
+    #[inline(always)]
+    pub fn walk(&mut self, buf: &mut [u8], len: usize) -> Verdict {
+        let len = if len > buf.len() { buf.len() } else { len };
+        let mut verdict = Verdict {
+            emit_len: 0,
+            flags: 0,
+            stream_offset: self.stream_offset,
+        };
+        self.stream_offset = self.stream_offset.wrapping_add(len as u32);
+        if self.mode == MODE_DONE || len == 0 {
+            return verdict;
+        }
+        if self.mode == MODE_START {
+            if looks_like_tls(buf, len) {
+                self.mode = MODE_CAPTURE;
+            } else {
+                let room = NON_TLS_SNIPPET.saturating_sub(self.captured);
+                let n = if (len as u32) < room {
+                    len as u32
+                } else {
+                    room
+                };
+                self.captured += n;
+                self.mode = MODE_DONE;
+                verdict.emit_len = n;
+                verdict.flags = DATA_FLAG_NOT_TLS;
+                return verdict;
+            }
+        }
+
+        let headers_only = self.mode == MODE_HEADERS;
+        // In capture mode the whole chunk is emitted unless application data
+        // starts inside it.
+        let mut emit = if headers_only { 0 } else { len };
+        let mut out = 0usize;
+        let mut pos = 0usize;
+        let mut synced = false;
+        for _ in 0..MAX_RECORDS_PER_CHUNK {
+            // Skip the rest of the current record body.
+            if self.record_left > 0 && pos < len {
+                let avail = (len - pos) as u32;
+                let step = if self.record_left < avail {
+                    self.record_left
+                } else {
+                    avail
+                };
+                self.record_left -= step;
+                pos += step as usize;
+            }
+            if pos >= len {
+                synced = true;
+                break;
+            }
+            // Collect a (possibly split) record header.
+            let mut i = 0;
+            while i < RECORD_HEADER_LEN {
+                if (self.header_have as usize) >= RECORD_HEADER_LEN || pos >= len {
+                    break;
+                }
+                let (Some(b), Some(slot)) = (buf.get(pos), self.header.get_mut(self.header_have as usize))
+                else {
+                    break;
+                };
+                *slot = *b;
+                self.header_have += 1;
+                pos += 1;
+                i += 1;
+            }
+            if (self.header_have as usize) < RECORD_HEADER_LEN {
+                // Split header: the rest arrives with the next chunk.
+                synced = true;
+                break;
+            }
+            self.header_have = 0;
+            let content_type = self.header[0];
+            let record_len = u16::from_be_bytes([self.header[3], self.header[4]]) as u32;
+            if !valid_header(&self.header) || record_len > MAX_RECORD_LEN {
+                // Lost the record boundaries (or the peer sent garbage):
+                // keep what came before this header and stop.
+                self.mode = MODE_DONE;
+                if !headers_only {
+                    emit = pos - RECORD_HEADER_LEN.min(pos);
+                }
+                synced = true;
+                break;
+            }
+            self.record_left = record_len;
+            if self.mode == MODE_CAPTURE && content_type == CONTENT_APPLICATION_DATA {
+                // Keep this header (its length is evidence), drop the body.
+                emit = pos;
+                verdict.flags |= DATA_FLAG_APPDATA;
+                self.mode = MODE_HEADERS;
+            } else if headers_only {
+                if self.trailing_headers >= TRAILING_RECORD_HEADERS {
+                    self.mode = MODE_DONE;
+                    synced = true;
+                    break;
+                }
+                let mut k = 0;
+                while k < RECORD_HEADER_LEN {
+                    if let Some(dst) = buf.get_mut(out) {
+                        *dst = self.header[k];
+                    }
+                    out += 1;
+                    k += 1;
+                }
+                self.trailing_headers += 1;
+            }
+        }
+        if !synced {
+            // More records in one chunk than the walker follows.
+            self.mode = MODE_DONE;
+        }
+
+        if headers_only {
+            verdict.emit_len = out as u32;
+            if out > 0 {
+                verdict.flags |= DATA_FLAG_HEADERS_ONLY;
+            }
+            return verdict;
+        }
+        let room = CAPTURE_BUDGET.saturating_sub(self.captured);
+        let mut emit = emit as u32;
+        if emit > room {
+            emit = room;
+            verdict.flags |= DATA_FLAG_BUDGET;
+            self.mode = MODE_DONE;
+        }
+        self.captured += emit;
+        verdict.emit_len = emit;
+        verdict
+    }
+}
+
+#[inline(always)]
+fn valid_header(h: &[u8; RECORD_HEADER_LEN]) -> bool {
+    (CONTENT_CHANGE_CIPHER_SPEC..=CONTENT_HEARTBEAT).contains(&h[0]) && h[1] == 3 && h[2] <= 4
+}
+
+/// A stream is TLS when its first bytes are a plausible record header. With
+/// fewer than three bytes only the content type can be checked.
+#[inline(always)]
+fn looks_like_tls(buf: &[u8], len: usize) -> bool {
+    let Some(&t) = buf.first() else {
+        return false;
+    };
+    if !(CONTENT_CHANGE_CIPHER_SPEC..=CONTENT_HEARTBEAT).contains(&t) {
+        return false;
+    }
+    if len >= 3 {
+        if let (Some(&major), Some(&minor)) = (buf.get(1), buf.get(2)) {
+            return major == 3 && minor <= 4;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::vec::Vec;
+
+    use super::*;
+
+    fn record(content_type: u8, body_len: usize) -> Vec<u8> {
+        let mut r = std::vec![content_type, 3, 3, (body_len >> 8) as u8, body_len as u8];
+        r.extend(core::iter::repeat_n(0xAB, body_len));
+        r
+    }
+
+    fn walk(state: &mut WalkerState, bytes: &[u8]) -> (Verdict, Vec<u8>) {
+        let mut buf = bytes.to_vec();
+        let v = state.walk(&mut buf, bytes.len());
+        buf.truncate(v.emit_len as usize);
+        (v, buf)
+    }
+
+    #[test]
+    fn handshake_records_are_captured_whole() {
+        let mut s = WalkerState::default();
+        let mut flight = record(22, 300);
+        flight.extend(record(22, 40));
+        let (v, out) = walk(&mut s, &flight);
+        assert_eq!(v.flags, 0);
+        assert_eq!(out, flight);
+        assert_eq!(s.mode, MODE_CAPTURE);
+        assert_eq!(s.record_left, 0);
+    }
+
+    #[test]
+    fn capture_stops_at_first_application_data_header() {
+        let mut s = WalkerState::default();
+        let mut bytes = record(22, 100);
+        let appdata = record(23, 50);
+        bytes.extend(&appdata);
+        let (v, out) = walk(&mut s, &bytes);
+        assert_eq!(v.flags, DATA_FLAG_APPDATA);
+        assert_eq!(out.len(), 105 + 5, "handshake record plus the appdata header");
+        assert_eq!(&out[105..], &appdata[..5]);
+        assert_eq!(s.mode, MODE_HEADERS);
+        // The next records only yield their headers, never their bodies.
+        let mut later = record(23, 30);
+        later.extend(record(21, 2));
+        let (v, out) = walk(&mut s, &later);
+        assert_eq!(v.flags, DATA_FLAG_HEADERS_ONLY);
+        assert_eq!(out, [23, 3, 3, 0, 30, 21, 3, 3, 0, 2]);
+    }
+
+    #[test]
+    fn openssl_style_reads_header_and_body_separately() {
+        let mut s = WalkerState::default();
+        let rec = record(22, 1000);
+        let (v1, o1) = walk(&mut s, &rec[..5]);
+        let (v2, o2) = walk(&mut s, &rec[5..]);
+        assert_eq!((v1.stream_offset, v2.stream_offset), (0, 5));
+        assert_eq!([o1, o2].concat(), rec);
+        assert_eq!(s.record_left, 0);
+    }
+
+    #[test]
+    fn header_split_across_reads_keeps_sync() {
+        let mut s = WalkerState::default();
+        let mut bytes = record(22, 10);
+        bytes.extend(record(23, 7));
+        // Split inside the second header.
+        let (v1, o1) = walk(&mut s, &bytes[..17]);
+        assert_eq!(v1.flags, 0);
+        assert_eq!(o1.len(), 17);
+        let (v2, o2) = walk(&mut s, &bytes[17..]);
+        assert_eq!(v2.flags, DATA_FLAG_APPDATA);
+        // Only the tail of the appdata header is in this chunk.
+        assert_eq!(o2, &bytes[17..20]);
+    }
+
+    #[test]
+    fn plain_http_yields_a_short_snippet_then_nothing() {
+        let mut s = WalkerState::default();
+        let req = b"GET / HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl\r\n\r\n";
+        let (v, out) = walk(&mut s, req);
+        assert_eq!(v.flags, DATA_FLAG_NOT_TLS);
+        assert_eq!(out, &req[..NON_TLS_SNIPPET as usize]);
+        assert!(s.done());
+        let (v, out) = walk(&mut s, req);
+        assert_eq!((v.emit_len, out.len()), (0, 0));
+    }
+
+    #[test]
+    fn garbage_after_valid_records_stops_capture_before_it() {
+        let mut s = WalkerState::default();
+        let mut bytes = record(22, 8);
+        bytes.extend(b"\x00\x01garbage-garbage");
+        let (v, out) = walk(&mut s, &bytes);
+        assert_eq!(out, &bytes[..13]);
+        assert_eq!(v.flags, 0);
+        assert!(s.done());
+    }
+
+    #[test]
+    fn oversized_record_length_is_garbage() {
+        let mut s = WalkerState::default();
+        let (_, out) = walk(&mut s, &[22, 3, 3, 0xff, 0xff, 1, 2, 3]);
+        assert!(out.is_empty());
+        assert!(s.done());
+    }
+
+    #[test]
+    fn budget_cuts_capture_and_flags_it() {
+        let mut s = WalkerState::default();
+        let rec = record(22, 16000);
+        let mut total = 0;
+        let mut flagged = false;
+        for _ in 0..6 {
+            let (v, out) = walk(&mut s, &rec);
+            total += out.len() as u32;
+            flagged |= v.flags & DATA_FLAG_BUDGET != 0;
+        }
+        assert_eq!(total, CAPTURE_BUDGET);
+        assert!(flagged);
+        assert!(s.done());
+    }
+
+    #[test]
+    fn trailing_headers_are_bounded() {
+        let mut s = WalkerState::default();
+        walk(&mut s, &record(23, 1));
+        let mut many = Vec::new();
+        for _ in 0..(TRAILING_RECORD_HEADERS as usize + 4) {
+            many.extend(record(23, 1));
+        }
+        let (_, out) = walk(&mut s, &many);
+        assert_eq!(out.len(), TRAILING_RECORD_HEADERS as usize * RECORD_HEADER_LEN);
+        assert!(s.done());
+    }
+
+    #[test]
+    fn skipped_bytes_inside_a_body_keep_sync_and_across_a_header_stop() {
+        let mut s = WalkerState::default();
+        walk(&mut s, &record(22, 100)[..50]);
+        s.skip(40);
+        assert_eq!(s.record_left, 15);
+        assert!(!s.done());
+        s.skip(100);
+        assert!(s.done());
+    }
+
+    #[test]
+    fn too_many_records_in_one_chunk_stops_the_direction() {
+        let mut s = WalkerState::default();
+        let mut bytes = Vec::new();
+        for _ in 0..(MAX_RECORDS_PER_CHUNK + 2) {
+            bytes.extend(record(22, 0));
+        }
+        walk(&mut s, &bytes);
+        assert!(s.done());
+    }
+
+    #[test]
+    fn tiny_first_read_is_judged_on_the_content_type() {
+        let mut s = WalkerState::default();
+        let (v, _) = walk(&mut s, &[22]);
+        assert_eq!(v.flags, 0);
+        assert_eq!(s.mode, MODE_CAPTURE);
+        let mut s = WalkerState::default();
+        let (v, _) = walk(&mut s, b"G");
+        assert_eq!(v.flags, DATA_FLAG_NOT_TLS);
+    }
+}

@@ -1,0 +1,3 @@
+//! apache2/httpd configuration parser.
+//!
+//! IMPLEMENTATION PENDING (helper).

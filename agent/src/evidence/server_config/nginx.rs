@@ -1,0 +1,3 @@
+//! nginx configuration parser.
+//!
+//! IMPLEMENTATION PENDING (helper).

@@ -1,0 +1,9 @@
+//! tlsdoctor: finds out why TLS handshakes fail on this host.
+//!
+//! Data flows one way: kernel events (`capture`) → connection and handshake
+//! assembly (`assembly`) → evidence (`evidence`) → diagnosis (`diagnosis`) →
+//! sinks (`sinks`: journal, OTLP, console).
+
+pub mod diagnosis;
+pub mod evidence;
+pub mod outcome;

@@ -1,0 +1,3 @@
+fn main() {
+    println!("tlsdoctor agent (skeleton)");
+}

@@ -1,0 +1,110 @@
+//! One finished (or failed) handshake as seen from one end on this host: the
+//! record the journal stores, the OTLP exporter turns into a span and the CLI
+//! prints.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::diagnosis::{Cause, Diagnosis};
+use crate::evidence::openssl::OpensslFacts;
+use crate::evidence::sockets::SocketFacts;
+use crate::evidence::wire::TlsFacts;
+
+/// Which end of the handshake the observed process is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Client,
+    Server,
+}
+
+impl Role {
+    pub fn peer(self) -> Role {
+        match self {
+            Role::Client => Role::Server,
+            Role::Server => Role::Client,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Client => "client",
+            Role::Server => "server",
+        }
+    }
+}
+
+/// Did the handshake complete?
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Result {
+    Success,
+    Failure,
+}
+
+/// One end of the connection. Process fields are set when that end is a
+/// process on this host.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comm: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
+    /// Container id parsed from the process's cgroup path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+}
+
+/// A handshake outcome: the facts, and the diagnosis of a failure.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HandshakeOutcome {
+    /// Unique per outcome on this host.
+    pub id: String,
+    /// When the connection attempt began (connect/accept).
+    pub time: DateTime<Utc>,
+    /// When the outcome was decided.
+    pub end_time: DateTime<Utc>,
+    pub role: Role,
+    pub result: Result,
+    /// Catalogue id of the root cause (`unknown` when none fits).
+    pub cause: Cause,
+    pub client: Endpoint,
+    pub server: Endpoint,
+    pub tls: TlsFacts,
+    pub openssl: OpensslFacts,
+    pub socket: SocketFacts,
+    pub diagnosis: Diagnosis,
+    /// Host name of the machine that observed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+impl HandshakeOutcome {
+    /// The endpoint of the observed process.
+    pub fn local(&self) -> &Endpoint {
+        match self.role {
+            Role::Client => &self.client,
+            Role::Server => &self.server,
+        }
+    }
+
+    pub fn is_failure(&self) -> bool {
+        self.result == Result::Failure
+    }
+
+    /// Sets the diagnosis and keeps `cause` in step with it.
+    pub fn set_diagnosis(&mut self, diagnosis: Diagnosis) {
+        self.cause = diagnosis.cause;
+        self.diagnosis = diagnosis;
+    }
+}

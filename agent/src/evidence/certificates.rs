@@ -6,6 +6,16 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use x509_parser::prelude::*;
+
+/// Why a certificate could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("not a DER X.509 certificate: {0}")]
+    Parse(String),
+    #[error("certificate validity date out of range")]
+    BadDate,
+}
 
 /// The facts of one certificate that diagnosis uses.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +42,77 @@ pub struct CertificateFact {
     pub signature_algorithm: String,
     /// SHA-256 of the DER, lower-case hex.
     pub sha256: String,
+}
+
+impl CertificateFact {
+    /// Parses one DER certificate.
+    pub fn from_der(der: &[u8]) -> Result<Self, CertError> {
+        let (_, cert) =
+            X509Certificate::from_der(der).map_err(|e| CertError::Parse(e.to_string()))?;
+        let registry = x509_parser::objects::oid_registry();
+        let mut sans = Vec::new();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::DNSName(n) => sans.push((*n).to_string()),
+                    GeneralName::IPAddress(bytes) => {
+                        if let Some(ip) = ip_from_bytes(bytes) {
+                            sans.push(ip.to_string());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let common_name = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .map(str::to_string);
+        let spki = cert.public_key();
+        let key_type = match spki.parsed() {
+            Ok(x509_parser::public_key::PublicKey::RSA(_)) => "RSA".to_string(),
+            Ok(x509_parser::public_key::PublicKey::EC(_)) => "EC".to_string(),
+            Ok(x509_parser::public_key::PublicKey::DSA(_)) => "DSA".to_string(),
+            _ => x509_parser::objects::oid2sn(&spki.algorithm.algorithm, registry)
+                .map(str::to_string)
+                .unwrap_or_else(|_| spki.algorithm.algorithm.to_id_string()),
+        };
+        let key_bits = spki
+            .parsed()
+            .ok()
+            .map(|k| k.key_size() as u32)
+            .filter(|&b| b > 0);
+        let sig_oid = &cert.signature_algorithm.algorithm;
+        let signature_algorithm = x509_parser::objects::oid2sn(sig_oid, registry)
+            .map(str::to_string)
+            .unwrap_or_else(|_| sig_oid.to_id_string());
+        let to_utc = |t: &ASN1Time| DateTime::<Utc>::from_timestamp(t.timestamp(), 0);
+        Ok(CertificateFact {
+            subject: cert.subject().to_string(),
+            issuer: cert.issuer().to_string(),
+            common_name,
+            sans,
+            serial: cert.raw_serial_as_string(),
+            not_before: to_utc(&cert.validity().not_before).ok_or(CertError::BadDate)?,
+            not_after: to_utc(&cert.validity().not_after).ok_or(CertError::BadDate)?,
+            self_signed: cert.subject().as_raw() == cert.issuer().as_raw(),
+            is_ca: cert.is_ca(),
+            key_type,
+            key_bits,
+            signature_algorithm,
+            sha256: hex::encode(openssl::sha::sha256(der)),
+        })
+    }
+}
+
+fn ip_from_bytes(bytes: &[u8]) -> Option<std::net::IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(std::net::IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(std::net::IpAddr::from),
+        _ => None,
+    }
 }
 
 /// A problem found in a certificate chain.

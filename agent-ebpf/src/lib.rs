@@ -71,7 +71,7 @@ impl EventKind {
 
 /// Starts every event.
 #[repr(C)]
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EventHeader {
     /// An [`EventKind`].
     pub kind: u32,

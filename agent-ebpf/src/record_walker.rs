@@ -95,9 +95,28 @@ impl WalkerState {
     /// Walk the first `len` bytes of `buf` (a copy of the syscall's buffer).
     ///
     /// In [`MODE_HEADERS`] the record headers found are compacted to the front
-    /// of `buf`, which is why it is mutable.
+    /// of `buf`, which is why it is mutable. The kernel runs the same three
+    /// steps with `bpf_loop` driving [`WalkerState::step`].
     #[inline(always)]
     pub fn walk(&mut self, buf: &mut [u8], len: usize) -> Verdict {
+        let mut cursor = match self.begin(buf, len) {
+            Ok(cursor) => cursor,
+            Err(verdict) => return verdict,
+        };
+        let mut headers = [0u8; MAX_TRAILING_BYTES];
+        for _ in 0..MAX_RECORDS_PER_CHUNK {
+            if !self.step(&mut cursor, &SliceSource(&buf[..]), &mut headers) {
+                break;
+            }
+        }
+        compact_headers(buf, &cursor, &headers);
+        self.finish(&cursor)
+    }
+
+    /// Starts a chunk. `Err` is the chunk's whole verdict (nothing to walk:
+    /// the direction is done, the chunk is empty, or the stream is not TLS).
+    #[inline(always)]
+    pub fn begin(&mut self, buf: &[u8], len: usize) -> Result<Cursor, Verdict> {
         let len = if len > buf.len() { buf.len() } else { len };
         let mut verdict = Verdict {
             emit_len: 0,
@@ -106,7 +125,7 @@ impl WalkerState {
         };
         self.stream_offset = self.stream_offset.wrapping_add(len as u32);
         if self.mode == MODE_DONE || len == 0 {
-            return verdict;
+            return Err(verdict);
         }
         if self.mode == MODE_START {
             if looks_like_tls(buf, len) {
@@ -122,103 +141,148 @@ impl WalkerState {
                 self.mode = MODE_DONE;
                 verdict.emit_len = n;
                 verdict.flags = DATA_FLAG_NOT_TLS;
-                return verdict;
+                return Err(verdict);
             }
         }
-
         let headers_only = self.mode == MODE_HEADERS;
-        // In capture mode the whole chunk is emitted unless application data
-        // starts inside it.
-        let mut emit = if headers_only { 0 } else { len };
-        let mut out = 0usize;
-        let mut pos = 0usize;
-        let mut synced = false;
-        for _ in 0..MAX_RECORDS_PER_CHUNK {
-            // Skip the rest of the current record body.
-            if self.record_left > 0 && pos < len {
-                let avail = (len - pos) as u32;
-                let step = if self.record_left < avail {
-                    self.record_left
-                } else {
-                    avail
-                };
-                self.record_left -= step;
-                pos += step as usize;
-            }
-            if pos >= len {
-                synced = true;
-                break;
-            }
-            // Collect a (possibly split) record header.
-            let mut i = 0;
-            while i < RECORD_HEADER_LEN {
-                if (self.header_have as usize) >= RECORD_HEADER_LEN || pos >= len {
-                    break;
-                }
-                let (Some(b), Some(slot)) = (buf.get(pos), self.header.get_mut(self.header_have as usize))
-                else {
-                    break;
-                };
-                *slot = *b;
-                self.header_have += 1;
-                pos += 1;
-                i += 1;
-            }
-            if (self.header_have as usize) < RECORD_HEADER_LEN {
-                // Split header: the rest arrives with the next chunk.
-                synced = true;
-                break;
-            }
-            self.header_have = 0;
-            let content_type = self.header[0];
-            let record_len = u16::from_be_bytes([self.header[3], self.header[4]]) as u32;
-            if !valid_header(&self.header) || record_len > MAX_RECORD_LEN {
-                // Lost the record boundaries (or the peer sent garbage):
-                // keep what came before this header and stop.
-                self.mode = MODE_DONE;
-                if !headers_only {
-                    emit = pos - RECORD_HEADER_LEN.min(pos);
-                }
-                synced = true;
-                break;
-            }
-            self.record_left = record_len;
-            if self.mode == MODE_CAPTURE && content_type == CONTENT_APPLICATION_DATA {
-                // Keep this header (its length is evidence), drop the body.
-                emit = pos;
-                verdict.flags |= DATA_FLAG_APPDATA;
-                self.mode = MODE_HEADERS;
-            } else if headers_only {
-                if self.trailing_headers >= TRAILING_RECORD_HEADERS {
-                    self.mode = MODE_DONE;
-                    synced = true;
-                    break;
-                }
-                let mut k = 0;
-                while k < RECORD_HEADER_LEN {
-                    if let Some(dst) = buf.get_mut(out) {
-                        *dst = self.header[k];
-                    }
-                    out += 1;
-                    k += 1;
-                }
-                self.trailing_headers += 1;
+        Ok(Cursor {
+            // In capture mode the whole chunk is emitted unless application
+            // data starts inside it.
+            emit: if headers_only { 0 } else { len as u32 },
+            out: 0,
+            pos: 0,
+            len: len as u32,
+            headers_only,
+            synced: false,
+            flags: 0,
+            stream_offset: verdict.stream_offset,
+        })
+    }
+
+    /// Walks one record: the rest of the current body, then the next header.
+    /// Returns false when the chunk is finished (or the direction stopped).
+    ///
+    /// Header bytes come from `source` (in the kernel: the user buffer, so
+    /// that the position is plain arithmetic the verifier need not track
+    /// exactly). In headers-only mode the header is appended to `headers`
+    /// at `c.out`.
+    #[inline(always)]
+    pub fn step(
+        &mut self,
+        c: &mut Cursor,
+        source: &impl HeaderSource,
+        headers: &mut [u8; MAX_TRAILING_BYTES],
+    ) -> bool {
+        let len = c.len;
+        let mut pos = c.pos;
+        // Skip the rest of the current record body.
+        if self.record_left > 0 && pos < len {
+            let avail = len - pos;
+            let step = if self.record_left < avail {
+                self.record_left
+            } else {
+                avail
+            };
+            self.record_left -= step;
+            pos += step;
+        }
+        if pos >= len {
+            c.pos = pos;
+            c.synced = true;
+            return false;
+        }
+        // Collect a (possibly split) record header.
+        let have = if (self.header_have as usize) < RECORD_HEADER_LEN {
+            self.header_have as usize
+        } else {
+            0
+        };
+        let wanted = (RECORD_HEADER_LEN - have) as u32;
+        let take = if len - pos < wanted { len - pos } else { wanted };
+        let mut fresh = [0u8; RECORD_HEADER_LEN];
+        if !source.read(pos, take as usize, &mut fresh) {
+            self.mode = MODE_DONE;
+            c.synced = true;
+            return false;
+        }
+        for i in 0..RECORD_HEADER_LEN {
+            let k = have + i;
+            if i < take as usize && k < RECORD_HEADER_LEN {
+                self.header[k] = fresh[i];
             }
         }
-        if !synced {
+        pos += take;
+        let have = have + take as usize;
+        c.pos = pos;
+        if have < RECORD_HEADER_LEN {
+            // Split header: the rest arrives with the next chunk.
+            self.header_have = have as u8;
+            c.synced = true;
+            return false;
+        }
+        self.header_have = 0;
+        let content_type = self.header[0];
+        let record_len = u16::from_be_bytes([self.header[3], self.header[4]]) as u32;
+        if !valid_header(&self.header) || record_len > MAX_RECORD_LEN {
+            // Lost the record boundaries (or the peer sent garbage): keep
+            // what came before this header and stop.
+            self.mode = MODE_DONE;
+            if !c.headers_only {
+                c.emit = pos.saturating_sub(RECORD_HEADER_LEN as u32);
+            }
+            c.synced = true;
+            return false;
+        }
+        self.record_left = record_len;
+        if self.mode == MODE_CAPTURE && content_type == CONTENT_APPLICATION_DATA {
+            // Keep this header (its length is evidence), drop the body.
+            c.emit = pos;
+            c.flags |= DATA_FLAG_APPDATA;
+            self.mode = MODE_HEADERS;
+        } else if c.headers_only {
+            if self.trailing_headers >= TRAILING_RECORD_HEADERS {
+                self.mode = MODE_DONE;
+                c.synced = true;
+                return false;
+            }
+            let at = c.out as usize;
+            if at + RECORD_HEADER_LEN > MAX_TRAILING_BYTES {
+                self.mode = MODE_DONE;
+                c.synced = true;
+                return false;
+            }
+            for k in 0..RECORD_HEADER_LEN {
+                if let Some(dst) = headers.get_mut(at + k) {
+                    *dst = self.header[k];
+                }
+            }
+            c.out = (at + RECORD_HEADER_LEN) as u32;
+            self.trailing_headers += 1;
+        }
+        true
+    }
+
+    /// Ends a chunk: the verdict for it.
+    #[inline(always)]
+    pub fn finish(&mut self, c: &Cursor) -> Verdict {
+        let mut verdict = Verdict {
+            emit_len: 0,
+            flags: c.flags,
+            stream_offset: c.stream_offset,
+        };
+        if !c.synced {
             // More records in one chunk than the walker follows.
             self.mode = MODE_DONE;
         }
-
-        if headers_only {
-            verdict.emit_len = out as u32;
-            if out > 0 {
+        if c.headers_only {
+            verdict.emit_len = c.out;
+            if c.out > 0 {
                 verdict.flags |= DATA_FLAG_HEADERS_ONLY;
             }
             return verdict;
         }
         let room = CAPTURE_BUDGET.saturating_sub(self.captured);
-        let mut emit = emit as u32;
+        let mut emit = c.emit;
         if emit > room {
             emit = room;
             verdict.flags |= DATA_FLAG_BUDGET;
@@ -228,6 +292,68 @@ impl WalkerState {
         verdict.emit_len = emit;
         verdict
     }
+}
+
+/// Room for every trailing record header a direction reports.
+pub const MAX_TRAILING_BYTES: usize = TRAILING_RECORD_HEADERS as usize * RECORD_HEADER_LEN;
+
+/// Where record-header bytes are read from.
+pub trait HeaderSource {
+    /// Copies `n` (at most 5) bytes at `pos` into `dst`; false if unreadable.
+    fn read(&self, pos: u32, n: usize, dst: &mut [u8; RECORD_HEADER_LEN]) -> bool;
+}
+
+/// Header bytes from a buffer in memory (host tests, and any caller with the
+/// whole chunk at hand).
+pub struct SliceSource<'a>(pub &'a [u8]);
+
+impl HeaderSource for SliceSource<'_> {
+    #[inline(always)]
+    fn read(&self, pos: u32, n: usize, dst: &mut [u8; RECORD_HEADER_LEN]) -> bool {
+        let pos = pos as usize;
+        let Some(src) = self.0.get(pos..pos.saturating_add(n)) else {
+            return false;
+        };
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = *s;
+        }
+        true
+    }
+}
+
+/// Copies the headers `step` collected for this chunk to the front of `buf`
+/// (headers-only events carry only them).
+#[inline(always)]
+pub fn compact_headers(buf: &mut [u8], c: &Cursor, headers: &[u8; MAX_TRAILING_BYTES]) {
+    if !c.headers_only {
+        return;
+    }
+    for (i, src) in headers.iter().enumerate() {
+        if i >= c.out as usize {
+            break;
+        }
+        if let Some(dst) = buf.get_mut(i) {
+            *dst = *src;
+        }
+    }
+}
+
+/// Where a chunk's walk stands between records.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cursor {
+    /// Bytes of the chunk to emit (capture mode).
+    pub emit: u32,
+    /// Bytes of record headers collected (headers-only mode).
+    pub out: u32,
+    pub pos: u32,
+    pub len: u32,
+    pub stream_offset: u32,
+    pub headers_only: bool,
+    /// The walk ended on a record boundary or a split header (not on the
+    /// record limit).
+    pub synced: bool,
+    pub flags: u8,
 }
 
 #[inline(always)]

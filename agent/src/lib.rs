@@ -4,6 +4,7 @@
 //! assembly (`assembly`) → evidence (`evidence`) → diagnosis (`diagnosis`) →
 //! sinks (`sinks`: journal, OTLP, console).
 
+pub mod capture;
 pub mod diagnosis;
 pub mod evidence;
 pub mod outcome;

@@ -1,0 +1,365 @@
+//! OpenSSL uprobes (libssl/libcrypto 1.1 and 3.x, attached per library file).
+//!
+//! A thread entering a handshake-driving call (`SSL_do_handshake`,
+//! `SSL_connect`, `SSL_accept`, and `SSL_read`/`SSL_write` while a handshake
+//! may be pending) gets an entry in `SSL_CALLS`. While it is there, SSL and
+//! X509 errors the library raises and the X.509 verify result are collected
+//! into it; socket syscalls inside the call name its fd. On return, one
+//! `SslEvent` reports a finished handshake, or a failed one with OpenSSL's
+//! own reasons. Non-blocking WANT_READ/WANT_WRITE returns are only counted.
+
+use agent_ebpf::{
+    Counter, ERR_LIB_SSL, ERR_LIB_X509, EventKind, MAX_SSL_ERRORS, SSL_FLAG_ERRORS_TRUNCATED,
+    SSL_FLAG_HANDSHAKE_DONE_BEFORE, SSL_FLAG_VERIFY_RESULT, SslEvent, SslFunc,
+};
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user_str_bytes},
+    macros::{uprobe, uretprobe},
+    programs::{ProbeContext, RetProbeContext},
+};
+
+use crate::maps::{
+    ARGS, ARGS_BIO_NEW_SOCKET, BIO_FD, IO_CALLS_AFTER_DONE, SSL_CALLS, SSL_SCRATCH, SSL_STATE,
+    SSL_STATE_DONE, SslKey, SslState, SysArgs, count, header, is_self, mark_active,
+    reserve,
+};
+
+/// An inner call entered within this long of the outer one on the same
+/// `SSL*` is nested (`SSL_connect` -> `SSL_do_handshake`); an older entry is
+/// left over from a return the probe missed and is replaced.
+const NESTING_WINDOW_NS: u64 = 1_000_000_000;
+
+#[inline(always)]
+fn ssl_key(tgid: u32, ptr: u64) -> SslKey {
+    SslKey { tgid, _pad: 0, ptr }
+}
+
+macro_rules! ssl_call_hooks {
+    ($enter:ident, $exit:ident, $func:expr) => {
+        #[uprobe]
+        pub fn $enter(ctx: ProbeContext) -> u32 {
+            let _ = call_enter(&ctx, $func);
+            0
+        }
+
+        #[uretprobe]
+        pub fn $exit(ctx: RetProbeContext) -> u32 {
+            let _ = call_exit(&ctx);
+            0
+        }
+    };
+}
+
+ssl_call_hooks!(ssl_do_handshake, ssl_do_handshake_ret, SslFunc::DoHandshake);
+ssl_call_hooks!(ssl_connect, ssl_connect_ret, SslFunc::Connect);
+ssl_call_hooks!(ssl_accept, ssl_accept_ret, SslFunc::Accept);
+ssl_call_hooks!(ssl_read, ssl_read_ret, SslFunc::Read);
+ssl_call_hooks!(ssl_write, ssl_write_ret, SslFunc::Write);
+ssl_call_hooks!(ssl_read_ex, ssl_read_ex_ret, SslFunc::ReadEx);
+ssl_call_hooks!(ssl_write_ex, ssl_write_ex_ret, SslFunc::WriteEx);
+
+#[inline(always)]
+fn call_enter(ctx: &ProbeContext, func: SslFunc) -> Result<(), ()> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if is_self(tgid) {
+        return Ok(());
+    }
+    let ssl: u64 = ctx.arg(0).ok_or(())?;
+    let now = unsafe { bpf_ktime_get_ns() };
+
+    let state = SSL_STATE.get_ptr_mut(&ssl_key(tgid, ssl));
+    let mut done_before = false;
+    let mut fd = -1;
+    if let Some(state) = state {
+        let state = unsafe { &mut *state };
+        fd = state.fd;
+        if state.flags & SSL_STATE_DONE != 0 {
+            done_before = true;
+            if func.is_io() {
+                // Established connections cost one lookup per call.
+                if state.io_after_done >= IO_CALLS_AFTER_DONE {
+                    return Ok(());
+                }
+                state.io_after_done += 1;
+            }
+        }
+    }
+
+    if let Some(existing) = SSL_CALLS.get_ptr_mut(pid_tgid) {
+        let existing = unsafe { &mut *existing };
+        if existing.ssl == ssl && existing.depth > 0 && now - existing.entry_ts < NESTING_WINDOW_NS
+        {
+            existing.depth += 1;
+            return Ok(());
+        }
+    }
+
+    let Some(scratch) = SSL_SCRATCH.get_ptr_mut(0) else {
+        return Ok(());
+    };
+    let call = unsafe { &mut *scratch };
+    call.ssl = ssl;
+    call.entry_ts = now;
+    call.pending_func = 0;
+    call.pending_line = 0;
+    call.fd = fd;
+    call.verify_result = 0;
+    call.func = func as u8;
+    call.depth = 1;
+    call.error_count = 0;
+    call.flags = if done_before {
+        SSL_FLAG_HANDSHAKE_DONE_BEFORE
+    } else {
+        0
+    };
+    if SSL_CALLS.insert(pid_tgid, &*call, 0).is_err() {
+        count(Counter::SslCallMapFull);
+    }
+    Ok(())
+}
+
+#[inline(always)]
+fn call_exit(ctx: &RetProbeContext) -> Result<(), ()> {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(call) = SSL_CALLS.get_ptr_mut(pid_tgid) else {
+        return Ok(());
+    };
+    let call = unsafe { &mut *call };
+    if call.depth > 1 {
+        call.depth -= 1;
+        return Ok(());
+    }
+    let ret: i32 = ctx.ret();
+    let tgid = (pid_tgid >> 32) as u32;
+    let func = SslFunc::from_u8(call.func).ok_or(())?;
+    let done_before = call.flags & SSL_FLAG_HANDSHAKE_DONE_BEFORE != 0;
+    // SSL_read/SSL_write return bytes (> 0); the _ex forms and the handshake
+    // functions return 1 on success.
+    let succeeded = ret > 0;
+    let has_errors = call.error_count > 0;
+    let completes = succeeded && !done_before;
+
+    // Remember the socket and completion for the next calls on this SSL*.
+    let key = ssl_key(tgid, call.ssl);
+    let mut state = match unsafe { SSL_STATE.get(&key) } {
+        Some(s) => *s,
+        None => SslState {
+            fd: -1,
+            flags: 0,
+            io_after_done: 0,
+            _pad: 0,
+        },
+    };
+    if call.fd >= 0 {
+        state.fd = call.fd;
+    }
+    if completes || (succeeded && func.is_io()) {
+        state.flags |= SSL_STATE_DONE;
+    }
+    let _ = SSL_STATE.insert(&key, &state, 0);
+    mark_active(tgid);
+
+    let report = completes || has_errors;
+    if !report {
+        if !succeeded {
+            count(Counter::SslWouldBlock);
+        }
+        let _ = SSL_CALLS.remove(pid_tgid);
+        return Ok(());
+    }
+    if let Some(mut e) = reserve::<SslEvent>() {
+        let ev = unsafe { e.assume_init_mut() };
+        ev.header = header(EventKind::Ssl);
+        ev.ssl = call.ssl;
+        ev.entry_ts_ns = call.entry_ts;
+        ev.fd = if call.fd >= 0 { call.fd } else { state.fd };
+        ev.ret = ret;
+        ev.func = call.func;
+        ev.flags = call.flags;
+        ev.error_count = call.error_count;
+        ev._pad = 0;
+        ev.verify_result = call.verify_result;
+        ev.errors = call.errors;
+        e.submit(0);
+    }
+    let _ = SSL_CALLS.remove(pid_tgid);
+    Ok(())
+}
+
+/// OpenSSL 3.x: every `ERR_raise` ends here (`ERR_set_error` calls it too).
+#[uprobe]
+pub fn err_vset_error(ctx: ProbeContext) -> u32 {
+    let lib: Option<i32> = ctx.arg(0);
+    let reason: Option<i32> = ctx.arg(1);
+    if let (Some(lib), Some(reason)) = (lib, reason) {
+        record_error(lib as u32, reason as u32, 0);
+    }
+    0
+}
+
+/// OpenSSL 1.1: `ERR_put_error(lib, func, reason, file, line)`.
+#[uprobe]
+pub fn err_put_error(ctx: ProbeContext) -> u32 {
+    let lib: Option<i32> = ctx.arg(0);
+    let reason: Option<i32> = ctx.arg(2);
+    let line: Option<i32> = ctx.arg(4);
+    if let (Some(lib), Some(reason)) = (lib, reason) {
+        record_error(lib as u32, reason as u32, line.unwrap_or(0) as u32);
+    }
+    0
+}
+
+#[inline(always)]
+fn record_error(lib: u32, reason: u32, line: u32) {
+    if lib != ERR_LIB_SSL && lib != ERR_LIB_X509 {
+        return;
+    }
+    // Only errors raised inside a followed SSL call: other code raises and
+    // clears errors all the time.
+    let Some(call) = SSL_CALLS.get_ptr_mut(bpf_get_current_pid_tgid()) else {
+        return;
+    };
+    let call = unsafe { &mut *call };
+    let idx = call.error_count as usize;
+    if idx >= MAX_SSL_ERRORS {
+        call.flags |= SSL_FLAG_ERRORS_TRUNCATED;
+        count(Counter::SslErrorsTruncated);
+        return;
+    }
+    let pending_func = call.pending_func;
+    let pending_line = call.pending_line;
+    call.pending_func = 0;
+    call.pending_line = 0;
+    let Some(slot) = call.errors.get_mut(idx) else {
+        return;
+    };
+    slot.lib = lib;
+    slot.reason = reason;
+    slot.line = if line != 0 { line } else { pending_line };
+    slot._pad = 0;
+    slot.func[0] = 0;
+    if pending_func != 0 {
+        let _ = unsafe { bpf_probe_read_user_str_bytes(pending_func as *const u8, &mut slot.func) };
+    }
+    call.error_count += 1;
+}
+
+/// OpenSSL 3.x: `ERR_set_debug(file, line, func)`, called just before the
+/// error is set.
+#[uprobe]
+pub fn err_set_debug(ctx: ProbeContext) -> u32 {
+    let Some(call) = SSL_CALLS.get_ptr_mut(bpf_get_current_pid_tgid()) else {
+        return 0;
+    };
+    let line: Option<i32> = ctx.arg(1);
+    let func: Option<u64> = ctx.arg(2);
+    let call = unsafe { &mut *call };
+    call.pending_line = line.unwrap_or(0) as u32;
+    call.pending_func = func.unwrap_or(0);
+    0
+}
+
+/// libssl reads the chain verification result with this right after
+/// `X509_verify_cert`.
+#[uretprobe]
+pub fn x509_store_ctx_get_error_ret(ctx: RetProbeContext) -> u32 {
+    let Some(call) = SSL_CALLS.get_ptr_mut(bpf_get_current_pid_tgid()) else {
+        return 0;
+    };
+    let result: i32 = ctx.ret();
+    let call = unsafe { &mut *call };
+    // Keep the first failure: later calls (callbacks) may read it again.
+    if call.flags & SSL_FLAG_VERIFY_RESULT == 0 || (call.verify_result == 0 && result != 0) {
+        call.verify_result = result;
+        call.flags |= SSL_FLAG_VERIFY_RESULT;
+    }
+    0
+}
+
+/// `SSL_set_fd(ssl, fd)` and `SSL_set_rfd(ssl, fd)`: nginx, python.
+#[uprobe]
+pub fn ssl_set_fd(ctx: ProbeContext) -> u32 {
+    let (Some(ssl), Some(fd)) = (ctx.arg::<u64>(0), ctx.arg::<i32>(1)) else {
+        return 0;
+    };
+    bind_fd(ssl, fd);
+    0
+}
+
+/// `SSL_set_bio(ssl, rbio, wbio)` with a BIO from `BIO_new_socket`: s_client.
+#[uprobe]
+pub fn ssl_set_bio(ctx: ProbeContext) -> u32 {
+    let (Some(ssl), Some(rbio)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) else {
+        return 0;
+    };
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if let Some(fd) = unsafe { BIO_FD.get(&ssl_key(tgid, rbio)) } {
+        bind_fd(ssl, *fd);
+    }
+    0
+}
+
+#[inline(always)]
+fn bind_fd(ssl: u64, fd: i32) {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if is_self(tgid) {
+        return;
+    }
+    let state = SslState {
+        fd,
+        flags: 0,
+        io_after_done: 0,
+        _pad: 0,
+    };
+    // A new binding starts a new connection on a possibly reused SSL*.
+    let _ = SSL_STATE.insert(&ssl_key(tgid, ssl), &state, 0);
+}
+
+#[uprobe]
+pub fn bio_new_socket(ctx: ProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(fd) = ctx.arg::<i32>(0) else {
+        return 0;
+    };
+    let args = SysArgs {
+        kind: ARGS_BIO_NEW_SOCKET,
+        syscall: 0,
+        direction: 0,
+        _pad: 0,
+        fd,
+        buf: 0,
+        len: 0,
+        sk: 0,
+        remote: Default::default(),
+    };
+    let _ = ARGS.insert(pid_tgid, args, 0);
+    0
+}
+
+#[uretprobe]
+pub fn bio_new_socket_ret(ctx: RetProbeContext) -> u32 {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let Some(args) = (unsafe { ARGS.get(pid_tgid) }).copied() else {
+        return 0;
+    };
+    if args.kind != ARGS_BIO_NEW_SOCKET {
+        return 0;
+    }
+    let _ = ARGS.remove(pid_tgid);
+    let bio: u64 = ctx.ret();
+    if bio != 0 {
+        let _ = BIO_FD.insert(&ssl_key((pid_tgid >> 32) as u32, bio), &args.fd, 0);
+    }
+    0
+}
+
+/// `SSL_free(ssl)`: forget the object (its address will be reused).
+#[uprobe]
+pub fn ssl_free(ctx: ProbeContext) -> u32 {
+    if let Some(ssl) = ctx.arg::<u64>(0) {
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        let _ = SSL_STATE.remove(&ssl_key(tgid, ssl));
+    }
+    0
+}

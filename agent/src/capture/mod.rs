@@ -1,0 +1,393 @@
+//! Kernel side, from userspace: loading the eBPF programs, attaching them,
+//! covering TLS libraries, and reading events and counters.
+
+pub mod events;
+pub mod tls_libs;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use agent_ebpf::{COUNTER_COUNT, Counter, TrackedSock, map_names};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::{TracePoint, UProbe, uprobe::UProbeScope};
+use aya::{Ebpf, EbpfLoader};
+use serde::Serialize;
+use tracing::{debug, info, warn};
+
+use tls_libs::{Coverage, FileId, LibKind, MappedLibrary};
+
+/// The eBPF object built by `agent/build.rs`.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tlsdoctor"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error(
+        "this agent was built without its eBPF programs (AYA_BUILD_SKIP); rebuild without it"
+    )]
+    NoObject,
+    #[error("loading the eBPF object: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("eBPF program {program}: {source}")]
+    Program {
+        program: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("eBPF map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("eBPF map {0} is missing from the object")]
+    MissingMap(&'static str),
+    #[error("eBPF program {0} is missing from the object")]
+    MissingProgram(&'static str),
+}
+
+/// Tracepoints: (program, category, event).
+const TRACEPOINTS: &[(&str, &str, &str)] = &[
+    ("sys_enter_connect", "syscalls", "sys_enter_connect"),
+    ("sys_exit_connect", "syscalls", "sys_exit_connect"),
+    ("sys_enter_accept", "syscalls", "sys_enter_accept"),
+    ("sys_exit_accept", "syscalls", "sys_exit_accept"),
+    ("sys_enter_accept4", "syscalls", "sys_enter_accept4"),
+    ("sys_exit_accept4", "syscalls", "sys_exit_accept4"),
+    ("sys_enter_close", "syscalls", "sys_enter_close"),
+    ("sys_enter_read", "syscalls", "sys_enter_read"),
+    ("sys_exit_read", "syscalls", "sys_exit_read"),
+    ("sys_enter_write", "syscalls", "sys_enter_write"),
+    ("sys_exit_write", "syscalls", "sys_exit_write"),
+    ("sys_enter_recvfrom", "syscalls", "sys_enter_recvfrom"),
+    ("sys_exit_recvfrom", "syscalls", "sys_exit_recvfrom"),
+    ("sys_enter_sendto", "syscalls", "sys_enter_sendto"),
+    ("sys_exit_sendto", "syscalls", "sys_exit_sendto"),
+    ("sys_enter_recvmsg", "syscalls", "sys_enter_recvmsg"),
+    ("sys_exit_recvmsg", "syscalls", "sys_exit_recvmsg"),
+    ("sys_enter_sendmsg", "syscalls", "sys_enter_sendmsg"),
+    ("sys_exit_sendmsg", "syscalls", "sys_exit_sendmsg"),
+    ("sys_enter_readv", "syscalls", "sys_enter_readv"),
+    ("sys_exit_readv", "syscalls", "sys_exit_readv"),
+    ("sys_enter_writev", "syscalls", "sys_enter_writev"),
+    ("sys_exit_writev", "syscalls", "sys_exit_writev"),
+    ("inet_sock_set_state", "sock", "inet_sock_set_state"),
+    ("sched_process_exec", "sched", "sched_process_exec"),
+    ("sched_process_exit", "sched", "sched_process_exit"),
+];
+
+/// One uprobe attachment: (program, library, symbol). Symbols missing from a
+/// library build (OpenSSL 1.1 has no `ERR_vset_error`, 3.x no
+/// `ERR_put_error`) are skipped and listed.
+const UPROBES: &[(&str, LibKind, &str)] = &[
+    ("ssl_do_handshake", LibKind::Ssl, "SSL_do_handshake"),
+    ("ssl_do_handshake_ret", LibKind::Ssl, "SSL_do_handshake"),
+    ("ssl_connect", LibKind::Ssl, "SSL_connect"),
+    ("ssl_connect_ret", LibKind::Ssl, "SSL_connect"),
+    ("ssl_accept", LibKind::Ssl, "SSL_accept"),
+    ("ssl_accept_ret", LibKind::Ssl, "SSL_accept"),
+    ("ssl_read", LibKind::Ssl, "SSL_read"),
+    ("ssl_read_ret", LibKind::Ssl, "SSL_read"),
+    ("ssl_write", LibKind::Ssl, "SSL_write"),
+    ("ssl_write_ret", LibKind::Ssl, "SSL_write"),
+    ("ssl_read_ex", LibKind::Ssl, "SSL_read_ex"),
+    ("ssl_read_ex_ret", LibKind::Ssl, "SSL_read_ex"),
+    ("ssl_write_ex", LibKind::Ssl, "SSL_write_ex"),
+    ("ssl_write_ex_ret", LibKind::Ssl, "SSL_write_ex"),
+    ("ssl_set_fd", LibKind::Ssl, "SSL_set_fd"),
+    ("ssl_set_fd", LibKind::Ssl, "SSL_set_rfd"),
+    ("ssl_set_bio", LibKind::Ssl, "SSL_set_bio"),
+    ("ssl_free", LibKind::Ssl, "SSL_free"),
+    ("err_vset_error", LibKind::Crypto, "ERR_vset_error"),
+    ("err_put_error", LibKind::Crypto, "ERR_put_error"),
+    ("err_set_debug", LibKind::Crypto, "ERR_set_debug"),
+    ("x509_store_ctx_get_error_ret", LibKind::Crypto, "X509_STORE_CTX_get_error"),
+    ("bio_new_socket", LibKind::Crypto, "BIO_new_socket"),
+    ("bio_new_socket_ret", LibKind::Crypto, "BIO_new_socket"),
+];
+
+/// Load-time settings.
+#[derive(Clone, Debug)]
+pub struct CaptureOptions {
+    /// Ring buffer size in bytes (a power of two, multiple of the page size).
+    pub ringbuf_bytes: u32,
+    /// eBPF-side log level (aya-log); `None` silences it.
+    pub ebpf_log_level: Option<aya_log::Level>,
+}
+
+impl Default for CaptureOptions {
+    fn default() -> Self {
+        CaptureOptions {
+            ringbuf_bytes: 4 * 1024 * 1024,
+            ebpf_log_level: None,
+        }
+    }
+}
+
+/// What happened when a library file was probed.
+#[derive(Clone, Debug, Serialize)]
+pub struct LibraryReport {
+    pub kind: LibKind,
+    pub path: PathBuf,
+    pub attached: Vec<&'static str>,
+    /// Symbols this build lacks, or attach errors, by symbol.
+    pub skipped: BTreeMap<&'static str, String>,
+}
+
+/// The loaded, attached eBPF programs.
+pub struct Capture {
+    ebpf: Ebpf,
+    libraries: HashMap<FileId, LibraryReport>,
+}
+
+impl Capture {
+    /// Loads the programs and attaches the tracepoints. Uprobes are attached
+    /// per library with [`Capture::cover_library`].
+    pub fn load(options: &CaptureOptions) -> Result<Capture, CaptureError> {
+        if EBPF_OBJECT.is_empty() {
+            return Err(CaptureError::NoObject);
+        }
+        bump_memlock_rlimit();
+        let own_tgid = std::process::id();
+        let log_level = options.ebpf_log_level.map(|l| l as u8).unwrap_or(0);
+        let mut ebpf = EbpfLoader::new()
+            .override_global("AGENT_TGID", &own_tgid, true)
+            .override_global(aya_log::LEVEL, &log_level, false)
+            .map_max_entries(map_names::EVENTS, options.ringbuf_bytes)
+            .load(EBPF_OBJECT)?;
+        if options.ebpf_log_level.is_some() {
+            start_ebpf_logger(&mut ebpf);
+        }
+        for &(program, category, event) in TRACEPOINTS {
+            let tp: &mut TracePoint = program_mut(&mut ebpf, program)?;
+            tp.load().map_err(|source| CaptureError::Program { program, source })?;
+            tp.attach(category, event)
+                .map_err(|source| CaptureError::Program { program, source })?;
+        }
+        let mut loaded = std::collections::HashSet::new();
+        for &(program, _, _) in UPROBES {
+            if loaded.insert(program) {
+                let up: &mut UProbe = program_mut(&mut ebpf, program)?;
+                up.load().map_err(|source| CaptureError::Program { program, source })?;
+            }
+        }
+        info!(
+            tracepoints = TRACEPOINTS.len(),
+            uprobe_programs = loaded.len(),
+            "eBPF programs loaded"
+        );
+        Ok(Capture {
+            ebpf,
+            libraries: HashMap::new(),
+        })
+    }
+
+    /// Probes one library file, once per file (device and inode).
+    pub fn cover_library(&mut self, kind: LibKind, id: FileId, path: &Path) -> &LibraryReport {
+        if !self.libraries.contains_key(&id) {
+            let report = attach_library(&mut self.ebpf, kind, path);
+            if report.attached.is_empty() {
+                warn!(path = %path.display(), skipped = ?report.skipped, "TLS library not probed");
+            } else {
+                info!(path = %path.display(), attached = report.attached.len(),
+                      skipped = report.skipped.len(), "TLS library probed");
+            }
+            self.libraries.insert(id, report);
+        }
+        &self.libraries[&id]
+    }
+
+    /// Covers a process's libraries, reporting why when it cannot.
+    pub fn cover_process(&mut self, pid: u32) -> Coverage {
+        let libs: Vec<MappedLibrary> = match tls_libs::libraries_of(pid) {
+            Ok(libs) => libs,
+            Err(coverage) => return coverage,
+        };
+        if libs.is_empty() {
+            return Coverage::NoTlsLibrary;
+        }
+        let mut missing = Vec::new();
+        for lib in &libs {
+            let report = self.cover_library(lib.kind, lib.id, &lib.attach_path);
+            if report.attached.is_empty() {
+                missing.push(format!("{}: {:?}", lib.path_in_process, report.skipped));
+            }
+        }
+        if libs.iter().any(|l| l.kind == LibKind::Ssl) && missing.is_empty() {
+            Coverage::Covered
+        } else if missing.is_empty() {
+            Coverage::Unsupported("maps libcrypto but no libssl".to_string())
+        } else {
+            Coverage::Unsupported(missing.join("; "))
+        }
+    }
+
+    pub fn libraries(&self) -> impl Iterator<Item = &LibraryReport> {
+        self.libraries.values()
+    }
+
+    /// Takes the event ring buffer (once).
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, CaptureError> {
+        let map = self
+            .ebpf
+            .take_map(map_names::EVENTS)
+            .ok_or(CaptureError::MissingMap(map_names::EVENTS))?;
+        RingBuf::try_from(map).map_err(|source| CaptureError::Map {
+            name: map_names::EVENTS,
+            source,
+        })
+    }
+
+    /// Kernel counters summed over CPUs.
+    pub fn counters(&self) -> Result<Vec<(Counter, u64)>, CaptureError> {
+        let map = self
+            .ebpf
+            .map(map_names::COUNTERS)
+            .ok_or(CaptureError::MissingMap(map_names::COUNTERS))?;
+        let array: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(map).map_err(|source| CaptureError::Map {
+                name: map_names::COUNTERS,
+                source,
+            })?;
+        let mut out = Vec::with_capacity(COUNTER_COUNT as usize);
+        for counter in Counter::ALL {
+            let values = array
+                .get(&(counter as u32), 0)
+                .map_err(|source| CaptureError::Map {
+                    name: map_names::COUNTERS,
+                    source,
+                })?;
+            out.push((counter, values.iter().sum()));
+        }
+        Ok(out)
+    }
+
+    /// Stops tracking sockets (of an exited process, or found stale).
+    pub fn untrack(&mut self, keys: &[u64]) -> Result<usize, CaptureError> {
+        let map = self
+            .ebpf
+            .map_mut(map_names::TRACKED)
+            .ok_or(CaptureError::MissingMap(map_names::TRACKED))?;
+        let mut tracked: BpfHashMap<&mut MapData, u64, TrackedSock> =
+            BpfHashMap::try_from(map).map_err(|source| CaptureError::Map {
+                name: map_names::TRACKED,
+                source,
+            })?;
+        let mut removed = 0;
+        for key in keys {
+            if tracked.remove(key).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Every tracked key of a process.
+    pub fn tracked_keys_of(&self, tgid: u32) -> Result<Vec<u64>, CaptureError> {
+        let map = self
+            .ebpf
+            .map(map_names::TRACKED)
+            .ok_or(CaptureError::MissingMap(map_names::TRACKED))?;
+        let tracked: BpfHashMap<&MapData, u64, TrackedSock> =
+            BpfHashMap::try_from(map).map_err(|source| CaptureError::Map {
+                name: map_names::TRACKED,
+                source,
+            })?;
+        Ok(tracked
+            .keys()
+            .flatten()
+            .filter(|k| (k >> 32) as u32 == tgid)
+            .collect())
+    }
+}
+
+fn program_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, CaptureError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let program = ebpf
+        .program_mut(name)
+        .ok_or(CaptureError::MissingProgram(name))?;
+    program
+        .try_into()
+        .map_err(|source| CaptureError::Program { program: name, source })
+}
+
+fn attach_library(ebpf: &mut Ebpf, kind: LibKind, path: &Path) -> LibraryReport {
+    let mut report = LibraryReport {
+        kind,
+        path: path.to_path_buf(),
+        attached: Vec::new(),
+        skipped: BTreeMap::new(),
+    };
+    for &(program, lib, symbol) in UPROBES {
+        if lib != kind {
+            continue;
+        }
+        let up: &mut UProbe = match program_mut(ebpf, program) {
+            Ok(p) => p,
+            Err(e) => {
+                report.skipped.insert(symbol, e.to_string());
+                continue;
+            }
+        };
+        match up.attach(symbol, path, UProbeScope::AllProcesses) {
+            Ok(_) => {
+                if !report.attached.contains(&symbol) {
+                    report.attached.push(symbol);
+                }
+            }
+            Err(e) => {
+                debug!(symbol, path = %path.display(), error = %e, "uprobe not attached");
+                report.skipped.insert(symbol, error_chain(&e));
+            }
+        }
+    }
+    report
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
+fn bump_memlock_rlimit() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit with a valid pointer to an initialized struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        debug!("could not raise RLIMIT_MEMLOCK; fine on kernels with memcg accounting");
+    }
+}
+
+/// Forwards eBPF-side log records (aya-log) to the agent's log.
+fn start_ebpf_logger(ebpf: &mut Ebpf) {
+    match aya_log::EbpfLogger::init(ebpf) {
+        Ok(logger) => {
+            let Ok(mut fd) =
+                tokio::io::unix::AsyncFd::with_interest(logger, tokio::io::Interest::READABLE)
+            else {
+                warn!("eBPF logger: cannot poll its ring buffer");
+                return;
+            };
+            tokio::spawn(async move {
+                loop {
+                    let Ok(mut guard) = fd.readable_mut().await else {
+                        break;
+                    };
+                    guard.get_inner_mut().flush();
+                    guard.clear_ready();
+                }
+            });
+        }
+        Err(e) => warn!(error = %e, "eBPF logger not started"),
+    }
+}

@@ -1352,3 +1352,1316 @@ fn escape_bytes(b: &[u8]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agent_ebpf::record_walker::WalkerState;
+    use chrono::TimeZone;
+
+    const TLS12_OK_CHAIN: &str = include_str!("testdata/wire/tls12_ok_chain.txt");
+    const TLS13_OK: &str = include_str!("testdata/wire/tls13_ok.txt");
+    const TLS12_UNKNOWN_CA: &str = include_str!("testdata/wire/tls12_unknown_ca.txt");
+    const TLS13_UNKNOWN_CA: &str = include_str!("testdata/wire/tls13_unknown_ca.txt");
+    const VERSION_MISMATCH: &str = include_str!("testdata/wire/version_mismatch.txt");
+    const NO_SHARED_CIPHER: &str = include_str!("testdata/wire/no_shared_cipher.txt");
+    const TLS12_MTLS_NO_CERT: &str = include_str!("testdata/wire/tls12_mtls_no_client_cert.txt");
+    const TLS13_MTLS_NO_CERT: &str = include_str!("testdata/wire/tls13_mtls_no_client_cert.txt");
+    const TLS13_HRR: &str = include_str!("testdata/wire/tls13_hello_retry.txt");
+    const HTTP_TO_TLS: &str = include_str!("testdata/wire/http_request_to_tls_server.txt");
+    const TLS_TO_HTTP: &str = include_str!("testdata/wire/tls_client_to_http_server.txt");
+
+    const ALL_FIXTURES: [&str; 11] = [
+        TLS12_OK_CHAIN,
+        TLS13_OK,
+        TLS12_UNKNOWN_CA,
+        TLS13_UNKNOWN_CA,
+        VERSION_MISMATCH,
+        NO_SHARED_CIPHER,
+        TLS12_MTLS_NO_CERT,
+        TLS13_MTLS_NO_CERT,
+        TLS13_HRR,
+        HTTP_TO_TLS,
+        TLS_TO_HTTP,
+    ];
+
+    use Role::{Client as C, Server as S};
+
+    /// A chunk that owns its bytes.
+    #[derive(Clone, Debug)]
+    struct Owned {
+        time: DateTime<Utc>,
+        sender: Role,
+        stream_offset: u32,
+        flags: u8,
+        bytes: Vec<u8>,
+    }
+
+    fn base_time() -> DateTime<Utc> {
+        Utc.timestamp_opt(1_750_000_000, 0).single().unwrap()
+    }
+
+    fn idx(r: Role) -> usize {
+        match r {
+            Role::Client => 0,
+            Role::Server => 1,
+        }
+    }
+
+    /// Parses a fixture (`<c|s> <seconds> <hex>` lines, `#` comments) into
+    /// chunks with running stream offsets and no flags: every recv() of the
+    /// relay as one syscall.
+    fn load(text: &str) -> Vec<Owned> {
+        let mut offsets = [0u32; 2];
+        let mut out = Vec::new();
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let mut parts = line.split(' ');
+            let tag = parts.next().unwrap();
+            let secs: f64 = parts.next().unwrap().parse().unwrap();
+            let bytes = hex::decode(parts.next().unwrap()).unwrap();
+            let sender = if tag == "c" { C } else { S };
+            out.push(Owned {
+                time: base_time() + chrono::Duration::microseconds((secs * 1e6) as i64),
+                sender,
+                stream_offset: offsets[idx(sender)],
+                flags: 0,
+                bytes: bytes.clone(),
+            });
+            offsets[idx(sender)] += bytes.len() as u32;
+        }
+        out
+    }
+
+    fn assembler(chunks: &[Owned]) -> WireAssembler {
+        let mut w = WireAssembler::default();
+        for c in chunks {
+            w.push(Chunk {
+                time: c.time,
+                sender: c.sender,
+                stream_offset: c.stream_offset,
+                flags: c.flags,
+                bytes: &c.bytes,
+            });
+        }
+        w
+    }
+
+    fn run(chunks: &[Owned]) -> (TlsFacts, WireProgress) {
+        let w = assembler(chunks);
+        let p = w.progress();
+        (w.into_facts(), p)
+    }
+
+    /// What the kernel would send for these syscalls.
+    fn kernel(chunks: &[Owned]) -> Vec<Owned> {
+        let mut walkers = [WalkerState::default(); 2];
+        let mut out = Vec::new();
+        for c in chunks {
+            let mut buf = c.bytes.clone();
+            let len = buf.len();
+            let v = walkers[idx(c.sender)].walk(&mut buf, len);
+            buf.truncate(v.emit_len as usize);
+            if v.emit_len > 0 || v.flags != 0 {
+                out.push(Owned {
+                    stream_offset: v.stream_offset,
+                    flags: v.flags,
+                    bytes: buf,
+                    ..c.clone()
+                });
+            }
+        }
+        out
+    }
+
+    /// Splits chunks into pieces of `size()` bytes. Flags that end a chunk go
+    /// on its last piece; NOT_TLS and HEADERS_ONLY chunks stay whole.
+    fn split(chunks: &[Owned], mut size: impl FnMut() -> usize) -> Vec<Owned> {
+        let mut out = Vec::new();
+        for c in chunks {
+            if c.flags & (DATA_FLAG_NOT_TLS | DATA_FLAG_HEADERS_ONLY) != 0 || c.bytes.len() <= 1 {
+                out.push(c.clone());
+                continue;
+            }
+            let mut pos = 0;
+            while pos < c.bytes.len() {
+                let n = size().clamp(1, c.bytes.len() - pos);
+                let last = pos + n == c.bytes.len();
+                out.push(Owned {
+                    stream_offset: c.stream_offset + pos as u32,
+                    flags: if last { c.flags } else { 0 },
+                    bytes: c.bytes[pos..pos + n].to_vec(),
+                    ..c.clone()
+                });
+                pos += n;
+            }
+        }
+        out
+    }
+
+    /// Splits chunks the way OpenSSL reads: each record header, then each
+    /// body, in separate syscalls.
+    fn openssl_reads(chunks: &[Owned]) -> Vec<Owned> {
+        let mut cuts: [Vec<u32>; 2] = [Vec::new(), Vec::new()];
+        for role in [C, S] {
+            let stream: Vec<u8> = chunks
+                .iter()
+                .filter(|c| c.sender == role)
+                .flat_map(|c| c.bytes.clone())
+                .collect();
+            let mut pos = 0usize;
+            while pos + 5 <= stream.len() && header_prefix_ok(&stream[pos..pos + 5]) {
+                let len = u16::from_be_bytes([stream[pos + 3], stream[pos + 4]]) as usize;
+                cuts[idx(role)].push(pos as u32 + 5);
+                pos += 5 + len;
+                cuts[idx(role)].push(pos as u32);
+            }
+        }
+        let mut out = Vec::new();
+        for c in chunks {
+            let end = c.stream_offset + c.bytes.len() as u32;
+            let mut start = c.stream_offset;
+            let inner = cuts[idx(c.sender)]
+                .iter()
+                .copied()
+                .filter(|&x| x > c.stream_offset && x < end);
+            for cut in inner.chain([end]) {
+                let a = (start - c.stream_offset) as usize;
+                let b = (cut - c.stream_offset) as usize;
+                out.push(Owned {
+                    stream_offset: start,
+                    flags: if cut == end { c.flags } else { 0 },
+                    bytes: c.bytes[a..b].to_vec(),
+                    ..c.clone()
+                });
+                start = cut;
+            }
+        }
+        out
+    }
+
+    /// Re-frames each chunk's plaintext handshake records (before its
+    /// sender's ChangeCipherSpec) into records of at most `max` body bytes,
+    /// so handshake messages span records. Chunks must hold whole records.
+    fn refragment(chunks: &[Owned], max: usize) -> Vec<Owned> {
+        let mut ccs = [false; 2];
+        let mut offsets = [0u32; 2];
+        let mut out = Vec::new();
+        for c in chunks {
+            let mut bytes = Vec::new();
+            let mut pending: Vec<u8> = Vec::new();
+            let flush = |pending: &mut Vec<u8>, bytes: &mut Vec<u8>| {
+                for frag in pending.chunks(max) {
+                    bytes.extend([22, 3, 3]);
+                    bytes.extend((frag.len() as u16).to_be_bytes());
+                    bytes.extend(frag);
+                }
+                pending.clear();
+            };
+            let mut pos = 0;
+            while pos < c.bytes.len() {
+                let h = &c.bytes[pos..pos + 5];
+                let len = u16::from_be_bytes([h[3], h[4]]) as usize;
+                let body = &c.bytes[pos + 5..pos + 5 + len];
+                if h[0] == 22 && !ccs[idx(c.sender)] {
+                    pending.extend(body);
+                } else {
+                    flush(&mut pending, &mut bytes);
+                    bytes.extend(&c.bytes[pos..pos + 5 + len]);
+                }
+                ccs[idx(c.sender)] |= h[0] == 20;
+                pos += 5 + len;
+            }
+            flush(&mut pending, &mut bytes);
+            let n = bytes.len() as u32;
+            out.push(Owned {
+                stream_offset: offsets[idx(c.sender)],
+                bytes,
+                ..c.clone()
+            });
+            offsets[idx(c.sender)] += n;
+        }
+        out
+    }
+
+    /// xorshift64: deterministic randomness without a dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n.max(1) as u64) as usize
+        }
+    }
+
+    fn variants(chunks: &[Owned], prefix: &str) -> Vec<(String, Vec<Owned>)> {
+        let mut v = vec![
+            (prefix.to_string(), chunks.to_vec()),
+            (format!("{prefix}, byte by byte"), split(chunks, || 1)),
+        ];
+        for seed in [1u64, 7, 1234] {
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let pieces = split(chunks, || 1 + rng.below(64));
+            v.push((format!("{prefix}, random pieces (seed {seed})"), pieces));
+        }
+        v
+    }
+
+    /// Runs a fixture in every chunking and checks that each group of
+    /// chunkings of the same syscalls yields identical facts, then applies
+    /// `check` to each group. Groups: the relay's chunks as syscalls (raw and
+    /// split like OpenSSL reads), and what the kernel's record walker makes
+    /// of both.
+    fn check_fixture(text: &str, check: impl Fn(&TlsFacts, WireProgress, &str)) {
+        let raw = load(text);
+        let reads = openssl_reads(&raw);
+        let mut raw_group = variants(&raw, "relay chunks");
+        raw_group.extend(variants(&reads, "openssl-style reads"));
+        let groups = [
+            raw_group,
+            variants(&kernel(&raw), "kernel events of relay chunks"),
+            variants(&kernel(&reads), "kernel events of openssl-style reads"),
+        ];
+        for group in groups {
+            let (name0, chunks0) = &group[0];
+            let (facts0, progress0) = run(chunks0);
+            check(&facts0, progress0, name0);
+            for (name, chunks) in &group[1..] {
+                let (facts, progress) = run(chunks);
+                assert_eq!(facts, facts0, "{name} differs from {name0}");
+                assert_eq!(progress, progress0, "{name} differs from {name0}");
+            }
+        }
+    }
+
+    fn messages(f: &TlsFacts) -> Vec<(Role, &str)> {
+        f.messages
+            .iter()
+            .map(|m| (m.sender, m.message.as_str()))
+            .collect()
+    }
+
+    fn has_anomaly(f: &TlsFacts, needle: &str) -> bool {
+        f.anomalies.iter().any(|a| a.contains(needle))
+    }
+
+    fn is_hex64(s: &str) -> bool {
+        s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+    }
+
+    #[test]
+    fn tls12_success_with_chain() {
+        let first_client_time = load(TLS12_OK_CHAIN)[0].time;
+        check_fixture(TLS12_OK_CHAIN, |f, p, name| {
+            assert_eq!(p, WireProgress::Completed, "{name}");
+            assert!(f.anomalies.is_empty(), "{name}: {:?}", f.anomalies);
+            assert_eq!(f.sni.as_deref(), Some("server.test"));
+            assert_eq!(f.offered_versions, ["TLS 1.2"]);
+            assert_eq!(f.negotiated_version.as_deref(), Some("TLS 1.2"));
+            let ch = f.client_hello.as_ref().unwrap();
+            assert_eq!(ch.time, Some(first_client_time));
+            assert_eq!(ch.legacy_version, "TLS 1.2");
+            assert!(ch.supported_versions.is_empty());
+            assert_eq!(
+                ch.cipher_suites[0],
+                "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"
+            );
+            assert_eq!(
+                ch.cipher_suites.last().unwrap(),
+                "TLS_EMPTY_RENEGOTIATION_INFO_SCSV"
+            );
+            assert_eq!(ch.supported_groups[..2], ["x25519", "secp256r1"]);
+            assert_eq!(ch.signature_algorithms[0], "ecdsa_secp256r1_sha256");
+            assert!(
+                ch.signature_algorithms
+                    .iter()
+                    .any(|s| s == "rsa_pss_rsae_sha256")
+            );
+            assert!(is_hex64(&ch.random));
+            let sh = f.server_hello.as_ref().unwrap();
+            assert_eq!(sh.version, "TLS 1.2");
+            assert_eq!(sh.cipher_suite, "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384");
+            assert!(!sh.hello_retry_request);
+            assert!(is_hex64(&sh.random) && sh.random != ch.random);
+            assert_eq!(f.server_certificates.len(), 2);
+            let (leaf, ca) = (&f.server_certificates[0], &f.server_certificates[1]);
+            assert_eq!(leaf.subject, "CN=server.test");
+            assert_eq!(leaf.issuer, "O=tlsdoctor test, CN=tlsdoctor Test CA");
+            assert_eq!(leaf.sans, ["server.test"]);
+            assert!(!leaf.is_ca);
+            assert_eq!(ca.subject, ca.issuer);
+            assert!(ca.is_ca && ca.self_signed);
+            assert!(!f.certificate_requested);
+            assert_eq!(f.client_certificate_count, None);
+            assert!(f.alert.is_none() && f.alerts.is_empty() && f.non_tls.is_none());
+            assert_eq!(
+                messages(f),
+                [
+                    (C, "ClientHello"),
+                    (S, "ServerHello"),
+                    (S, "Certificate"),
+                    (S, "ServerKeyExchange"),
+                    (S, "ServerHelloDone"),
+                    (C, "ClientKeyExchange"),
+                    (C, "ChangeCipherSpec"),
+                    (S, "NewSessionTicket"),
+                    (S, "ChangeCipherSpec"),
+                ]
+            );
+            let enc: Vec<_> = f
+                .encrypted_records
+                .iter()
+                .map(|r| (r.sender, r.content_type, r.probable_alert))
+                .collect();
+            // Finished of each side, the client's data, then both
+            // close_notify alerts (encrypted, type 21 kept).
+            assert_eq!(
+                enc,
+                [
+                    (C, 22, false),
+                    (S, 22, false),
+                    (C, 23, false),
+                    (C, 21, true),
+                    (S, 21, true)
+                ],
+                "{name}"
+            );
+        });
+    }
+
+    #[test]
+    fn tls13_success_with_alpn() {
+        check_fixture(TLS13_OK, |f, p, name| {
+            assert_eq!(p, WireProgress::Completed, "{name}");
+            assert!(f.anomalies.is_empty(), "{name}: {:?}", f.anomalies);
+            assert_eq!(f.sni.as_deref(), Some("server.test"));
+            assert_eq!(f.offered_versions, ["TLS 1.3"]);
+            assert_eq!(f.negotiated_version.as_deref(), Some("TLS 1.3"));
+            let ch = f.client_hello.as_ref().unwrap();
+            assert_eq!(ch.legacy_version, "TLS 1.2");
+            assert_eq!(ch.supported_versions, ["TLS 1.3"]);
+            assert_eq!(ch.alpn, ["h2", "http/1.1"]);
+            assert_eq!(
+                ch.cipher_suites[..3],
+                [
+                    "TLS_AES_256_GCM_SHA384",
+                    "TLS_CHACHA20_POLY1305_SHA256",
+                    "TLS_AES_128_GCM_SHA256"
+                ]
+            );
+            let sh = f.server_hello.as_ref().unwrap();
+            assert_eq!(sh.version, "TLS 1.3");
+            assert_eq!(sh.cipher_suite, "TLS_AES_256_GCM_SHA384");
+            // TLS 1.3 sends ALPN and certificates encrypted.
+            assert_eq!(sh.alpn, None);
+            assert!(f.server_certificates.is_empty());
+            assert_eq!(
+                messages(f),
+                [
+                    (C, "ClientHello"),
+                    (S, "ServerHello"),
+                    (S, "ChangeCipherSpec"),
+                    (C, "ChangeCipherSpec"),
+                ]
+            );
+            assert!(f.alerts.is_empty());
+            assert!(f.encrypted_records.iter().all(|r| r.content_type == 23));
+            assert!(f.encrypted_records.iter().any(|r| r.sender == S));
+            // The client's Finished (69 bytes with SHA-384), and its
+            // close_notify at the end (19 bytes, a probable alert).
+            let client: Vec<_> = f
+                .encrypted_records
+                .iter()
+                .filter(|r| r.sender == C)
+                .collect();
+            assert_eq!((client[0].length, client[0].probable_alert), (69, false));
+            let last = client.last().unwrap();
+            assert_eq!((last.length, last.probable_alert), (19, true), "{name}");
+        });
+    }
+
+    #[test]
+    fn tls12_client_rejects_untrusted_ca() {
+        check_fixture(TLS12_UNKNOWN_CA, |f, p, name| {
+            assert_eq!(p, WireProgress::Failed, "{name}");
+            let alert = f.alert.as_ref().unwrap();
+            assert_eq!(alert.sender, C);
+            assert_eq!(
+                (alert.level.as_str(), alert.description.as_str(), alert.code),
+                ("fatal", "unknown_ca", 48)
+            );
+            assert_eq!(f.alerts.len(), 1);
+            assert_eq!(f.server_certificates.len(), 2);
+            assert_eq!(
+                f.server_certificates[0].common_name.as_deref(),
+                Some("server.test")
+            );
+            assert_eq!(messages(f).last(), Some(&(S, "ServerHelloDone")));
+            assert!(f.encrypted_records.is_empty());
+            assert!(f.anomalies.is_empty(), "{:?}", f.anomalies);
+        });
+    }
+
+    #[test]
+    fn tls13_client_rejects_untrusted_ca_in_clear() {
+        check_fixture(TLS13_UNKNOWN_CA, |f, p, name| {
+            assert_eq!(p, WireProgress::Failed, "{name}");
+            assert_eq!(f.negotiated_version.as_deref(), Some("TLS 1.3"));
+            let alert = f.alert.as_ref().unwrap();
+            assert_eq!(
+                (alert.sender, alert.description.as_str(), alert.code),
+                (C, "unknown_ca", 48)
+            );
+            assert_eq!(
+                messages(f),
+                [
+                    (C, "ClientHello"),
+                    (S, "ServerHello"),
+                    (S, "ChangeCipherSpec")
+                ]
+            );
+            // The server's encrypted flight; nothing encrypted from the client.
+            assert!(!f.encrypted_records.is_empty());
+            assert!(f.encrypted_records.iter().all(|r| r.sender == S));
+            assert!(f.anomalies.is_empty(), "{:?}", f.anomalies);
+        });
+    }
+
+    #[test]
+    fn protocol_version_mismatch() {
+        check_fixture(VERSION_MISMATCH, |f, p, name| {
+            assert_eq!(p, WireProgress::Failed, "{name}");
+            assert_eq!(f.offered_versions, ["TLS 1.2"]);
+            assert_eq!(f.negotiated_version, None);
+            assert!(f.server_hello.is_none());
+            let alert = f.alert.as_ref().unwrap();
+            assert_eq!(
+                (
+                    alert.sender,
+                    alert.level.as_str(),
+                    alert.description.as_str(),
+                    alert.code
+                ),
+                (S, "fatal", "protocol_version", 70)
+            );
+            assert_eq!(messages(f), [(C, "ClientHello")]);
+        });
+    }
+
+    #[test]
+    fn no_shared_cipher() {
+        check_fixture(NO_SHARED_CIPHER, |f, p, name| {
+            assert_eq!(p, WireProgress::Failed, "{name}");
+            let ch = f.client_hello.as_ref().unwrap();
+            assert_eq!(
+                ch.cipher_suites,
+                [
+                    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+                    "TLS_EMPTY_RENEGOTIATION_INFO_SCSV"
+                ]
+            );
+            assert!(f.server_hello.is_none());
+            let alert = f.alert.as_ref().unwrap();
+            assert_eq!(
+                (alert.sender, alert.description.as_str(), alert.code),
+                (S, "handshake_failure", 40)
+            );
+        });
+    }
+
+    #[test]
+    fn tls12_mtls_client_sends_no_certificate() {
+        check_fixture(TLS12_MTLS_NO_CERT, |f, p, name| {
+            assert_eq!(p, WireProgress::Failed, "{name}");
+            assert!(f.certificate_requested);
+            assert_eq!(f.client_certificate_count, Some(0));
+            assert_eq!(f.server_certificates.len(), 2);
+            let alert = f.alert.as_ref().unwrap();
+            assert_eq!(
+                (alert.sender, alert.description.as_str(), alert.code),
+                (S, "handshake_failure", 40)
+            );
+            let m = messages(f);
+            assert!(m.contains(&(S, "CertificateRequest")));
+            let client: Vec<_> = m.iter().filter(|(s, _)| *s == C).map(|(_, n)| *n).collect();
+            assert_eq!(
+                client,
+                [
+                    "ClientHello",
+                    "Certificate",
+                    "ClientKeyExchange",
+                    "ChangeCipherSpec"
+                ]
+            );
+            // The client's encrypted Finished; the server never switched.
+            assert_eq!(f.encrypted_records.len(), 1);
+            assert_eq!(
+                (
+                    f.encrypted_records[0].sender,
+                    f.encrypted_records[0].content_type
+                ),
+                (C, 22)
+            );
+        });
+    }
+
+    #[test]
+    fn tls13_mtls_rejection_is_an_encrypted_alert() {
+        check_fixture(TLS13_MTLS_NO_CERT, |f, p, name| {
+            // By the wire both sides went past the handshake; the server's
+            // certificate_required comes encrypted afterwards and only its
+            // length gives it away.
+            assert_eq!(p, WireProgress::Completed, "{name}");
+            assert!(!f.certificate_requested, "encrypted in TLS 1.3");
+            assert_eq!(f.client_certificate_count, None);
+            assert!(f.alerts.is_empty());
+            let last = f.encrypted_records.last().unwrap();
+            assert_eq!(
+                (last.sender, last.length, last.probable_alert),
+                (S, 19, true),
+                "{name}"
+            );
+        });
+    }
+
+    #[test]
+    fn tls13_hello_retry_request_is_not_encryption_start() {
+        check_fixture(TLS13_HRR, |f, p, name| {
+            assert_eq!(p, WireProgress::Completed, "{name}");
+            assert!(f.anomalies.is_empty(), "{name}: {:?}", f.anomalies);
+            assert_eq!(
+                messages(f),
+                [
+                    (C, "ClientHello"),
+                    (S, "HelloRetryRequest"),
+                    (S, "ChangeCipherSpec"),
+                    (C, "ChangeCipherSpec"),
+                    (C, "ClientHello"),
+                    (S, "ServerHello"),
+                ]
+            );
+            let sh = f.server_hello.as_ref().unwrap();
+            assert!(!sh.hello_retry_request);
+            assert_eq!(sh.version, "TLS 1.3");
+            assert_eq!(f.negotiated_version.as_deref(), Some("TLS 1.3"));
+            // The first ClientHello's facts are kept.
+            let ch = f.client_hello.as_ref().unwrap();
+            assert_eq!(ch.supported_groups[..2], ["x25519", "secp256r1"]);
+        });
+    }
+
+    #[test]
+    fn hello_retry_request_alone_is_flagged() {
+        let chunks = load(TLS13_HRR);
+        let (f, p) = run(&chunks[..2]);
+        assert_eq!(p, WireProgress::InProgress);
+        let sh = f.server_hello.unwrap();
+        assert!(sh.hello_retry_request);
+        assert_eq!(sh.version, "TLS 1.3");
+        assert!(f.encrypted_records.is_empty());
+    }
+
+    #[test]
+    fn plain_http_request_to_tls_server() {
+        check_fixture(HTTP_TO_TLS, |f, p, name| {
+            assert_eq!(p, WireProgress::Failed, "{name}");
+            let n = f.non_tls.as_ref().unwrap();
+            assert_eq!(n.sender, C);
+            assert_eq!(n.kind, "http-request");
+            assert_eq!(n.first_bytes, "GET / HTTP/1.1\\r\\nHost: se");
+            assert!(f.client_hello.is_none() && f.messages.is_empty());
+            assert!(f.anomalies.is_empty(), "{:?}", f.anomalies);
+        });
+    }
+
+    #[test]
+    fn tls_client_to_plain_http_server() {
+        check_fixture(TLS_TO_HTTP, |f, p, name| {
+            assert_eq!(p, WireProgress::Failed, "{name}");
+            let n = f.non_tls.as_ref().unwrap();
+            assert_eq!(n.sender, S);
+            assert_eq!(n.kind, "http-response");
+            assert_eq!(n.first_bytes, "HTTP/1.0 400 Bad request");
+            assert_eq!(f.sni.as_deref(), Some("server.test"));
+            assert_eq!(messages(f), [(C, "ClientHello")]);
+        });
+    }
+
+    #[test]
+    fn handshake_messages_spanning_records_are_reassembled() {
+        for text in ALL_FIXTURES {
+            let raw = load(text);
+            if raw
+                .iter()
+                .any(|c| !header_prefix_ok(&c.bytes[..c.bytes.len().min(5)]))
+            {
+                continue; // not TLS
+            }
+            let (want, want_p) = run(&raw);
+            for max in [1, 3, 50, 1000] {
+                let frag = refragment(&raw, max);
+                for chunks in [frag.clone(), openssl_reads(&frag), split(&frag, || 7)] {
+                    let (got, p) = run(&chunks);
+                    assert_eq!(got, want, "fragments of {max} bytes");
+                    assert_eq!(p, want_p);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gap_inside_a_record_keeps_record_sync() {
+        let mut chunks = load(TLS12_OK_CHAIN);
+        // The server's first flight: ServerHello (70 bytes) then the
+        // Certificate record. Drop 100 bytes inside the Certificate record.
+        let flight = chunks.remove(1);
+        assert_eq!(flight.sender, S);
+        let mut tail = flight.clone();
+        tail.stream_offset = 300;
+        tail.bytes = flight.bytes[300..].to_vec();
+        let mut head = flight;
+        head.bytes.truncate(200);
+        chunks.insert(1, tail);
+        chunks.insert(1, head);
+        let (f, p) = run(&chunks);
+        assert!(
+            has_anomaly(&f, "server stream: 100 bytes missing at offset 200"),
+            "{:?}",
+            f.anomalies
+        );
+        assert!(f.server_certificates.is_empty());
+        let server: Vec<_> = messages(&f)
+            .into_iter()
+            .filter(|m| m.0 == S)
+            .map(|m| m.1)
+            .collect();
+        assert_eq!(
+            server,
+            [
+                "ServerHello",
+                "ServerKeyExchange",
+                "ServerHelloDone",
+                "NewSessionTicket",
+                "ChangeCipherSpec"
+            ]
+        );
+        assert_eq!(p, WireProgress::Completed);
+    }
+
+    #[test]
+    fn gap_inside_a_fragmented_message_skips_just_that_message() {
+        let mut chunks = refragment(&load(TLS12_OK_CHAIN), 100);
+        let flight = chunks.remove(1);
+        // The flight's handshake messages now run through 105-byte records
+        // (ServerHello is the first 69 bytes). Drop 30 bytes in the body of
+        // the fourth record: inside the Certificate message.
+        let gap_at = 3 * 105 + 5 + 20;
+        let mut tail = flight.clone();
+        tail.stream_offset = gap_at + 30;
+        tail.bytes = flight.bytes[gap_at as usize + 30..].to_vec();
+        let mut head = flight;
+        head.bytes.truncate(gap_at as usize);
+        chunks.insert(1, tail);
+        chunks.insert(1, head);
+        let (f, _) = run(&chunks);
+        assert!(
+            has_anomaly(&f, "server stream: Certificate message incomplete"),
+            "{:?}",
+            f.anomalies
+        );
+        let server: Vec<_> = messages(&f)
+            .into_iter()
+            .filter(|m| m.0 == S)
+            .map(|m| m.1)
+            .collect();
+        assert_eq!(
+            server[..3],
+            ["ServerHello", "ServerKeyExchange", "ServerHelloDone"]
+        );
+        assert!(f.server_certificates.is_empty());
+    }
+
+    #[test]
+    fn gap_of_whole_records_resynchronises_on_the_next_header() {
+        let mut chunks = load(TLS12_OK_CHAIN);
+        let flight = chunks.remove(1);
+        let cert_len = u16::from_be_bytes([flight.bytes[73], flight.bytes[74]]) as usize;
+        let next = 70 + 5 + cert_len;
+        let mut tail = flight.clone();
+        tail.stream_offset = next as u32;
+        tail.bytes = flight.bytes[next..].to_vec();
+        let mut head = flight;
+        head.bytes.truncate(70);
+        chunks.insert(1, tail);
+        chunks.insert(1, head);
+        let (f, p) = run(&chunks);
+        assert!(has_anomaly(&f, "resynchronised"), "{:?}", f.anomalies);
+        assert!(messages(&f).contains(&(S, "ServerHelloDone")));
+        assert!(f.server_certificates.is_empty());
+        assert_eq!(p, WireProgress::Completed);
+    }
+
+    #[test]
+    fn gap_across_a_header_loses_the_direction() {
+        let mut chunks = load(TLS12_OK_CHAIN);
+        let flight = chunks.remove(1);
+        let mut tail = flight.clone();
+        tail.stream_offset = 1000;
+        tail.bytes = flight.bytes[1000..].to_vec();
+        let mut head = flight;
+        head.bytes.truncate(200);
+        chunks.insert(1, tail);
+        chunks.insert(1, head);
+        let (f, p) = run(&chunks);
+        assert!(
+            has_anomaly(&f, "record boundaries lost"),
+            "{:?}",
+            f.anomalies
+        );
+        let server: Vec<_> = messages(&f).into_iter().filter(|m| m.0 == S).collect();
+        assert_eq!(server, [(S, "ServerHello")]);
+        // The client side is still parsed.
+        assert!(messages(&f).contains(&(C, "ChangeCipherSpec")));
+        assert_eq!(p, WireProgress::InProgress);
+    }
+
+    #[test]
+    fn first_chunk_after_missing_start() {
+        let chunks = load(TLS12_OK_CHAIN);
+        // Starts at the server's second flight: a record header.
+        let mut late = chunks[3].clone();
+        late.stream_offset += 10;
+        let (f, _) = run(&[late.clone()]);
+        assert!(has_anomaly(&f, "bytes missing at offset 0"));
+        assert!(has_anomaly(&f, "resynchronised"));
+        assert_eq!(
+            messages(&f),
+            [(S, "NewSessionTicket"), (S, "ChangeCipherSpec")]
+        );
+        assert!(f.non_tls.is_none());
+        // Starts mid-record: nothing can be framed, and it is not "not TLS".
+        late.bytes.remove(0);
+        let (f, _) = run(&[late]);
+        assert!(has_anomaly(&f, "record boundaries lost"));
+        assert!(f.messages.is_empty() && f.non_tls.is_none());
+    }
+
+    #[test]
+    fn repeated_bytes_are_ignored() {
+        let chunks = load(TLS12_OK_CHAIN);
+        let (want, _) = run(&chunks);
+        let mut doubled = Vec::new();
+        for c in &chunks {
+            doubled.push(c.clone());
+            doubled.push(c.clone());
+            // And a partial overlap that adds nothing new.
+            let mut part = c.clone();
+            part.stream_offset += 1;
+            part.bytes.remove(0);
+            doubled.push(part);
+        }
+        let (mut got, _) = run(&doubled);
+        assert!(has_anomaly(&got, "repeats bytes already seen"));
+        got.anomalies.clear();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn garbage_after_records_is_an_anomaly_not_non_tls() {
+        let mut chunks = load(TLS12_OK_CHAIN);
+        chunks.truncate(1);
+        let mut garbage = chunks[0].clone();
+        garbage.stream_offset = garbage.bytes.len() as u32;
+        garbage.bytes = b"\x00\x01garbage-garbage".to_vec();
+        chunks.push(garbage);
+        let (f, p) = run(&chunks);
+        assert!(f.non_tls.is_none());
+        assert!(
+            has_anomaly(&f, "malformed record header 00 at offset 208"),
+            "{:?}",
+            f.anomalies
+        );
+        assert_eq!(f.sni.as_deref(), Some("server.test"));
+        assert_eq!(p, WireProgress::InProgress);
+    }
+
+    fn chunk(sender: Role, offset: u32, flags: u8, bytes: &[u8]) -> Owned {
+        Owned {
+            time: base_time(),
+            sender,
+            stream_offset: offset,
+            flags,
+            bytes: bytes.to_vec(),
+        }
+    }
+
+    #[test]
+    fn not_tls_chunks_are_described() {
+        let cases: [(&[u8], &str, &str); 5] = [
+            (
+                b"GET / HTTP/1.1\r\nHost: ex",
+                "http-request",
+                "GET / HTTP/1.1\\r\\nHost: ex",
+            ),
+            (
+                b"HTTP/1.1 400 Bad Request",
+                "http-response",
+                "HTTP/1.1 400 Bad Request",
+            ),
+            (
+                b"\x80\x2e\x01\x00\x02\x00\x15\x00\x00\x00\x10",
+                "sslv2-hello",
+                "\\x80.\\x01\\x00\\x02\\x00\\x15\\x00\\x00\\x00\\x10",
+            ),
+            (
+                b"SSH-2.0-OpenSSH_9.6\r\n",
+                "unknown",
+                "SSH-2.0-OpenSSH_9.6\\r\\n",
+            ),
+            (b"\x00\\\t\xff", "unknown", "\\x00\\\\\\t\\xff"),
+        ];
+        for (bytes, kind, first) in cases {
+            for flags in [DATA_FLAG_NOT_TLS, 0] {
+                let (f, p) = run(&[chunk(S, 0, flags, bytes)]);
+                assert_eq!(p, WireProgress::Failed);
+                let n = f.non_tls.unwrap();
+                assert_eq!(
+                    (n.sender, n.kind.as_str(), n.first_bytes.as_str()),
+                    (S, kind, first)
+                );
+            }
+        }
+        // More than the snippet is cut, whichever way it arrives.
+        let long = b"POST /api/v1/items HTTP/1.1\r\n";
+        let one = run(&[chunk(C, 0, 0, long)]).0.non_tls.unwrap();
+        let bytewise = run(&split(&[chunk(C, 0, 0, long)], || 1))
+            .0
+            .non_tls
+            .unwrap();
+        assert_eq!(one, bytewise);
+        assert_eq!(one.first_bytes, "POST /api/v1/items HTTP/");
+    }
+
+    #[test]
+    fn headers_only_chunks_after_application_data() {
+        let chunks = load(TLS13_OK);
+        // Client hello, then the server's flight.
+        let mut w = assembler(&chunks[..2]);
+        // The client's CCS and the header of its Finished, then the kernel
+        // reports only headers: one alert-sized record.
+        let mut ccs_fin = vec![20, 3, 3, 0, 1, 1];
+        ccs_fin.extend([23, 3, 3, 0, 53]);
+        let offset = chunks[0].bytes.len() as u32;
+        w.push(Chunk {
+            time: base_time(),
+            sender: C,
+            stream_offset: offset,
+            flags: DATA_FLAG_APPDATA,
+            bytes: &ccs_fin,
+        });
+        assert_eq!(w.progress(), WireProgress::Completed);
+        w.push(Chunk {
+            time: base_time(),
+            sender: C,
+            stream_offset: offset + 64,
+            flags: DATA_FLAG_HEADERS_ONLY,
+            bytes: &[23, 3, 3, 0, 19],
+        });
+        // Bytes that are not headers after the application data are not parsed.
+        w.push(Chunk {
+            time: base_time(),
+            sender: C,
+            stream_offset: offset + 200,
+            flags: 0,
+            bytes: &[22, 3, 3, 0, 1, 1],
+        });
+        w.push(Chunk {
+            time: base_time(),
+            sender: C,
+            stream_offset: offset + 300,
+            flags: DATA_FLAG_HEADERS_ONLY,
+            bytes: &[23, 3, 3, 0],
+        });
+        w.push(Chunk {
+            time: base_time(),
+            sender: C,
+            stream_offset: offset + 400,
+            flags: DATA_FLAG_HEADERS_ONLY,
+            bytes: &[99, 3, 3, 0, 1],
+        });
+        let f = w.facts();
+        let client: Vec<_> = f
+            .encrypted_records
+            .iter()
+            .filter(|r| r.sender == C)
+            .map(|r| (r.content_type, r.length, r.probable_alert))
+            .collect();
+        assert_eq!(client, [(23, 53, false), (23, 19, true)]);
+        assert!(has_anomaly(f, "is not whole headers"));
+        assert!(has_anomaly(
+            f,
+            "malformed record header 6303030001 in a headers-only chunk"
+        ));
+        assert_eq!(messages(f).last(), Some(&(C, "ChangeCipherSpec")));
+    }
+
+    #[test]
+    fn tls12_headers_only_alert_is_probable_alert() {
+        let chunks = load(TLS12_OK_CHAIN);
+        let mut w = assembler(&chunks[..4]);
+        w.push(Chunk {
+            time: base_time(),
+            sender: C,
+            stream_offset: 999,
+            flags: DATA_FLAG_HEADERS_ONLY,
+            bytes: &[21, 3, 3, 0, 26],
+        });
+        let last = w.facts().encrypted_records.last().unwrap();
+        assert_eq!(
+            (last.sender, last.content_type, last.probable_alert),
+            (C, 21, true)
+        );
+        // Both sent CCS and encrypted Finished.
+        assert_eq!(w.progress(), WireProgress::Completed);
+    }
+
+    #[test]
+    fn budget_cut_keeps_whole_certificates() {
+        let chunks = load(TLS12_OK_CHAIN);
+        let flight = &chunks[1];
+        // ServerHello record (70), Certificate record header (5), message
+        // header (4), list length (3), then the leaf's length and DER.
+        let leaf_len =
+            u32::from_be_bytes([0, flight.bytes[82], flight.bytes[83], flight.bytes[84]]) as usize;
+        let cut = 85 + leaf_len + 10;
+        for pieces in [1, 7] {
+            let mut cut_flight = flight.clone();
+            cut_flight.bytes.truncate(cut);
+            cut_flight.flags = DATA_FLAG_BUDGET;
+            let chunks = split(&[chunks[0].clone(), cut_flight], || pieces);
+            let mut w = assembler(&chunks);
+            // Nothing after the cut is parsed.
+            w.push(Chunk {
+                time: base_time(),
+                sender: S,
+                stream_offset: cut as u32,
+                flags: 0,
+                bytes: &flight.bytes[cut..],
+            });
+            let f = w.facts();
+            assert_eq!(f.server_certificates.len(), 1);
+            assert_eq!(f.server_certificates[0].subject, "CN=server.test");
+            assert!(has_anomaly(
+                f,
+                &format!("server stream: capture cut at the budget after {cut} bytes")
+            ));
+            assert!(has_anomaly(f, "1 whole certificate(s) recovered"));
+            assert_eq!(
+                messages(f),
+                [(C, "ClientHello"), (S, "ServerHello"), (S, "Certificate")]
+            );
+        }
+    }
+
+    #[test]
+    fn read_failed_is_an_anomaly() {
+        let mut chunks = load(TLS12_OK_CHAIN);
+        chunks[0].flags = DATA_FLAG_READ_FAILED;
+        let (f, _) = run(&chunks[..1]);
+        assert!(has_anomaly(
+            &f,
+            "client stream: the kernel could not read some bytes"
+        ));
+        assert_eq!(f.sni.as_deref(), Some("server.test"));
+    }
+
+    fn record(content_type: u8, body: &[u8]) -> Vec<u8> {
+        let mut r = vec![content_type, 3, 3];
+        r.extend((body.len() as u16).to_be_bytes());
+        r.extend(body);
+        r
+    }
+
+    #[test]
+    fn zero_length_and_odd_records() {
+        let mut bytes = record(22, &[]);
+        bytes.extend(record(21, &[]));
+        bytes.extend(record(21, &[1, 0, 2]));
+        bytes.extend(record(23, &[]));
+        bytes.extend(record(24, &[]));
+        bytes.extend(record(20, &[]));
+        let (f, _) = run(&[chunk(S, 0, 0, &bytes)]);
+        assert!(has_anomaly(&f, "alert record of 0 bytes"));
+        assert!(has_anomaly(&f, "alert record of 3 bytes"));
+        assert!(has_anomaly(&f, "malformed ChangeCipherSpec"));
+        assert_eq!(f.alerts.len(), 1);
+        assert_eq!(
+            (f.alerts[0].level.as_str(), f.alerts[0].description.as_str()),
+            ("warning", "close_notify")
+        );
+        assert!(f.alert.is_none());
+        assert_eq!(f.encrypted_records.len(), 1);
+    }
+
+    #[test]
+    fn maximum_and_oversized_records() {
+        let body = vec![0u8; MAX_RECORD_LEN];
+        let (f, _) = run(&split(&[chunk(S, 0, 0, &record(23, &body))], || 4096));
+        assert_eq!(f.encrypted_records[0].length as usize, MAX_RECORD_LEN);
+        assert!(f.anomalies.is_empty());
+        // A full-size plaintext handshake record of HelloRequests.
+        let (f, _) = run(&[chunk(S, 0, 0, &record(22, &body))]);
+        assert_eq!(f.messages.len(), MAX_MESSAGES);
+        assert!(has_anomaly(
+            &f,
+            "handshake messages; the rest are not listed"
+        ));
+        let mut too_big = record(22, &body);
+        too_big.push(0);
+        too_big[3..5].copy_from_slice(&(MAX_RECORD_LEN as u16 + 1).to_be_bytes());
+        let mut chunks = vec![chunk(C, 0, 0, &load(TLS12_OK_CHAIN)[0].bytes)];
+        chunks.push(chunk(C, chunks[0].bytes.len() as u32, 0, &too_big));
+        let (f, _) = run(&chunks);
+        assert!(
+            has_anomaly(&f, "malformed record header 1603034801"),
+            "{:?}",
+            f.anomalies
+        );
+        assert!(f.client_hello.is_some());
+    }
+
+    #[test]
+    fn absurd_handshake_lengths_are_skipped() {
+        // A Certificate claiming 16 MiB, then a ServerHelloDone that is part
+        // of the claimed bytes and so skipped too.
+        let mut bytes = record(22, &[11, 0xff, 0xff, 0xff, 1, 2, 3]);
+        bytes.extend(record(22, &[14, 0, 0, 0]));
+        let (f, _) = run(&split(&[chunk(S, 0, 0, &bytes)], || 3));
+        assert!(has_anomaly(
+            &f,
+            "Certificate message claims 16777215 bytes, more than the 128 KiB kept"
+        ));
+        assert!(f.messages.is_empty());
+        // Just over the limit, then a real message once the claim is used up.
+        let claim = MAX_HANDSHAKE_BUFFER - 3;
+        let mut body = vec![11];
+        body.extend(&(claim as u32).to_be_bytes()[1..]);
+        body.resize(MAX_RECORD_LEN, 0);
+        let mut bytes = record(22, &body);
+        let mut left = claim - (MAX_RECORD_LEN - 4);
+        while left > 0 {
+            let n = left.min(MAX_RECORD_LEN);
+            bytes.extend(record(22, &vec![0; n]));
+            left -= n;
+        }
+        bytes.extend(record(22, &[14, 0, 0, 0]));
+        let (f, _) = run(&[chunk(S, 0, 0, &bytes)]);
+        assert_eq!(messages(&f), [(S, "ServerHelloDone")]);
+    }
+
+    #[test]
+    fn lists_are_bounded() {
+        let mut bytes = Vec::new();
+        for _ in 0..100 {
+            bytes.extend(record(21, &[1, 0]));
+        }
+        for _ in 0..100 {
+            bytes.extend(record(23, &[0; 3]));
+        }
+        let (f, _) = run(&[chunk(C, 0, 0, &bytes)]);
+        assert_eq!(f.alerts.len(), MAX_ALERTS);
+        assert_eq!(f.encrypted_records.len(), MAX_ENCRYPTED_RECORDS);
+        // Many distinct anomalies: each repeated chunk names its offset.
+        let mut w = WireAssembler::new();
+        w.push(Chunk {
+            time: base_time(),
+            sender: C,
+            stream_offset: 0,
+            flags: 0,
+            bytes: &bytes,
+        });
+        for i in 0..100u32 {
+            w.push(Chunk {
+                time: base_time(),
+                sender: C,
+                stream_offset: i,
+                flags: 0,
+                bytes: &[21],
+            });
+        }
+        let f = w.facts();
+        assert_eq!(f.anomalies.len(), MAX_ANOMALIES + 1);
+        assert_eq!(f.anomalies.last().unwrap(), "more anomalies not listed");
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(alert_name(116), "certificate_required");
+        assert_eq!(alert_name(42), "bad_certificate");
+        assert_eq!(alert_name(45), "certificate_expired");
+        assert_eq!(alert_name(80), "internal_error");
+        assert_eq!(alert_name(51), "decrypt_error");
+        assert_eq!(alert_name(200), "unknown(200)");
+        assert_eq!(version_name(0x0300), "SSL 3.0");
+        assert_eq!(version_name(0x0301), "TLS 1.0");
+        assert_eq!(version_name(0x0302), "TLS 1.1");
+        assert_eq!(version_name(0xfefd), "0xfefd");
+        assert_eq!(cipher_name(0x1301), "TLS_AES_128_GCM_SHA256");
+        assert_eq!(cipher_name(0xfefe), "0xfefe");
+        assert_eq!(group_name(0x11ec), "X25519MLKEM768");
+        assert_eq!(signature_scheme_name(0x0403), "ecdsa_secp256r1_sha256");
+        assert_eq!(signature_scheme_name(0xeeee), "0xeeee");
+        assert!(is_grease(0x0a0a) && is_grease(0xfafa) && !is_grease(0x0a1a));
+    }
+
+    #[test]
+    fn grease_values_are_skipped() {
+        // A ClientHello with GREASE in ciphers, groups and versions.
+        let mut ch = vec![3, 3];
+        ch.extend([7; 32]);
+        ch.push(0);
+        ch.extend([0, 4, 0x1a, 0x1a, 0x13, 0x01]);
+        ch.extend([1, 0]);
+        let mut ext = Vec::new();
+        ext.extend([0, 43, 0, 5, 4, 0x2a, 0x2a, 3, 4]);
+        ext.extend([0, 10, 0, 6, 0, 4, 0x3a, 0x3a, 0, 29]);
+        ch.extend((ext.len() as u16).to_be_bytes());
+        ch.extend(ext);
+        let mut msg = vec![1, 0];
+        msg.extend((ch.len() as u16).to_be_bytes());
+        msg.extend(ch);
+        let (f, _) = run(&[chunk(C, 0, 0, &record(22, &msg))]);
+        let facts = f.client_hello.unwrap();
+        assert_eq!(facts.cipher_suites, ["TLS_AES_128_GCM_SHA256"]);
+        assert_eq!(facts.supported_versions, ["TLS 1.3"]);
+        assert_eq!(facts.supported_groups, ["x25519"]);
+        assert_eq!(facts.random, "07".repeat(32));
+        assert_eq!(f.offered_versions, ["TLS 1.3"]);
+        assert_eq!(f.sni, None);
+    }
+
+    /// Pushes chunks with arbitrary contents, offsets and flags: nothing may
+    /// panic and the lists stay bounded.
+    fn push_anything(rng: &mut Rng, w: &mut WireAssembler, data: &[u8], sender: Role) {
+        let flags = [
+            0,
+            0,
+            0,
+            DATA_FLAG_APPDATA,
+            DATA_FLAG_NOT_TLS,
+            DATA_FLAG_BUDGET,
+            DATA_FLAG_HEADERS_ONLY,
+            DATA_FLAG_READ_FAILED,
+            0xff,
+        ];
+        let mut pos = 0;
+        let mut offset = 0u32;
+        while pos < data.len() {
+            let n = (1 + rng.below(300)).min(data.len() - pos);
+            let f = if rng.below(8) == 0 {
+                flags[rng.below(flags.len())]
+            } else {
+                0
+            };
+            if rng.below(16) == 0 {
+                offset = offset.wrapping_add(rng.next() as u32 % 64).wrapping_sub(32);
+            }
+            w.push(Chunk {
+                time: base_time(),
+                sender,
+                stream_offset: offset,
+                flags: f,
+                bytes: &data[pos..pos + n],
+            });
+            offset = offset.wrapping_add(n as u32);
+            pos += n;
+        }
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        for i in 0..400 {
+            let len = rng.below(3000);
+            let mut data: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            // Half the time, start like a TLS record so parsing goes deeper.
+            if i % 2 == 0 && data.len() > 9 {
+                data[..5].copy_from_slice(&[22, 3, 1, (len >> 8) as u8, len as u8]);
+                data[5] = [1, 2, 11, 13, 14, 4, 0][rng.below(7)];
+            }
+            let mut w = WireAssembler::new();
+            let sender = if i % 3 == 0 { S } else { C };
+            push_anything(&mut rng, &mut w, &data, sender);
+            let _ = w.progress();
+            let f = w.into_facts();
+            assert!(f.anomalies.len() <= MAX_ANOMALIES + 1);
+            assert!(f.messages.len() <= MAX_MESSAGES);
+            assert!(
+                f.non_tls
+                    .as_ref()
+                    .is_none_or(|n| n.first_bytes.len() <= 4 * NON_TLS_SNIPPET)
+            );
+        }
+    }
+
+    #[test]
+    fn mutated_handshakes_never_panic() {
+        let mut rng = Rng(0xdead_beef_cafe_f00d);
+        for text in ALL_FIXTURES {
+            let raw = load(text);
+            for _ in 0..60 {
+                let mut w = WireAssembler::new();
+                for c in &raw {
+                    let mut bytes = c.bytes.clone();
+                    for _ in 0..rng.below(6) {
+                        let at = rng.below(bytes.len());
+                        bytes[at] = rng.next() as u8;
+                    }
+                    if rng.below(10) == 0 {
+                        bytes.truncate(rng.below(bytes.len() + 1));
+                    }
+                    let n = 1 + rng.below(bytes.len().max(1));
+                    let mut off = c.stream_offset;
+                    for piece in bytes.chunks(n) {
+                        w.push(Chunk {
+                            time: c.time,
+                            sender: c.sender,
+                            stream_offset: off,
+                            flags: 0,
+                            bytes: piece,
+                        });
+                        off += piece.len() as u32;
+                    }
+                }
+                let _ = w.progress();
+            }
+            // And through the kernel's walker.
+            let _ = run(&kernel(&raw));
+        }
+    }
+
+    #[test]
+    fn handshake_bodies_of_random_bytes_never_panic() {
+        let mut rng = Rng(42);
+        for _ in 0..3000 {
+            let ty = [1u8, 2, 11, 13][rng.below(4)];
+            let len = rng.below(400);
+            let mut msg = vec![ty, 0, (len >> 8) as u8, len as u8];
+            msg.extend((0..len).map(|_| rng.next() as u8));
+            // Valid-looking prefixes reach the extension and certificate parsers.
+            if len > 40 && rng.below(2) == 0 {
+                msg[4..6].copy_from_slice(&[3, 3]);
+                msg[38] = 0;
+            }
+            let sender = if ty == 1 { C } else { S };
+            let _ = run(&[chunk(sender, 0, 0, &record(22, &msg))]);
+        }
+    }
+}

@@ -5,13 +5,13 @@
 //! copies what the syscall moved, chunk by chunk, through the direction's
 //! record walker, which keeps handshake records and drops application data.
 
-use agent_ebpf::{
-    Counter, DATA_CHUNK, DATA_EVENT_HEADER_LEN, DATA_FLAG_READ_FAILED, DataEvent, Direction,
-    EventKind, Syscall, sock_key,
-};
 use agent_ebpf::record_walker::{
     Cursor, HeaderSource, MAX_RECORDS_PER_CHUNK, MAX_TRAILING_BYTES, RECORD_HEADER_LEN, Verdict,
     WalkerState, compact_headers,
+};
+use agent_ebpf::{
+    Counter, DATA_CHUNK, DATA_EVENT_HEADER_LEN, DATA_FLAG_READ_FAILED, DataEvent, Direction,
+    EventKind, Syscall, sock_key,
 };
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated},
@@ -61,14 +61,62 @@ macro_rules! io_hooks {
     };
 }
 
-io_hooks!(sys_enter_read, sys_exit_read, Syscall::Read, Direction::Ingress, Buffer::Flat);
-io_hooks!(sys_enter_write, sys_exit_write, Syscall::Write, Direction::Egress, Buffer::Flat);
-io_hooks!(sys_enter_recvfrom, sys_exit_recvfrom, Syscall::Recvfrom, Direction::Ingress, Buffer::Flat);
-io_hooks!(sys_enter_sendto, sys_exit_sendto, Syscall::Sendto, Direction::Egress, Buffer::Flat);
-io_hooks!(sys_enter_recvmsg, sys_exit_recvmsg, Syscall::Recvmsg, Direction::Ingress, Buffer::Msghdr);
-io_hooks!(sys_enter_sendmsg, sys_exit_sendmsg, Syscall::Sendmsg, Direction::Egress, Buffer::Msghdr);
-io_hooks!(sys_enter_readv, sys_exit_readv, Syscall::Readv, Direction::Ingress, Buffer::Iovec);
-io_hooks!(sys_enter_writev, sys_exit_writev, Syscall::Writev, Direction::Egress, Buffer::Iovec);
+io_hooks!(
+    sys_enter_read,
+    sys_exit_read,
+    Syscall::Read,
+    Direction::Ingress,
+    Buffer::Flat
+);
+io_hooks!(
+    sys_enter_write,
+    sys_exit_write,
+    Syscall::Write,
+    Direction::Egress,
+    Buffer::Flat
+);
+io_hooks!(
+    sys_enter_recvfrom,
+    sys_exit_recvfrom,
+    Syscall::Recvfrom,
+    Direction::Ingress,
+    Buffer::Flat
+);
+io_hooks!(
+    sys_enter_sendto,
+    sys_exit_sendto,
+    Syscall::Sendto,
+    Direction::Egress,
+    Buffer::Flat
+);
+io_hooks!(
+    sys_enter_recvmsg,
+    sys_exit_recvmsg,
+    Syscall::Recvmsg,
+    Direction::Ingress,
+    Buffer::Msghdr
+);
+io_hooks!(
+    sys_enter_sendmsg,
+    sys_exit_sendmsg,
+    Syscall::Sendmsg,
+    Direction::Egress,
+    Buffer::Msghdr
+);
+io_hooks!(
+    sys_enter_readv,
+    sys_exit_readv,
+    Syscall::Readv,
+    Direction::Ingress,
+    Buffer::Iovec
+);
+io_hooks!(
+    sys_enter_writev,
+    sys_exit_writev,
+    Syscall::Writev,
+    Direction::Egress,
+    Buffer::Iovec
+);
 
 #[inline(always)]
 fn enter(
@@ -97,8 +145,7 @@ fn enter(
         Buffer::Flat => (arg1, arg2),
         Buffer::Msghdr => {
             let iov: u64 = unsafe { bpf_probe_read_user((arg1 + MSGHDR_IOV) as *const u64)? };
-            let iovlen: u64 =
-                unsafe { bpf_probe_read_user((arg1 + MSGHDR_IOVLEN) as *const u64)? };
+            let iovlen: u64 = unsafe { bpf_probe_read_user((arg1 + MSGHDR_IOVLEN) as *const u64)? };
             first_iovec(iov, iovlen)?
         }
         Buffer::Iovec => first_iovec(arg1, arg2)?,
@@ -160,7 +207,11 @@ struct UserSource {
 impl HeaderSource for UserSource {
     #[inline(always)]
     fn read(&self, pos: u32, n: usize, dst: &mut [u8; RECORD_HEADER_LEN]) -> bool {
-        let n = if n > RECORD_HEADER_LEN { RECORD_HEADER_LEN } else { n };
+        let n = if n > RECORD_HEADER_LEN {
+            RECORD_HEADER_LEN
+        } else {
+            n
+        };
         if n == 0 {
             return true;
         }
@@ -262,9 +313,8 @@ fn exit(ctx: &TracePointContext) -> Result<(), i64> {
             DATA_CHUNK as u32
         };
         let src = (args.buf + offset as u64) as *const core::ffi::c_void;
-        let read = unsafe {
-            generated::bpf_probe_read_user(event.data.as_mut_ptr().cast(), chunk, src)
-        };
+        let read =
+            unsafe { generated::bpf_probe_read_user(event.data.as_mut_ptr().cast(), chunk, src) };
         offset += chunk;
         let mut flags = 0u8;
         let verdict = if read != 0 {

@@ -240,7 +240,10 @@ impl SslFunc {
     /// `SSL_read`/`SSL_write` and their `_ex` forms: they drive a handshake
     /// only when one is pending.
     pub fn is_io(self) -> bool {
-        matches!(self, Self::Read | Self::Write | Self::ReadEx | Self::WriteEx)
+        matches!(
+            self,
+            Self::Read | Self::Write | Self::ReadEx | Self::WriteEx
+        )
     }
 }
 

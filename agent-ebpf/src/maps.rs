@@ -1,8 +1,8 @@
 //! Maps shared by the hook families, and the small helpers every hook uses.
 
 use agent_ebpf::{
-    COUNTER_COUNT, Counter, DataEvent, Endpoint, EventHeader, EventKind, SslError, TrackedSock,
-    MAX_SSL_ERRORS,
+    COUNTER_COUNT, Counter, DataEvent, Endpoint, EventHeader, EventKind, MAX_SSL_ERRORS, SslError,
+    TrackedSock,
 };
 use aya_ebpf::{
     Global,

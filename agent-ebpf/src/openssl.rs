@@ -20,8 +20,7 @@ use aya_ebpf::{
 
 use crate::maps::{
     ARGS, ARGS_BIO_NEW_SOCKET, BIO_FD, IO_CALLS_AFTER_DONE, SSL_CALLS, SSL_SCRATCH, SSL_STATE,
-    SSL_STATE_DONE, SslKey, SslState, SysArgs, count, header, is_self, mark_active,
-    reserve,
+    SSL_STATE_DONE, SslKey, SslState, SysArgs, count, header, is_self, mark_active, reserve,
 };
 
 /// An inner call entered within this long of the outer one on the same

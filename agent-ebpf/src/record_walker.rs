@@ -198,18 +198,24 @@ impl WalkerState {
             0
         };
         let wanted = (RECORD_HEADER_LEN - have) as u32;
-        let take = if len - pos < wanted { len - pos } else { wanted };
+        let take = if len - pos < wanted {
+            len - pos
+        } else {
+            wanted
+        };
         let mut fresh = [0u8; RECORD_HEADER_LEN];
         if !source.read(pos, take as usize, &mut fresh) {
             self.mode = MODE_DONE;
             c.synced = true;
             return false;
         }
-        for i in 0..RECORD_HEADER_LEN {
-            let k = have + i;
-            if i < take as usize && k < RECORD_HEADER_LEN {
-                self.header[k] = fresh[i];
-            }
+        for (slot, byte) in self
+            .header
+            .iter_mut()
+            .skip(have)
+            .zip(fresh.iter().take(take as usize))
+        {
+            *slot = *byte;
         }
         pos += take;
         let have = have + take as usize;
@@ -371,10 +377,10 @@ fn looks_like_tls(buf: &[u8], len: usize) -> bool {
     if !(CONTENT_CHANGE_CIPHER_SPEC..=CONTENT_HEARTBEAT).contains(&t) {
         return false;
     }
-    if len >= 3 {
-        if let (Some(&major), Some(&minor)) = (buf.get(1), buf.get(2)) {
-            return major == 3 && minor <= 4;
-        }
+    if len >= 3
+        && let (Some(&major), Some(&minor)) = (buf.get(1), buf.get(2))
+    {
+        return major == 3 && minor <= 4;
     }
     true
 }
@@ -419,7 +425,11 @@ mod tests {
         bytes.extend(&appdata);
         let (v, out) = walk(&mut s, &bytes);
         assert_eq!(v.flags, DATA_FLAG_APPDATA);
-        assert_eq!(out.len(), 105 + 5, "handshake record plus the appdata header");
+        assert_eq!(
+            out.len(),
+            105 + 5,
+            "handshake record plus the appdata header"
+        );
         assert_eq!(&out[105..], &appdata[..5]);
         assert_eq!(s.mode, MODE_HEADERS);
         // The next records only yield their headers, never their bodies.
@@ -512,7 +522,10 @@ mod tests {
             many.extend(record(23, 1));
         }
         let (_, out) = walk(&mut s, &many);
-        assert_eq!(out.len(), TRAILING_RECORD_HEADERS as usize * RECORD_HEADER_LEN);
+        assert_eq!(
+            out.len(),
+            TRAILING_RECORD_HEADERS as usize * RECORD_HEADER_LEN
+        );
         assert!(s.done());
     }
 

@@ -18,12 +18,11 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 
-use crate::syscall::{SYSCALL_ARG0, SYSCALL_ARG1, SYSCALL_RET};
 use crate::maps::{
     ARGS, ARGS_ACCEPT, ARGS_CONNECT, PEER_TUPLE, PeerKey, PendingAccept, SK_OWNER, SysArgs,
     TRACKED, count, header, is_self, mark_active, reserve,
 };
-
+use crate::syscall::{SYSCALL_ARG0, SYSCALL_ARG1, SYSCALL_RET};
 
 // sock:inet_sock_set_state.
 const SS_SKADDR: usize = 8;
@@ -151,10 +150,7 @@ fn try_exit_connect(ctx: &TracePointContext) -> Result<(), i64> {
             role: ROLE_CLIENT,
             ..Default::default()
         };
-        if TRACKED
-            .insert(sock_key(tgid, args.fd), tracked, 0)
-            .is_err()
-        {
+        if TRACKED.insert(sock_key(tgid, args.fd), tracked, 0).is_err() {
             count(Counter::TrackedMapFull);
             return Ok(());
         }

@@ -4,7 +4,12 @@
 //! assembly (`assembly`) → evidence (`evidence`) → diagnosis (`diagnosis`) →
 //! sinks (`sinks`: journal, OTLP, console).
 
+pub mod assembly;
 pub mod capture;
+pub mod cli;
+pub mod config;
 pub mod diagnosis;
 pub mod evidence;
 pub mod outcome;
+pub mod pipeline;
+pub mod sinks;

@@ -21,9 +21,7 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    #[error(
-        "this agent was built without its eBPF programs (AYA_BUILD_SKIP); rebuild without it"
-    )]
+    #[error("this agent was built without its eBPF programs (AYA_BUILD_SKIP); rebuild without it")]
     NoObject,
     #[error("loading the eBPF object: {0}")]
     Load(#[from] aya::EbpfError),
@@ -100,7 +98,11 @@ const UPROBES: &[(&str, LibKind, &str)] = &[
     ("err_vset_error", LibKind::Crypto, "ERR_vset_error"),
     ("err_put_error", LibKind::Crypto, "ERR_put_error"),
     ("err_set_debug", LibKind::Crypto, "ERR_set_debug"),
-    ("x509_store_ctx_get_error_ret", LibKind::Crypto, "X509_STORE_CTX_get_error"),
+    (
+        "x509_store_ctx_get_error_ret",
+        LibKind::Crypto,
+        "X509_STORE_CTX_get_error",
+    ),
     ("bio_new_socket", LibKind::Crypto, "BIO_new_socket"),
     ("bio_new_socket_ret", LibKind::Crypto, "BIO_new_socket"),
 ];
@@ -159,7 +161,8 @@ impl Capture {
         }
         for &(program, category, event) in TRACEPOINTS {
             let tp: &mut TracePoint = program_mut(&mut ebpf, program)?;
-            tp.load().map_err(|source| CaptureError::Program { program, source })?;
+            tp.load()
+                .map_err(|source| CaptureError::Program { program, source })?;
             tp.attach(category, event)
                 .map_err(|source| CaptureError::Program { program, source })?;
         }
@@ -167,7 +170,8 @@ impl Capture {
         for &(program, _, _) in UPROBES {
             if loaded.insert(program) {
                 let up: &mut UProbe = program_mut(&mut ebpf, program)?;
-                up.load().map_err(|source| CaptureError::Program { program, source })?;
+                up.load()
+                    .map_err(|source| CaptureError::Program { program, source })?;
             }
         }
         info!(
@@ -267,8 +271,8 @@ impl Capture {
             .ebpf
             .map_mut(map_names::TRACKED)
             .ok_or(CaptureError::MissingMap(map_names::TRACKED))?;
-        let mut tracked: BpfHashMap<&mut MapData, u64, TrackedSock> =
-            BpfHashMap::try_from(map).map_err(|source| CaptureError::Map {
+        let mut tracked: BpfHashMap<&mut MapData, u64, TrackedSock> = BpfHashMap::try_from(map)
+            .map_err(|source| CaptureError::Map {
                 name: map_names::TRACKED,
                 source,
             })?;
@@ -307,9 +311,10 @@ where
     let program = ebpf
         .program_mut(name)
         .ok_or(CaptureError::MissingProgram(name))?;
-    program
-        .try_into()
-        .map_err(|source| CaptureError::Program { program: name, source })
+    program.try_into().map_err(|source| CaptureError::Program {
+        program: name,
+        source,
+    })
 }
 
 fn attach_library(ebpf: &mut Ebpf, kind: LibKind, path: &Path) -> LibraryReport {
@@ -372,9 +377,14 @@ fn bump_memlock_rlimit() {
 fn start_ebpf_logger(ebpf: &mut Ebpf) {
     match aya_log::EbpfLogger::init(ebpf) {
         Ok(logger) => {
-            let Ok(mut fd) =
-                tokio::io::unix::AsyncFd::with_interest(logger, tokio::io::Interest::READABLE)
-            else {
+            // SAFETY: the logger owns its ring-buffer fd for the AsyncFd's lifetime.
+            let registered = unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(
+                    logger,
+                    tokio::io::Interest::READABLE,
+                )
+            };
+            let Ok(mut fd) = registered else {
                 warn!("eBPF logger: cannot poll its ring buffer");
                 return;
             };

@@ -76,8 +76,10 @@ pub fn parse_maps(maps: &str) -> Vec<(LibKind, FileId, String)> {
         let (Some((major, minor)), Ok(inode)) = (dev.split_once(':'), inode.parse::<u64>()) else {
             continue;
         };
-        let (Ok(major), Ok(minor)) = (u64::from_str_radix(major, 16), u64::from_str_radix(minor, 16))
-        else {
+        let (Ok(major), Ok(minor)) = (
+            u64::from_str_radix(major, 16),
+            u64::from_str_radix(minor, 16),
+        ) else {
             continue;
         };
         let id = FileId {
@@ -141,7 +143,10 @@ pub fn libraries_of(pid: u32) -> Result<Vec<MappedLibrary>, Coverage> {
 
 /// A path that opens the very file (same device and inode) the process maps.
 fn resolve_attach_path(pid: u32, path: &str, id: FileId) -> Option<PathBuf> {
-    let candidates = [PathBuf::from(path), PathBuf::from(format!("/proc/{pid}/root{path}"))];
+    let candidates = [
+        PathBuf::from(path),
+        PathBuf::from(format!("/proc/{pid}/root{path}")),
+    ];
     candidates.into_iter().find(|p| same_file(p, id))
 }
 
@@ -164,7 +169,9 @@ pub fn system_libraries() -> Vec<(LibKind, PathBuf)> {
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
     for dir in dirs {
-        let Ok(entries) = fs::read_dir(dir) else { continue };
+        let Ok(entries) = fs::read_dir(dir) else {
+            continue;
+        };
         let mut names: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
         names.sort();
         for path in names {
@@ -175,7 +182,9 @@ pub fn system_libraries() -> Vec<(LibKind, PathBuf)> {
             let Some(kind) = lib_kind(name).filter(|_| name.contains(".so.")) else {
                 continue;
             };
-            let Ok(meta) = fs::metadata(&path) else { continue };
+            let Ok(meta) = fs::metadata(&path) else {
+                continue;
+            };
             if seen.insert((meta.dev(), meta.ino())) {
                 out.push((kind, path));
             }

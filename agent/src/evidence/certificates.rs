@@ -129,14 +129,31 @@ pub enum ChainFinding {
     /// The leaf itself is self-signed and not trusted.
     SelfSignedLeaf { subject: String },
     /// `index` into the chain (0 = leaf).
-    Expired { index: usize, subject: String, not_after: DateTime<Utc> },
-    NotYetValid { index: usize, subject: String, not_before: DateTime<Utc> },
+    Expired {
+        index: usize,
+        subject: String,
+        not_after: DateTime<Utc>,
+    },
+    NotYetValid {
+        index: usize,
+        subject: String,
+        not_before: DateTime<Utc>,
+    },
     /// The name checked is not among the leaf's SANs (or CN when no SAN).
     NameMismatch { name: String, sans: Vec<String> },
     /// RSA/DSA key under 2048 bits, EC under 224 bits.
-    WeakKey { index: usize, subject: String, key_type: String, bits: u32 },
+    WeakKey {
+        index: usize,
+        subject: String,
+        key_type: String,
+        bits: u32,
+    },
     /// MD5 or SHA-1 signature on a non-root certificate.
-    WeakSignature { index: usize, subject: String, algorithm: String },
+    WeakSignature {
+        index: usize,
+        subject: String,
+        algorithm: String,
+    },
     /// The file could not be read or parsed.
     Unreadable { path: String, error: String },
 }

@@ -37,3 +37,8 @@ pub struct HostFacts {
     pub listen_counters: Option<ListenCounters>,
     pub config_problems: Vec<ConfigProblem>,
 }
+
+/// Ports the local servers' configs declare as TLS (PENDING: server-config merge).
+pub fn configured_tls_ports() -> Vec<u16> {
+    Vec::new()
+}

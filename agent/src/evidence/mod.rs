@@ -7,6 +7,7 @@ pub mod host;
 pub mod listeners;
 pub mod logs;
 pub mod openssl;
+pub mod process;
 pub mod server_config;
 pub mod sockets;
 pub mod wire;

@@ -55,3 +55,26 @@ pub struct VerifyResultFact {
     /// e.g. "unable to get local issuer certificate".
     pub text: String,
 }
+
+/// The host libcrypto's text for an error reason.
+pub fn reason_text(lib: u32, reason: u32) -> String {
+    openssl_sys::init();
+    let packed = openssl_sys::ERR_PACK(lib as _, 0, reason as _);
+    // SAFETY: returns a static string or NULL.
+    let ptr = unsafe { openssl_sys::ERR_reason_error_string(packed) };
+    if ptr.is_null() {
+        return format!("reason {reason}");
+    }
+    // SAFETY: non-NULL, NUL-terminated static string.
+    unsafe { std::ffi::CStr::from_ptr(ptr) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The text of an `X509_V_ERR_*` code.
+pub fn verify_text(code: i32) -> String {
+    // SAFETY: any int is a valid X509_V_* code for the text lookup.
+    unsafe { openssl::x509::X509VerifyResult::from_raw(code) }
+        .error_string()
+        .to_string()
+}

@@ -1,0 +1,257 @@
+//! One tracked connection while its handshake is assembled.
+
+use std::net::IpAddr;
+
+use agent_ebpf::{
+    Direction, SSL_FLAG_ERRORS_TRUNCATED, SSL_FLAG_HANDSHAKE_DONE_BEFORE, SSL_FLAG_VERIFY_RESULT,
+    SockStateEvent, SslEvent, SslFunc,
+};
+use chrono::{DateTime, Utc};
+
+use crate::capture::events::{DataRecord, c_str, endpoint_addr};
+use crate::evidence::openssl::{
+    OpensslErrorFact, OpensslFacts, SslCallFact, VerifyResultFact, reason_text, verify_text,
+};
+use crate::evidence::process::ProcessInfo;
+use crate::evidence::sockets::{SocketFacts, TcpStateFact, errno_name, tcp_state_name};
+use crate::evidence::wire::{Chunk, WireAssembler, WireProgress};
+use crate::outcome::Role;
+
+use super::WallClock;
+
+const TCP_ESTABLISHED: u32 = 1;
+const TCP_SYN_SENT: u32 = 2;
+const TCP_FIN_WAIT1: u32 = 4;
+const TCP_CLOSE: u32 = 7;
+const TCP_CLOSE_WAIT: u32 = 8;
+
+/// A SYN_SENT -> CLOSE faster than this was refused (RST); slower, it timed out.
+const REFUSED_WITHIN_NS: u64 = 3_000_000_000;
+
+/// Why a connection's outcome was decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// A failure was seen; wait briefly for the alert and close that follow.
+    Failed,
+    /// The handshake completed; watch a little longer for a late rejection
+    /// (a TLS 1.3 server refuses a client certificate after the client's
+    /// handshake returned).
+    Completed,
+}
+
+pub struct Conn {
+    pub tgid: u32,
+    pub fd: i32,
+    pub role: Role,
+    pub sk: u64,
+    pub start_ns: u64,
+    pub last_ns: u64,
+    pub local: Option<(IpAddr, u16)>,
+    pub remote: Option<(IpAddr, u16)>,
+    pub process: ProcessInfo,
+    pub wire: WireAssembler,
+    pub openssl: OpensslFacts,
+    pub socket: SocketFacts,
+    pub ssl_seen: bool,
+    pub ssl_failed: bool,
+    pub ssl_completed: bool,
+    pub connect_failed: bool,
+    pub established: bool,
+    /// The local process closed the socket (or exited).
+    pub closed: bool,
+    pub decision: Option<(Decision, u64)>,
+    /// Already in the tuple index (both endpoints known).
+    pub indexed: bool,
+}
+
+impl Conn {
+    pub fn new(tgid: u32, fd: i32, role: Role, sk: u64, ts: u64, process: ProcessInfo) -> Conn {
+        Conn {
+            tgid,
+            fd,
+            role,
+            sk,
+            start_ns: ts,
+            last_ns: ts,
+            local: None,
+            remote: None,
+            process,
+            wire: WireAssembler::new(),
+            openssl: OpensslFacts::default(),
+            socket: SocketFacts::default(),
+            ssl_seen: false,
+            ssl_failed: false,
+            ssl_completed: false,
+            connect_failed: false,
+            established: false,
+            closed: false,
+            decision: None,
+            indexed: false,
+        }
+    }
+
+    fn decide(&mut self, decision: Decision, ts: u64) {
+        match (self.decision, decision) {
+            // A failure overrides an earlier completion; nothing overrides a failure.
+            (None, _) | (Some((Decision::Completed, _)), Decision::Failed) => {
+                self.decision = Some((decision, ts));
+            }
+            _ => {}
+        }
+    }
+
+    pub fn on_state(&mut self, ev: &SockStateEvent, clock: &WallClock) {
+        let ts = ev.header.ts_ns;
+        self.last_ns = self.last_ns.max(ts);
+        if let Some(local) = endpoint_addr(&ev.local).filter(|(_, port)| *port != 0) {
+            self.local.get_or_insert(local);
+        }
+        if let Some(remote) = endpoint_addr(&ev.remote).filter(|(_, port)| *port != 0) {
+            self.remote.get_or_insert(remote);
+        }
+        self.socket.tcp_states.push(TcpStateFact {
+            time: clock.wall(ts),
+            from: tcp_state_name(ev.old_state).to_string(),
+            to: tcp_state_name(ev.new_state).to_string(),
+        });
+        match (ev.old_state, ev.new_state) {
+            (_, TCP_ESTABLISHED) => self.established = true,
+            (TCP_SYN_SENT, TCP_CLOSE) => {
+                // A non-blocking connect that never established.
+                let errno = if ts.saturating_sub(self.start_ns) < REFUSED_WITHIN_NS {
+                    libc::ECONNREFUSED
+                } else {
+                    libc::ETIMEDOUT
+                };
+                self.fail_connect(errno, ts);
+            }
+            (TCP_ESTABLISHED, TCP_CLOSE_WAIT) => {
+                self.socket
+                    .closed_by
+                    .get_or_insert_with(|| "peer".to_string());
+            }
+            (TCP_ESTABLISHED, TCP_FIN_WAIT1) => {
+                self.socket
+                    .closed_by
+                    .get_or_insert_with(|| "local".to_string());
+            }
+            (TCP_ESTABLISHED, TCP_CLOSE) if !self.closed => {
+                // Straight to CLOSE without FIN exchange: the peer reset it.
+                self.socket.reset_by_peer = true;
+                self.socket
+                    .closed_by
+                    .get_or_insert_with(|| "peer".to_string());
+            }
+            _ => {}
+        }
+    }
+
+    pub fn fail_connect(&mut self, errno: i32, ts: u64) {
+        self.connect_failed = true;
+        self.socket.connect_errno = Some(errno);
+        self.socket.connect_error = Some(errno_name(errno));
+        self.decide(Decision::Failed, ts);
+    }
+
+    pub fn on_data(&mut self, d: &DataRecord, clock: &WallClock) {
+        let ts = d.header.ts_ns;
+        self.last_ns = self.last_ns.max(ts);
+        let sender = match d.direction {
+            Direction::Egress => {
+                self.socket.bytes_sent += u64::from(d.syscall_len);
+                self.role
+            }
+            Direction::Ingress => {
+                self.socket.bytes_received += u64::from(d.syscall_len);
+                self.role.peer()
+            }
+        };
+        self.wire.push(Chunk {
+            time: clock.wall(ts),
+            sender,
+            stream_offset: d.stream_offset,
+            flags: d.flags,
+            bytes: &d.bytes,
+        });
+        match self.wire.progress() {
+            WireProgress::Failed => self.decide(Decision::Failed, ts),
+            WireProgress::Completed => self.decide(Decision::Completed, ts),
+            WireProgress::InProgress => {}
+        }
+    }
+
+    pub fn on_ssl(&mut self, ev: &SslEvent, clock: &WallClock) {
+        let ts = ev.header.ts_ns;
+        self.last_ns = self.last_ns.max(ts);
+        self.ssl_seen = true;
+        let time = clock.wall(ts);
+        let func = SslFunc::from_u8(ev.func);
+        self.openssl.calls.push(SslCallFact {
+            time,
+            function: func.map(function_name).unwrap_or("SSL_?").to_string(),
+            ret: ev.ret,
+        });
+        let count = usize::from(ev.error_count).min(ev.errors.len());
+        for e in &ev.errors[..count] {
+            let text = reason_text(e.lib, e.reason);
+            self.openssl.reasons.push(text.clone());
+            let function = c_str(&e.func);
+            self.openssl.errors.push(OpensslErrorFact {
+                time,
+                lib: e.lib,
+                reason: e.reason,
+                text,
+                function: (!function.is_empty()).then_some(function),
+                line: (e.line != 0).then_some(e.line),
+            });
+        }
+        if ev.flags & SSL_FLAG_ERRORS_TRUNCATED != 0 {
+            self.openssl
+                .reasons
+                .push("(more OpenSSL errors were raised than the agent keeps)".to_string());
+        }
+        if ev.flags & SSL_FLAG_VERIFY_RESULT != 0 {
+            // Keep the first failing verdict.
+            let keep = self
+                .openssl
+                .verify_result
+                .as_ref()
+                .is_none_or(|v| v.code == 0);
+            if keep {
+                self.openssl.verify_result = Some(VerifyResultFact {
+                    code: ev.verify_result,
+                    text: verify_text(ev.verify_result),
+                });
+            }
+        }
+        let done_before = ev.flags & SSL_FLAG_HANDSHAKE_DONE_BEFORE != 0;
+        if ev.ret <= 0 && count > 0 {
+            self.ssl_failed = true;
+            self.decide(Decision::Failed, ts);
+        } else if ev.ret > 0 && !done_before {
+            self.ssl_completed = true;
+            self.decide(Decision::Completed, ts);
+        } else if done_before && count > 0 {
+            // Rejected after the local handshake returned (TLS 1.3 mTLS).
+            self.ssl_failed = true;
+            self.decide(Decision::Failed, ts);
+        }
+    }
+
+    /// The peer endpoint's address as the outcome shows it.
+    pub fn wall_start(&self, clock: &WallClock) -> DateTime<Utc> {
+        clock.wall(self.start_ns)
+    }
+}
+
+pub fn function_name(func: SslFunc) -> &'static str {
+    match func {
+        SslFunc::DoHandshake => "SSL_do_handshake",
+        SslFunc::Connect => "SSL_connect",
+        SslFunc::Accept => "SSL_accept",
+        SslFunc::Read => "SSL_read",
+        SslFunc::Write => "SSL_write",
+        SslFunc::ReadEx => "SSL_read_ex",
+        SslFunc::WriteEx => "SSL_write_ex",
+    }
+}

@@ -1,0 +1,590 @@
+//! Connection and handshake assembly: kernel events in, one
+//! [`HandshakeOutcome`] per handshake end out.
+//!
+//! Connections are keyed by (tgid, fd) while open, and by their kernel socket
+//! while closing (TCP state changes such as a RST can arrive after `close`).
+//! An outcome is decided by the strongest evidence present: OpenSSL's own
+//! verdict, then the wire (an alert, a non-TLS reply, both sides past the
+//! handshake), then the socket (refused, reset, closed, stalled).
+
+pub mod conn;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use agent_ebpf::{ConnEvent, SockStateEvent, sock_key};
+use chrono::{DateTime, Utc};
+
+use crate::capture::events::{KernelEvent, c_str, endpoint_addr};
+use crate::diagnosis::Diagnosis;
+use crate::evidence::process::{ProcessCache, ProcessInfo};
+use crate::evidence::wire::TlsFacts;
+use crate::outcome::{Endpoint, HandshakeOutcome, Result as HsResult, Role};
+
+use conn::{Conn, Decision};
+
+const EINPROGRESS: i32 = 115;
+
+/// Converts the kernel's monotonic timestamps to wall-clock time.
+#[derive(Clone, Copy, Debug)]
+pub struct WallClock {
+    /// realtime - monotonic, nanoseconds.
+    offset_ns: i128,
+}
+
+impl WallClock {
+    /// Reads both clocks now (call once per batch of events: the offset
+    /// moves when the wall clock is stepped).
+    pub fn now() -> WallClock {
+        WallClock {
+            offset_ns: realtime_ns() - i128::from(monotonic_ns()),
+        }
+    }
+
+    pub fn wall(&self, mono_ns: u64) -> DateTime<Utc> {
+        let ns = i128::from(mono_ns) + self.offset_ns;
+        let secs = ns.div_euclid(1_000_000_000) as i64;
+        let nanos = ns.rem_euclid(1_000_000_000) as u32;
+        DateTime::from_timestamp(secs, nanos).unwrap_or_default()
+    }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: the clock of `bpf_ktime_get_ns`.
+pub fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC) as u64
+}
+
+fn realtime_ns() -> i128 {
+    clock_ns(libc::CLOCK_REALTIME)
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid clock id and pointer.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
+/// Ports where a refused or failed connection counts as a TLS failure even
+/// though no TLS byte was exchanged.
+#[derive(Clone, Debug)]
+pub struct TlsPorts {
+    ports: std::collections::BTreeSet<u16>,
+}
+
+impl TlsPorts {
+    /// Well-known TLS ports (IANA) plus common TLS service ports.
+    pub const WELL_KNOWN: &'static [u16] = &[
+        443, 465, 563, 636, 853, 989, 990, 992, 993, 994, 995, 2376, 4443, 5061, 5986, 6443, 8443,
+        8883, 9443, 10250,
+    ];
+
+    pub fn new(extra: impl IntoIterator<Item = u16>) -> TlsPorts {
+        TlsPorts {
+            ports: Self::WELL_KNOWN.iter().copied().chain(extra).collect(),
+        }
+    }
+
+    pub fn add(&mut self, port: u16) {
+        self.ports.insert(port);
+    }
+
+    pub fn contains(&self, port: u16) -> bool {
+        self.ports.contains(&port)
+    }
+}
+
+impl Default for TlsPorts {
+    fn default() -> Self {
+        TlsPorts::new([])
+    }
+}
+
+/// Timing and size limits of assembly.
+#[derive(Clone, Debug)]
+pub struct AssemblyConfig {
+    /// A handshake that makes no progress for this long is reported stalled.
+    pub stall_timeout: Duration,
+    /// After a completed handshake, how long to watch for a late rejection.
+    pub settle: Duration,
+    /// After a failure, how long to wait for the alert and close that follow.
+    pub linger: Duration,
+    /// After `close`, how long to wait for the last TCP state changes.
+    pub close_linger: Duration,
+    /// Most connections followed at once; more are counted and not followed.
+    pub max_connections: usize,
+}
+
+impl Default for AssemblyConfig {
+    fn default() -> Self {
+        AssemblyConfig {
+            stall_timeout: Duration::from_secs(10),
+            settle: Duration::from_millis(1500),
+            linger: Duration::from_millis(300),
+            close_linger: Duration::from_millis(50),
+            max_connections: 65536,
+        }
+    }
+}
+
+/// What assembly counted instead of reporting.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AssemblyStats {
+    /// Connections that never exchanged a TLS byte and involved no OpenSSL
+    /// call (plain HTTP, databases, health checks).
+    pub not_tls: u64,
+    /// Failed connects to ports not known to serve TLS.
+    pub connect_failures_not_tls: u64,
+    /// Connections not followed because `max_connections` was reached.
+    pub over_capacity: u64,
+    /// Events for sockets the agent does not follow (opened before it started).
+    pub untracked_events: u64,
+    /// Successful handshakes.
+    pub successes: u64,
+    /// Failed handshakes.
+    pub failures: u64,
+}
+
+type Addr = (IpAddr, u16);
+/// (local, remote) of one end.
+type Tuple = (Addr, Addr);
+
+/// The recent endpoints of local connections, to name both processes of a
+/// handshake that stays on this host.
+struct TupleIndex {
+    /// Tuple -> (pid, comm, when indexed).
+    by_tuple: HashMap<Tuple, (u32, String, u64)>,
+    order: VecDeque<(Tuple, u64)>,
+}
+
+const TUPLE_TTL_NS: u64 = 30_000_000_000;
+const TUPLE_MAX: usize = 65536;
+
+impl TupleIndex {
+    fn new() -> Self {
+        TupleIndex {
+            by_tuple: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    fn insert(
+        &mut self,
+        local: (IpAddr, u16),
+        remote: (IpAddr, u16),
+        pid: u32,
+        comm: &str,
+        now: u64,
+    ) {
+        let key = (local, remote);
+        self.by_tuple.insert(key, (pid, comm.to_string(), now));
+        self.order.push_back((key, now));
+        while self.order.len() > TUPLE_MAX {
+            self.pop_oldest();
+        }
+    }
+
+    fn expire(&mut self, now: u64) {
+        while self
+            .order
+            .front()
+            .is_some_and(|(_, t)| now.saturating_sub(*t) > TUPLE_TTL_NS)
+        {
+            self.pop_oldest();
+        }
+    }
+
+    fn pop_oldest(&mut self) {
+        if let Some((key, t)) = self.order.pop_front()
+            && self.by_tuple.get(&key).is_some_and(|(_, _, at)| *at == t)
+        {
+            self.by_tuple.remove(&key);
+        }
+    }
+
+    /// The local process at the other end of (local, remote).
+    fn peer(&self, local: (IpAddr, u16), remote: (IpAddr, u16)) -> Option<(u32, String)> {
+        self.by_tuple
+            .get(&(remote, local))
+            .map(|(pid, comm, _)| (*pid, comm.clone()))
+    }
+}
+
+/// The connection table.
+pub struct Assembler {
+    config: AssemblyConfig,
+    tls_ports: TlsPorts,
+    open: HashMap<u64, Conn>,
+    /// Closed by their process, waiting `close_linger`, keyed by (socket,
+    /// owner): the kernel reuses a freed socket's address at once.
+    closing: HashMap<(u64, u64), (Conn, u64)>,
+    /// TCP state events that arrived before their connect/accept, by socket.
+    early_states: HashMap<u64, Vec<SockStateEvent>>,
+    tuples: TupleIndex,
+    processes: ProcessCache,
+    stats: AssemblyStats,
+    host: Option<String>,
+    next_id: u64,
+}
+
+/// Sockets userspace stopped following; the kernel should forget them too.
+pub type Untracked = Vec<u64>;
+
+impl Assembler {
+    pub fn new(config: AssemblyConfig, tls_ports: TlsPorts) -> Assembler {
+        Assembler {
+            config,
+            tls_ports,
+            open: HashMap::new(),
+            closing: HashMap::new(),
+            early_states: HashMap::new(),
+            tuples: TupleIndex::new(),
+            processes: ProcessCache::default(),
+            stats: AssemblyStats::default(),
+            host: hostname(),
+            next_id: 0,
+        }
+    }
+
+    pub fn stats(&self) -> &AssemblyStats {
+        &self.stats
+    }
+
+    pub fn tls_ports_mut(&mut self) -> &mut TlsPorts {
+        &mut self.tls_ports
+    }
+
+    /// Connections currently followed.
+    pub fn open_connections(&self) -> usize {
+        self.open.len() + self.closing.len()
+    }
+
+    /// Applies one kernel event; finished outcomes are appended to `out`.
+    pub fn on_event(
+        &mut self,
+        event: &KernelEvent,
+        clock: &WallClock,
+        out: &mut Vec<HandshakeOutcome>,
+    ) {
+        match event {
+            KernelEvent::Connect(ev) => self.on_connect(ev, clock, out),
+            KernelEvent::Accept(ev) => self.on_accept(ev, clock, out),
+            KernelEvent::SockState(ev) => self.on_state(ev, clock),
+            KernelEvent::Data(d) => match self.open.get_mut(&sock_key(d.header.tgid, d.fd)) {
+                Some(conn) => conn.on_data(d, clock),
+                None => self.stats.untracked_events += 1,
+            },
+            KernelEvent::Ssl(ev) => {
+                let conn = (ev.fd >= 0)
+                    .then(|| self.open.get_mut(&sock_key(ev.header.tgid, ev.fd)))
+                    .flatten();
+                match conn {
+                    Some(conn) => conn.on_ssl(ev, clock),
+                    None => self.stats.untracked_events += 1,
+                }
+            }
+            KernelEvent::Close(ev) => {
+                if let Some(mut conn) = self.open.remove(&sock_key(ev.header.tgid, ev.fd)) {
+                    conn.closed = true;
+                    conn.socket
+                        .closed_by
+                        .get_or_insert_with(|| "local".to_string());
+                    conn.last_ns = conn.last_ns.max(ev.header.ts_ns);
+                    self.start_closing(conn, ev.header.ts_ns, clock, out);
+                }
+            }
+            KernelEvent::Exec(ev) => self.processes.forget(ev.header.tgid),
+            KernelEvent::Exit(ev) => {
+                let tgid = ev.header.tgid;
+                let keys: Vec<u64> = self
+                    .open
+                    .keys()
+                    .copied()
+                    .filter(|k| (k >> 32) as u32 == tgid)
+                    .collect();
+                for key in keys {
+                    if let Some(mut conn) = self.open.remove(&key) {
+                        conn.closed = true;
+                        conn.socket
+                            .closed_by
+                            .get_or_insert_with(|| "local".to_string());
+                        self.start_closing(conn, ev.header.ts_ns, clock, out);
+                    }
+                }
+                self.processes.forget(tgid);
+            }
+        }
+    }
+
+    fn start_closing(
+        &mut self,
+        conn: Conn,
+        closed_at: u64,
+        clock: &WallClock,
+        out: &mut Vec<HandshakeOutcome>,
+    ) {
+        let key = (conn.sk, sock_key(conn.tgid, conn.fd));
+        if let Some((old, _)) = self.closing.insert(key, (conn, closed_at))
+            && let Some(o) = self.conclude(old, clock)
+        {
+            out.push(o);
+        }
+    }
+
+    fn process(&mut self, tgid: u32, comm: &[u8]) -> ProcessInfo {
+        self.processes.get(tgid, &c_str(comm))
+    }
+
+    fn on_connect(&mut self, ev: &ConnEvent, clock: &WallClock, out: &mut Vec<HandshakeOutcome>) {
+        let tgid = ev.header.tgid;
+        let ts = ev.header.ts_ns;
+        let process = self.process(tgid, &ev.comm);
+        let mut conn = Conn::new(tgid, ev.fd, Role::Client, ev.sk, ts, process);
+        conn.remote = endpoint_addr(&ev.remote);
+        if let Some(states) = self.early_states.remove(&ev.sk) {
+            for s in &states {
+                conn.on_state(s, clock);
+            }
+        }
+        if ev.ret < 0 && ev.ret != -EINPROGRESS {
+            conn.fail_connect(-ev.ret, ts);
+            conn.closed = true;
+            let port = conn.remote.map(|(_, p)| p).unwrap_or(0);
+            if self.tls_ports.contains(port) {
+                out.push(self.finish(conn, clock));
+            } else {
+                self.stats.connect_failures_not_tls += 1;
+            }
+            return;
+        }
+        self.insert(conn, clock, out);
+    }
+
+    fn on_accept(&mut self, ev: &ConnEvent, clock: &WallClock, out: &mut Vec<HandshakeOutcome>) {
+        let tgid = ev.header.tgid;
+        let process = self.process(tgid, &ev.comm);
+        let mut conn = Conn::new(tgid, ev.fd, Role::Server, ev.sk, ev.header.ts_ns, process);
+        conn.local = endpoint_addr(&ev.local).filter(|(_, port)| *port != 0);
+        conn.remote = endpoint_addr(&ev.remote);
+        conn.established = true;
+        self.insert(conn, clock, out);
+    }
+
+    fn insert(&mut self, conn: Conn, clock: &WallClock, out: &mut Vec<HandshakeOutcome>) {
+        let key = sock_key(conn.tgid, conn.fd);
+        // An fd reused without a close we saw: the old connection is over.
+        if let Some(old) = self.open.remove(&key)
+            && let Some(o) = self.conclude(old, clock)
+        {
+            out.push(o);
+        }
+        if self.open.len() + self.closing.len() >= self.config.max_connections {
+            self.stats.over_capacity += 1;
+            return;
+        }
+        let mut conn = conn;
+        index_live(&mut self.tuples, &mut conn);
+        self.open.insert(key, conn);
+    }
+
+    fn on_state(&mut self, ev: &SockStateEvent, clock: &WallClock) {
+        let key = sock_key(ev.owner_tgid, ev.owner_fd);
+        if let Some(conn) = self.open.get_mut(&key).filter(|c| c.sk == ev.sk) {
+            conn.on_state(ev, clock);
+            index_live(&mut self.tuples, conn);
+        } else if let Some((conn, _)) = self.closing.get_mut(&(ev.sk, key)) {
+            conn.on_state(ev, clock);
+        } else {
+            // Before its connect event (the SYN was answered inside connect).
+            let early = self.early_states.entry(ev.sk).or_default();
+            if early.len() < 8 {
+                early.push(*ev);
+            }
+        }
+    }
+
+    /// Finishes what is due at `now` (monotonic ns). Returns the sockets
+    /// userspace stopped following without a close.
+    pub fn tick(
+        &mut self,
+        now: u64,
+        clock: &WallClock,
+        out: &mut Vec<HandshakeOutcome>,
+    ) -> Untracked {
+        let close_linger = self.config.close_linger.as_nanos() as u64;
+        let due: Vec<(u64, u64)> = self
+            .closing
+            .iter()
+            .filter(|(_, (_, closed_at))| now.saturating_sub(*closed_at) >= close_linger)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in due {
+            if let Some((conn, _)) = self.closing.remove(&key)
+                && let Some(o) = self.conclude(conn, clock)
+            {
+                out.push(o);
+            }
+        }
+
+        let linger = self.config.linger.as_nanos() as u64;
+        let settle = self.config.settle.as_nanos() as u64;
+        let stall = self.config.stall_timeout.as_nanos() as u64;
+        let mut untracked = Vec::new();
+        let keys: Vec<u64> = self.open.keys().copied().collect();
+        for key in keys {
+            let Some(conn) = self.open.get(&key) else {
+                continue;
+            };
+            let due = match conn.decision {
+                Some((Decision::Failed, at)) => now.saturating_sub(at) >= linger,
+                Some((Decision::Completed, at)) => now.saturating_sub(at) >= settle,
+                None => now.saturating_sub(conn.last_ns) >= stall,
+            };
+            if !due {
+                continue;
+            }
+            if let Some(mut conn) = self.open.remove(&key) {
+                if conn.decision.is_none() {
+                    conn.socket.stalled = true;
+                }
+                untracked.push(key);
+                if let Some(o) = self.conclude(conn, clock) {
+                    out.push(o);
+                }
+            }
+        }
+        self.tuples.expire(now);
+        self.early_states.retain(|_, states| {
+            states
+                .first()
+                .is_some_and(|s| now.saturating_sub(s.header.ts_ns) < stall)
+        });
+        untracked
+    }
+
+    /// Everything still open, concluded now (shutdown).
+    pub fn drain(&mut self, clock: &WallClock, out: &mut Vec<HandshakeOutcome>) {
+        let conns: Vec<Conn> = self
+            .open
+            .drain()
+            .map(|(_, c)| c)
+            .chain(self.closing.drain().map(|(_, (c, _))| c))
+            .collect();
+        for conn in conns {
+            if let Some(o) = self.conclude(conn, clock) {
+                out.push(o);
+            }
+        }
+    }
+
+    /// An outcome for a connection that involved TLS; `None` otherwise.
+    fn conclude(&mut self, conn: Conn, clock: &WallClock) -> Option<HandshakeOutcome> {
+        if let (Some(local), Some(remote)) = (conn.local, conn.remote) {
+            self.tuples
+                .insert(local, remote, conn.tgid, &conn.process.comm, conn.last_ns);
+        }
+        let facts = conn.wire.facts();
+        let spoke_tls = facts.client_hello.is_some()
+            || facts.server_hello.is_some()
+            || !facts.alerts.is_empty()
+            || !facts.messages.is_empty();
+        let server_port = match conn.role {
+            Role::Client => conn.remote.map(|(_, p)| p),
+            Role::Server => conn.local.map(|(_, p)| p),
+        };
+        let tls_port = server_port.is_some_and(|p| self.tls_ports.contains(p));
+        let involved_tls = spoke_tls || conn.ssl_seen || (tls_port && facts.non_tls.is_some());
+        if !(involved_tls || conn.connect_failed && tls_port) {
+            self.stats.not_tls += 1;
+            return None;
+        }
+        Some(self.finish(conn, clock))
+    }
+
+    fn finish(&mut self, conn: Conn, clock: &WallClock) -> HandshakeOutcome {
+        let completed =
+            conn.ssl_completed || conn.decision.is_some_and(|(d, _)| d == Decision::Completed);
+        let failed = conn.connect_failed
+            || conn.ssl_failed
+            || conn.decision.is_some_and(|(d, _)| d == Decision::Failed)
+            || !completed;
+        let result = if failed {
+            self.stats.failures += 1;
+            HsResult::Failure
+        } else {
+            self.stats.successes += 1;
+            HsResult::Success
+        };
+        let end_ns = conn
+            .decision
+            .map(|(_, at)| at)
+            .unwrap_or(conn.last_ns)
+            .max(conn.start_ns);
+        let local_ep = |addr: Option<(IpAddr, u16)>, p: &ProcessInfo| Endpoint {
+            ip: addr.map(|a| a.0),
+            port: addr.map(|a| a.1),
+            pid: Some(p.pid),
+            comm: Some(p.comm.clone()),
+            exe: p.exe.clone(),
+            container_id: p.container_id.clone(),
+            cgroup: p.cgroup.clone(),
+        };
+        let mut peer_ep = Endpoint {
+            ip: conn.remote.map(|a| a.0),
+            port: conn.remote.map(|a| a.1),
+            ..Default::default()
+        };
+        if let (Some(local), Some(remote)) = (conn.local, conn.remote)
+            && let Some((pid, comm)) = self.tuples.peer(local, remote)
+        {
+            peer_ep.pid = Some(pid);
+            peer_ep.comm = Some(comm);
+        }
+        let me = local_ep(conn.local, &conn.process);
+        let (client, server) = match conn.role {
+            Role::Client => (me, peer_ep),
+            Role::Server => (peer_ep, me),
+        };
+        self.next_id += 1;
+        let time = conn.wall_start(clock);
+        let tls: TlsFacts = conn.wire.into_facts();
+        HandshakeOutcome {
+            id: format!("{:x}-{:x}-{}", conn.start_ns, conn.tgid, self.next_id),
+            time,
+            end_time: clock.wall(end_ns),
+            role: conn.role,
+            result,
+            cause: crate::diagnosis::Cause::Unknown,
+            client,
+            server,
+            tls,
+            openssl: conn.openssl,
+            socket: conn.socket,
+            diagnosis: Diagnosis::undiagnosed(),
+            host: self.host.clone(),
+        }
+    }
+}
+
+/// Makes a connection's process findable by its peer as soon as both
+/// endpoints are known (the peer may finish first).
+fn index_live(tuples: &mut TupleIndex, conn: &mut Conn) {
+    if conn.indexed {
+        return;
+    }
+    if let (Some(local), Some(remote)) = (conn.local, conn.remote) {
+        tuples.insert(local, remote, conn.tgid, &conn.process.comm, conn.last_ns);
+        conn.indexed = true;
+    }
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}

@@ -1,0 +1,107 @@
+//! `agent run` settings: flags, with environment variables of the same
+//! meaning (`TLSDOCTOR_*`) for DaemonSets. Every default is documented on its
+//! field; `agent run --print-config` shows the effective values.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use serde::Serialize;
+
+use crate::assembly::AssemblyConfig;
+use crate::capture::CaptureOptions;
+
+#[derive(Args, Clone, Debug, Serialize)]
+pub struct RunConfig {
+    /// Journal file: every failure as one JSON line.
+    #[arg(long, env = "TLSDOCTOR_JOURNAL", default_value = crate::sinks::journal::DEFAULT_PATH)]
+    pub journal: PathBuf,
+
+    /// Rotate the journal past this many MiB (one old generation is kept).
+    #[arg(long, env = "TLSDOCTOR_JOURNAL_MAX_MIB", default_value_t = 100)]
+    pub journal_max_mib: u64,
+
+    /// Status file (coverage, counters), rewritten every few seconds; default:
+    /// `status.json` beside the journal.
+    #[arg(long, env = "TLSDOCTOR_STATUS")]
+    pub status: Option<PathBuf>,
+
+    /// Print successful handshakes too (they are never journaled).
+    #[arg(long)]
+    pub show_success: bool,
+
+    /// A handshake that makes no progress for this many seconds is reported stalled.
+    #[arg(long, env = "TLSDOCTOR_STALL_SECONDS", default_value_t = 10)]
+    pub stall_seconds: u64,
+
+    /// Extra ports that serve TLS (beyond the well-known ones and those the
+    /// local servers' configs declare), for refused connections.
+    #[arg(long = "tls-port", env = "TLSDOCTOR_TLS_PORTS", value_delimiter = ',')]
+    pub tls_ports: Vec<u16>,
+
+    /// Kernel ring buffer, MiB (a power of two).
+    #[arg(long, env = "TLSDOCTOR_RINGBUF_MIB", default_value_t = 4)]
+    pub ringbuf_mib: u32,
+
+    /// Outcomes queued for diagnosis and export before new ones are dropped
+    /// (and counted).
+    #[arg(long, env = "TLSDOCTOR_QUEUE", default_value_t = 16384)]
+    pub queue: usize,
+
+    /// Rescan all processes for new TLS library files this often (seconds);
+    /// new processes are also checked when they exec.
+    #[arg(long, env = "TLSDOCTOR_RESCAN_SECONDS", default_value_t = 30)]
+    pub rescan_seconds: u64,
+
+    /// eBPF-side log level (aya-log): off, error, warn, info, debug, trace.
+    #[arg(long, env = "TLSDOCTOR_EBPF_LOG", default_value = "off")]
+    pub ebpf_log: String,
+
+    /// Stop after this many seconds (tests, demos); default: run until signalled.
+    #[arg(long)]
+    pub duration: Option<u64>,
+}
+
+impl RunConfig {
+    pub fn status_path(&self) -> PathBuf {
+        self.status.clone().unwrap_or_else(|| {
+            self.journal
+                .parent()
+                .map(|d| d.join("status.json"))
+                .unwrap_or_else(|| PathBuf::from("status.json"))
+        })
+    }
+
+    pub fn capture_options(&self) -> anyhow::Result<CaptureOptions> {
+        let bytes = self
+            .ringbuf_mib
+            .checked_mul(1024 * 1024)
+            .filter(|b| b.is_power_of_two());
+        let Some(ringbuf_bytes) = bytes else {
+            anyhow::bail!(
+                "--ringbuf-mib must be a power of two, got {}",
+                self.ringbuf_mib
+            );
+        };
+        let ebpf_log_level = match self.ebpf_log.as_str() {
+            "off" => None,
+            "error" => Some(aya_log::Level::Error),
+            "warn" => Some(aya_log::Level::Warn),
+            "info" => Some(aya_log::Level::Info),
+            "debug" => Some(aya_log::Level::Debug),
+            "trace" => Some(aya_log::Level::Trace),
+            other => anyhow::bail!("--ebpf-log: unknown level {other:?}"),
+        };
+        Ok(CaptureOptions {
+            ringbuf_bytes,
+            ebpf_log_level,
+        })
+    }
+
+    pub fn assembly(&self) -> AssemblyConfig {
+        AssemblyConfig {
+            stall_timeout: Duration::from_secs(self.stall_seconds.max(1)),
+            ..AssemblyConfig::default()
+        }
+    }
+}

@@ -1,0 +1,412 @@
+//! `agent run`: kernel events → assembly → diagnosis → sinks.
+//!
+//! One task owns the capture and the connection table (no locks on the hot
+//! path); finished outcomes go through a bounded queue to a sink thread that
+//! diagnoses and writes them, so a slow disk or collector never stalls the
+//! reading of the ring buffer. What cannot be queued is counted and reported.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::fs::MetadataExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::io::unix::AsyncFd;
+use tracing::{debug, info, warn};
+
+use crate::assembly::{Assembler, AssemblyStats, TlsPorts, WallClock, monotonic_ns};
+use crate::capture::events::{self, KernelEvent};
+use crate::capture::tls_libs::{self, Coverage, FileId};
+use crate::capture::{Capture, LibraryReport};
+use crate::config::RunConfig;
+use crate::outcome::{HandshakeOutcome, Result as HsResult};
+use crate::sinks::console::{self, Colour};
+use crate::sinks::journal::JournalWriter;
+
+/// Records read from the ring per wake-up before ticking again, so a flood
+/// cannot starve timeouts.
+const MAX_RECORDS_PER_WAKE: usize = 8192;
+const TICK: Duration = Duration::from_millis(100);
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+/// A new process is checked for TLS libraries this long after exec (the
+/// dynamic loader maps them right after) and once more later (dlopen).
+const EXEC_CHECKS: [Duration; 2] = [Duration::from_millis(50), Duration::from_secs(2)];
+
+/// Health and coverage, written to the status file.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Status {
+    pub agent_pid: u32,
+    pub started: Option<DateTime<Utc>>,
+    pub updated: Option<DateTime<Utc>>,
+    pub journal: String,
+    /// Kernel-side counters (ring buffer full, map full, ...).
+    pub kernel: BTreeMap<&'static str, u64>,
+    pub assembly: AssemblyStats,
+    /// Outcomes dropped because the sink queue was full.
+    pub dropped_outcomes: u64,
+    /// Ring-buffer records that could not be decoded, by error.
+    pub decode_errors: BTreeMap<String, u64>,
+    pub journal_errors: u64,
+    pub open_connections: usize,
+    pub libraries: Vec<LibraryReport>,
+    /// Processes whose TLS library could not be probed, with the reason.
+    pub uncovered: BTreeMap<u32, UncoveredProcess>,
+    pub covered_processes: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct UncoveredProcess {
+    pub comm: String,
+    pub coverage: Coverage,
+}
+
+/// Counters shared with the sink thread.
+#[derive(Default)]
+struct Shared {
+    journal_errors: AtomicU64,
+}
+
+pub async fn run(config: RunConfig) -> anyhow::Result<()> {
+    let options = config.capture_options()?;
+    let mut capture = Capture::load(&options).context("loading the eBPF programs")?;
+    let mut status = Status {
+        agent_pid: std::process::id(),
+        started: Some(Utc::now()),
+        journal: config.journal.display().to_string(),
+        ..Default::default()
+    };
+    let mut coverage = CoverageTracker::default();
+    for (kind, path) in tls_libs::system_libraries() {
+        if let Ok(meta) = std::fs::metadata(&path) {
+            let id = FileId {
+                dev: meta.dev(),
+                inode: meta.ino(),
+            };
+            capture.cover_library(kind, id, &path);
+        }
+    }
+    coverage.scan_all(&mut capture);
+    info!(
+        covered = coverage.covered.len(),
+        uncovered = coverage.uncovered.len(),
+        "process coverage"
+    );
+
+    let journal = JournalWriter::open(&config.journal, config.journal_max_mib * 1024 * 1024)?;
+    let shared = Arc::new(Shared::default());
+    let (tx, rx) = sync_channel::<Vec<HandshakeOutcome>>(config.queue.max(1));
+    let sink = {
+        let shared = shared.clone();
+        let show_success = config.show_success;
+        std::thread::Builder::new()
+            .name("tlsdoctor-sinks".into())
+            .spawn(move || sink_loop(rx, journal, show_success, &shared))
+            .context("starting the sink thread")?
+    };
+
+    let ring = capture.take_events()?;
+    // SAFETY: the ring buffer owns its map fd for the AsyncFd's lifetime.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
+
+    let mut tls_ports = TlsPorts::new(config.tls_ports.iter().copied());
+    for port in crate::evidence::host::configured_tls_ports() {
+        tls_ports.add(port);
+    }
+    let mut assembler = Assembler::new(config.assembly(), tls_ports);
+    let mut queue = OutcomeQueue {
+        tx: Some(tx),
+        dropped: 0,
+        warned_at: None,
+    };
+    let mut decode_errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut exec_checks: Vec<(tokio::time::Instant, u32)> = Vec::new();
+    let mut lost_reported = 0u64;
+
+    let mut tick = tokio::time::interval(TICK);
+    let mut rescan = tokio::time::interval(Duration::from_secs(config.rescan_seconds.max(1)));
+    rescan.tick().await;
+    let mut status_timer = tokio::time::interval(STATUS_EVERY);
+    let deadline = config
+        .duration
+        .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    info!(journal = %config.journal.display(), "capturing TLS handshakes");
+
+    loop {
+        let until_deadline = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard.context("ring buffer")?;
+                let clock = WallClock::now();
+                let mut out = Vec::new();
+                let mut n = 0;
+                while let Some(record) = guard.get_inner_mut().next() {
+                    match events::decode(&record) {
+                        Ok(event) => {
+                            tracing::trace!(?event, "kernel event");
+                            handle_side_effects(&event, &mut capture, &mut exec_checks);
+                            assembler.on_event(&event, &clock, &mut out);
+                        }
+                        Err(e) => {
+                            let count = decode_errors.entry(e.to_string()).or_default();
+                            if *count == 0 {
+                                warn!(error = %e, "undecodable kernel record (counted; logged once)");
+                            }
+                            *count += 1;
+                        }
+                    }
+                    n += 1;
+                    if n >= MAX_RECORDS_PER_WAKE {
+                        break;
+                    }
+                }
+                if n < MAX_RECORDS_PER_WAKE {
+                    guard.clear_ready();
+                }
+                queue.send(out);
+            }
+            _ = tick.tick() => {
+                let mut out = Vec::new();
+                let untracked = assembler.tick(monotonic_ns(), &WallClock::now(), &mut out);
+                if !untracked.is_empty()
+                    && let Err(e) = capture.untrack(&untracked)
+                {
+                    debug!(error = %e, "untracking idle sockets");
+                }
+                queue.send(out);
+                let now = tokio::time::Instant::now();
+                exec_checks.retain(|(at, pid)| {
+                    if *at <= now {
+                        coverage.check(&mut capture, *pid);
+                        false
+                    } else {
+                        true
+                    }
+                });
+            }
+            _ = rescan.tick() => {
+                coverage.scan_all(&mut capture);
+                for port in crate::evidence::host::configured_tls_ports() {
+                    assembler.tls_ports_mut().add(port);
+                }
+            }
+            _ = status_timer.tick() => {
+                status.updated = Some(Utc::now());
+                status.kernel = capture
+                    .counters()
+                    .map(|c| c.into_iter().map(|(k, v)| (k.name(), v)).collect())
+                    .unwrap_or_default();
+                status.assembly = assembler.stats().clone();
+                status.dropped_outcomes = queue.dropped;
+                status.decode_errors = decode_errors.clone();
+                status.journal_errors = shared.journal_errors.load(Ordering::Relaxed);
+                status.open_connections = assembler.open_connections();
+                status.libraries = capture.libraries().cloned().collect();
+                status.covered_processes = coverage.covered.len();
+                status.uncovered = coverage.uncovered.clone();
+                write_status(&config, &status);
+                let lost = status.kernel.get("ringbuf_full").copied().unwrap_or(0);
+                if lost > lost_reported {
+                    warn!(
+                        lost_total = lost,
+                        since_last = lost - lost_reported,
+                        "kernel events lost: ring buffer full (raise --ringbuf-mib)"
+                    );
+                    lost_reported = lost;
+                }
+            }
+            _ = tokio::signal::ctrl_c() => { info!("SIGINT: stopping"); break; }
+            _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
+            _ = until_deadline => { info!("duration reached: stopping"); break; }
+        }
+    }
+
+    let mut out = Vec::new();
+    assembler.drain(&WallClock::now(), &mut out);
+    queue.send(out);
+    drop(queue.tx.take());
+    if sink.join().is_err() {
+        warn!("the sink thread panicked");
+    }
+    status.updated = Some(Utc::now());
+    status.assembly = assembler.stats().clone();
+    status.dropped_outcomes = queue.dropped;
+    write_status(&config, &status);
+    // Dropping the capture detaches every program and frees the maps.
+    drop(capture);
+    info!("detached");
+    Ok(())
+}
+
+/// The bounded queue to the sink thread.
+struct OutcomeQueue {
+    tx: Option<SyncSender<Vec<HandshakeOutcome>>>,
+    dropped: u64,
+    warned_at: Option<std::time::Instant>,
+}
+
+impl OutcomeQueue {
+    fn send(&mut self, batch: Vec<HandshakeOutcome>) {
+        if batch.is_empty() {
+            return;
+        }
+        let Some(tx) = &self.tx else { return };
+        match tx.try_send(batch) {
+            Ok(()) => {}
+            Err(TrySendError::Full(batch)) | Err(TrySendError::Disconnected(batch)) => {
+                self.dropped += batch.len() as u64;
+                let quiet = self
+                    .warned_at
+                    .is_some_and(|t| t.elapsed() < Duration::from_secs(10));
+                if !quiet {
+                    warn!(
+                        dropped_total = self.dropped,
+                        "outcome queue full: outcomes dropped (counted)"
+                    );
+                    self.warned_at = Some(std::time::Instant::now());
+                }
+            }
+        }
+    }
+}
+
+fn handle_side_effects(
+    event: &KernelEvent,
+    capture: &mut Capture,
+    exec_checks: &mut Vec<(tokio::time::Instant, u32)>,
+) {
+    match event {
+        KernelEvent::Exec(ev) => {
+            let now = tokio::time::Instant::now();
+            for delay in EXEC_CHECKS {
+                exec_checks.push((now + delay, ev.header.tgid));
+            }
+        }
+        KernelEvent::Exit(ev) => match capture.tracked_keys_of(ev.header.tgid) {
+            Ok(keys) if !keys.is_empty() => {
+                if let Err(e) = capture.untrack(&keys) {
+                    debug!(error = %e, "untracking an exited process");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => debug!(error = %e, "listing an exited process's sockets"),
+        },
+        _ => {}
+    }
+}
+
+/// Which processes are covered, and why the others are not.
+#[derive(Default)]
+struct CoverageTracker {
+    covered: HashMap<u32, ()>,
+    uncovered: BTreeMap<u32, UncoveredProcess>,
+}
+
+/// Most uncovered processes listed in the status file.
+const MAX_UNCOVERED_LISTED: usize = 512;
+
+impl CoverageTracker {
+    fn scan_all(&mut self, capture: &mut Capture) {
+        let pids = tls_libs::all_pids();
+        let alive: std::collections::HashSet<u32> = pids.iter().copied().collect();
+        self.covered.retain(|pid, _| alive.contains(pid));
+        self.uncovered.retain(|pid, _| alive.contains(pid));
+        for pid in pids {
+            if pid != std::process::id() {
+                self.check(capture, pid);
+            }
+        }
+    }
+
+    fn check(&mut self, capture: &mut Capture, pid: u32) {
+        match capture.cover_process(pid) {
+            Coverage::Covered => {
+                self.uncovered.remove(&pid);
+                self.covered.insert(pid, ());
+            }
+            // Not using OpenSSL is normal (Go, Java, shells): wire evidence only.
+            Coverage::NoTlsLibrary | Coverage::Exited => {
+                self.uncovered.remove(&pid);
+            }
+            other => {
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .map(|c| c.trim().to_string())
+                    .unwrap_or_default();
+                if !self.uncovered.contains_key(&pid) {
+                    warn!(pid, comm = %comm, coverage = ?other, "process not covered");
+                }
+                if self.uncovered.len() < MAX_UNCOVERED_LISTED {
+                    self.uncovered.insert(
+                        pid,
+                        UncoveredProcess {
+                            comm,
+                            coverage: other,
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn write_status(config: &RunConfig, status: &Status) {
+    let path = config.status_path();
+    let tmp = path.with_extension("json.tmp");
+    let result = serde_json::to_vec_pretty(status)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&tmp, bytes))
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    if let Err(e) = result {
+        debug!(path = %path.display(), error = %e, "writing the status file");
+    }
+}
+
+/// The sink thread: diagnosis, then console, journal and exporters.
+fn sink_loop(
+    rx: Receiver<Vec<HandshakeOutcome>>,
+    mut journal: JournalWriter,
+    show_success: bool,
+    shared: &Shared,
+) {
+    let colour = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        Colour::Always
+    } else {
+        Colour::Never
+    };
+    let mut diagnoser = crate::diagnosis::engine::Diagnoser::new();
+    let mut journal_warned = false;
+    while let Ok(batch) = rx.recv() {
+        for mut outcome in batch {
+            diagnoser.diagnose(&mut outcome);
+            if outcome.result == HsResult::Failure || show_success {
+                println!("{}", console::line(&outcome, colour));
+            }
+            if outcome.result == HsResult::Failure
+                && let Err(e) = journal.append(&outcome)
+            {
+                shared.journal_errors.fetch_add(1, Ordering::Relaxed);
+                if !journal_warned {
+                    warn!(error = %e, "journal write failed (counted; logged once)");
+                    journal_warned = true;
+                }
+            }
+        }
+        if let Err(e) = journal.flush() {
+            shared.journal_errors.fetch_add(1, Ordering::Relaxed);
+            if !journal_warned {
+                warn!(error = %e, "journal flush failed (counted; logged once)");
+                journal_warned = true;
+            }
+        }
+    }
+}

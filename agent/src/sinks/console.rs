@@ -1,0 +1,57 @@
+//! One human line per outcome, for `agent run` and `agent diagnose --watch`.
+
+use std::fmt::Write as _;
+
+use crate::outcome::{Endpoint, HandshakeOutcome, Result as HsResult};
+
+/// ANSI colour, used only on a terminal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Colour {
+    Never,
+    Always,
+}
+
+fn endpoint(ep: &Endpoint) -> String {
+    let addr = match (ep.ip, ep.port) {
+        (Some(std::net::IpAddr::V6(ip)), Some(port)) => format!("[{ip}]:{port}"),
+        (Some(ip), Some(port)) => format!("{ip}:{port}"),
+        (Some(ip), None) => ip.to_string(),
+        _ => "?".to_string(),
+    };
+    match (&ep.comm, ep.pid) {
+        (Some(comm), Some(pid)) => format!("{addr} ({comm}[{pid}])"),
+        _ => addr,
+    }
+}
+
+/// `TIME RESULT role client -> server [sni] version: cause — summary`.
+pub fn line(o: &HandshakeOutcome, colour: Colour) -> String {
+    let (tag, paint) = match o.result {
+        HsResult::Failure => ("FAIL", "\x1b[1;31m"),
+        HsResult::Success => ("ok  ", "\x1b[32m"),
+    };
+    let mut s = String::new();
+    let _ = write!(s, "{} ", o.end_time.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
+    if colour == Colour::Always {
+        let _ = write!(s, "{paint}{tag}\x1b[0m");
+    } else {
+        s.push_str(tag);
+    }
+    let _ = write!(
+        s,
+        " {:<6} {} -> {}",
+        o.role.as_str(),
+        endpoint(&o.client),
+        endpoint(&o.server)
+    );
+    if let Some(sni) = &o.tls.sni {
+        let _ = write!(s, " sni={sni}");
+    }
+    if let Some(v) = &o.tls.negotiated_version {
+        let _ = write!(s, " {v}");
+    }
+    if o.result == HsResult::Failure {
+        let _ = write!(s, ": {} — {}", o.cause, o.diagnosis.summary);
+    }
+    s
+}

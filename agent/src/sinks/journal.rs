@@ -1,0 +1,258 @@
+//! The journal: every failure as one JSON object per line, appended to a
+//! local file that `agent diagnose` reads. The embedded default sink: it needs
+//! no collector and survives agent restarts.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+use crate::outcome::HandshakeOutcome;
+
+/// Default location, for a host agent running as root.
+pub const DEFAULT_PATH: &str = "/var/lib/tlsdoctor/journal.jsonl";
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("journal {path}: cannot encode a record: {source}")]
+    Encode {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Appends outcomes; rotates once the file passes `max_bytes` (the previous
+/// generation is kept as `<path>.1`, so at most twice the limit is used).
+pub struct JournalWriter {
+    path: PathBuf,
+    out: BufWriter<File>,
+    written: u64,
+    max_bytes: u64,
+}
+
+impl JournalWriter {
+    pub fn open(path: &Path, max_bytes: u64) -> Result<JournalWriter, JournalError> {
+        let io_err = |source| JournalError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(io_err)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io_err)?;
+        let written = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(JournalWriter {
+            path: path.to_path_buf(),
+            out: BufWriter::new(file),
+            written,
+            max_bytes,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one record (buffered: call [`JournalWriter::flush`] after a batch).
+    pub fn append(&mut self, outcome: &HandshakeOutcome) -> Result<(), JournalError> {
+        let mut line = serde_json::to_vec(outcome).map_err(|source| JournalError::Encode {
+            path: self.path.clone(),
+            source,
+        })?;
+        line.push(b'\n');
+        if self.written > 0 && self.written + line.len() as u64 > self.max_bytes {
+            self.rotate()?;
+        }
+        self.out
+            .write_all(&line)
+            .map_err(|source| JournalError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.written += line.len() as u64;
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> Result<(), JournalError> {
+        self.out.flush().map_err(|source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn rotate(&mut self) -> Result<(), JournalError> {
+        self.flush()?;
+        let io_err = |source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let old = rotated_path(&self.path);
+        fs::rename(&self.path, &old).map_err(io_err)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .map_err(io_err)?;
+        self.out = BufWriter::new(file);
+        self.written = 0;
+        Ok(())
+    }
+}
+
+fn rotated_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".1");
+    PathBuf::from(name)
+}
+
+/// A line of the journal that could not be read back.
+#[derive(Debug)]
+pub struct BadLine {
+    pub file: PathBuf,
+    pub line: usize,
+    pub error: String,
+}
+
+/// Reads the journal (the rotated generation first), keeping records that
+/// ended at or after `since`. Lines that do not parse are returned, not
+/// dropped silently.
+pub fn read(
+    path: &Path,
+    since: Option<DateTime<Utc>>,
+) -> Result<(Vec<HandshakeOutcome>, Vec<BadLine>), JournalError> {
+    let mut records = Vec::new();
+    let mut bad = Vec::new();
+    for file in [rotated_path(path), path.to_path_buf()] {
+        let f = match File::open(&file) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(JournalError::Io { path: file, source }),
+        };
+        for (i, line) in BufReader::new(f).lines().enumerate() {
+            let line = line.map_err(|source| JournalError::Io {
+                path: file.clone(),
+                source,
+            })?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<HandshakeOutcome>(&line) {
+                Ok(o) if since.is_none_or(|s| o.end_time >= s) => records.push(o),
+                Ok(_) => {}
+                Err(e) => bad.push(BadLine {
+                    file: file.clone(),
+                    line: i + 1,
+                    error: e.to_string(),
+                }),
+            }
+        }
+    }
+    Ok((records, bad))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnosis::{Cause, Diagnosis};
+    use crate::outcome::{Endpoint, Result as HsResult, Role};
+
+    fn outcome(n: u32) -> HandshakeOutcome {
+        let t = DateTime::from_timestamp(1_700_000_000 + i64::from(n), 0).unwrap();
+        HandshakeOutcome {
+            id: format!("id-{n}"),
+            time: t,
+            end_time: t,
+            role: Role::Client,
+            result: HsResult::Failure,
+            cause: Cause::Unknown,
+            client: Endpoint {
+                ip: Some("127.0.0.1".parse().unwrap()),
+                port: Some(40000),
+                pid: Some(n),
+                comm: Some("curl".into()),
+                ..Default::default()
+            },
+            server: Endpoint::default(),
+            tls: Default::default(),
+            openssl: Default::default(),
+            socket: Default::default(),
+            diagnosis: Diagnosis::undiagnosed(),
+            host: None,
+        }
+    }
+
+    fn temp_path(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("tlsdoctor-journal-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir.join("journal.jsonl")
+    }
+
+    #[test]
+    fn records_round_trip_with_required_fields() {
+        let path = temp_path("roundtrip");
+        let mut w = JournalWriter::open(&path, 1 << 20).unwrap();
+        w.append(&outcome(1)).unwrap();
+        w.flush().unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        let v: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        for field in [
+            "time", "role", "client", "server", "tls", "openssl", "cause",
+        ] {
+            assert!(v.get(field).is_some(), "missing {field}: {v}");
+        }
+        assert_eq!(v["cause"], "unknown");
+        assert_eq!(v["client"]["comm"], "curl");
+        let (records, bad) = read(&path, None).unwrap();
+        assert_eq!(records, vec![outcome(1)]);
+        assert!(bad.is_empty());
+    }
+
+    #[test]
+    fn rotation_keeps_one_generation_and_reads_both() {
+        let path = temp_path("rotate");
+        let mut w = JournalWriter::open(&path, 600).unwrap();
+        for n in 0..6 {
+            w.append(&outcome(n)).unwrap();
+        }
+        w.flush().unwrap();
+        assert!(rotated_path(&path).exists());
+        let (records, _) = read(&path, None).unwrap();
+        assert!(records.len() >= 2);
+        assert_eq!(records.last().unwrap().id, "id-5");
+        let since = outcome(5).end_time;
+        let (recent, _) = read(&path, Some(since)).unwrap();
+        assert_eq!(recent.len(), 1);
+    }
+
+    #[test]
+    fn unreadable_lines_are_reported() {
+        let path = temp_path("bad");
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, "{not json}\n\n").unwrap();
+        let (records, bad) = read(&path, None).unwrap();
+        assert!(records.is_empty());
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].line, 1);
+    }
+
+    #[test]
+    fn an_unwritable_location_is_a_clear_error() {
+        let Err(err) = JournalWriter::open(Path::new("/proc/tlsdoctor/journal.jsonl"), 10) else {
+            panic!("opening a journal under /proc must fail");
+        };
+        assert!(err.to_string().contains("/proc/tlsdoctor"), "{err}");
+    }
+}

@@ -635,7 +635,7 @@ mod tests {
         use Cause::*;
         let around = local("2026-11-29 02:32:30");
         let lines =
-            read_near(&fixture("nginx-error.log"), around, Duration::hours(1), 100).unwrap();
+            read_near(&fixture("nginx-error.txt"), around, Duration::hours(1), 100).unwrap();
         assert_eq!(
             by_line(&lines),
             vec![
@@ -670,7 +670,7 @@ mod tests {
                 .text
                 .starts_with("SSL_do_handshake() failed (SSL: error:0A000102")
         );
-        assert!(first.file.ends_with("nginx-error.log"));
+        assert!(first.file.ends_with("nginx-error.txt"));
         let upstream = lines.iter().find(|l| l.line == 18).unwrap();
         assert_eq!(upstream.level, "error");
     }
@@ -680,7 +680,7 @@ mod tests {
         use Cause::*;
         let around = local("2026-11-29 02:33:25");
         let lines = read_near(
-            &fixture("apache-error.log"),
+            &fixture("apache-error.txt"),
             around,
             Duration::seconds(30),
             1000,
@@ -777,7 +777,7 @@ mod tests {
                 .any(|l| l.text.starts_with("AH01964") && l.indicates.is_none())
         );
         let few = read_near(
-            &fixture("apache-error.log"),
+            &fixture("apache-error.txt"),
             around,
             Duration::seconds(30),
             3,
@@ -793,7 +793,7 @@ mod tests {
         use Cause::*;
         let around = local("2026-11-29 02:33:00");
         let nginx = read_near(
-            &fixture("nginx-startup-error.log"),
+            &fixture("nginx-startup-error.txt"),
             around,
             Duration::minutes(5),
             100,
@@ -806,7 +806,7 @@ mod tests {
                 .all(|l| l.indicates == Some(ServerCannotLoadCertificate) && l.level == "emerg")
         );
         let apache = read_near(
-            &fixture("apache-startup-error.log"),
+            &fixture("apache-startup-error.txt"),
             around,
             Duration::minutes(5),
             100,
@@ -837,7 +837,7 @@ mod tests {
 
     #[test]
     fn window_and_limits() {
-        let path = fixture("nginx-error.log");
+        let path = fixture("nginx-error.txt");
         let far = local("2026-11-30 02:32:15");
         assert!(
             read_near(&path, far, Duration::minutes(10), 100)
@@ -1051,7 +1051,7 @@ mod tests {
             .append(true)
             .open(&sparse.0)
             .unwrap();
-        let real = std::fs::read(fixture("nginx-error.log")).unwrap();
+        let real = std::fs::read(fixture("nginx-error.txt")).unwrap();
         f.write_all(b"\n").unwrap();
         f.write_all(&real).unwrap();
         drop(f);

@@ -1,1 +1,237 @@
-fn main() {}
+//! Project tasks: `cargo xtask setup | run | test | bench`.
+//!
+//! `run` and `test` first install what is missing on a Debian machine of this
+//! kind (idempotent, and fast when everything is present), printing each thing
+//! they install.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "tlsdoctor project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the toolchain and test dependencies that are missing.
+    Setup,
+    /// Build (release) and run the agent on its embedded default (the local journal).
+    Run {
+        /// Arguments for `agent run`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Every test: formatting, clippy, unit tests, end-to-end tests (root).
+    Test {
+        /// Only the unit tests (no root, no servers).
+        #[arg(long)]
+        unit: bool,
+        /// Extra arguments for the end-to-end test binaries (e.g. a test name).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Benchmarks (see BENCHMARKS.md).
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// Debian packages: build needs, then what the tests drive.
+const BUILD_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "libzstd-dev",
+    "zlib1g-dev",
+    "libssl-dev",
+    "pkg-config",
+];
+const TEST_PACKAGES: &[&str] = &[
+    "nginx",
+    "apache2",
+    "openssl",
+    "curl",
+    "nghttp2-client",
+    "openjdk-17-jdk-headless",
+];
+/// bpf-linker must be built against LLVM 22 (without this PATH it finds LLVM 14).
+const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
+/// Python packages of the OTLP tests (a real OTLP receiver nobody here wrote).
+const PIP_PACKAGES: &[(&str, &str)] = &[("phoenix", "arize-phoenix")];
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root()?;
+    std::env::set_current_dir(&root)?;
+    match cli.task {
+        Task::Setup => {
+            setup(true)?;
+        }
+        Task::Run { args } => {
+            setup(false)?;
+            cargo(&["build", "--release", "-p", "agent"])?;
+            mount_tracefs();
+            let mut cmd = Command::new(root.join("target/release/agent"));
+            cmd.arg("run").args(&args);
+            let status = cmd.status().context("starting the agent")?;
+            if !status.success() {
+                bail!("agent exited with {status}");
+            }
+        }
+        Task::Test { unit, args } => {
+            setup(!unit)?;
+            cargo(&["fmt", "--all", "--check"])?;
+            cargo(&["clippy", "--workspace", "--exclude", "agent-ebpf", "--all-targets", "--", "-D", "warnings"])?;
+            // The eBPF crate's host half (shared types, record walker).
+            cargo(&["test", "-p", "agent-ebpf", "--lib"])?;
+            cargo(&["test", "-p", "agent", "--lib", "--bins"])?;
+            if !unit {
+                require_root()?;
+                mount_tracefs();
+                cargo(&["build", "-p", "agent"])?;
+                let mut test_args = vec!["test", "-p", "agent", "--tests", "-p", "tlsdoctor-tests", "--", "--test-threads", "4"];
+                test_args.extend(args.iter().map(String::as_str));
+                cargo(&test_args)?;
+            }
+            println!("xtask: all tests passed");
+        }
+        Task::Bench { args } => {
+            setup(true)?;
+            require_root()?;
+            mount_tracefs();
+            cargo(&["build", "--release", "-p", "agent", "-p", "tlsdoctor-tests"])?;
+            let mut bench_args = vec!["run", "--release", "-p", "tlsdoctor-tests", "--bin", "bench", "--"];
+            bench_args.extend(args.iter().map(String::as_str));
+            cargo(&bench_args)?;
+        }
+    }
+    Ok(())
+}
+
+fn workspace_root() -> Result<PathBuf> {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .context("xtask has no parent directory")
+}
+
+/// Installs what is missing. `for_tests` adds the servers and clients the
+/// end-to-end tests drive.
+fn setup(for_tests: bool) -> Result<()> {
+    let mut packages: Vec<&str> = BUILD_PACKAGES.to_vec();
+    if for_tests {
+        packages.extend(TEST_PACKAGES);
+    }
+    let missing: Vec<&str> = packages.into_iter().filter(|p| !dpkg_installed(p)).collect();
+    if !missing.is_empty() {
+        println!("xtask: installing Debian packages: {}", missing.join(" "));
+        run(Command::new("apt-get").arg("update").arg("-q"))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+        // Installing nginx/apache2 starts them on port 80 under a service
+        // manager on some machines; the tests start their own instances.
+    }
+    if !nightly_has_rust_src() {
+        println!("xtask: installing rust-src for the nightly toolchain (eBPF build-std)");
+        run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    }
+    if !bpf_linker_ok() {
+        println!("xtask: installing bpf-linker (LLVM 22), about 2 minutes");
+        let path = format!("{LLVM_BIN}:{}", std::env::var("PATH").unwrap_or_default());
+        run(Command::new("cargo")
+            .args(["install", "bpf-linker", "--no-default-features", "--features", "llvm-22", "--force"])
+            .env("PATH", path))?;
+    }
+    if for_tests {
+        for (module, package) in PIP_PACKAGES {
+            let present = Command::new("python3")
+                .args(["-c", &format!("import {module}")])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if !present {
+                println!("xtask: installing the Python package {package}");
+                run(Command::new("python3").args(["-m", "pip", "install", "-q", package]))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn dpkg_installed(package: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", package])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+}
+
+fn nightly_has_rust_src() -> bool {
+    Command::new("rustup")
+        .args(["component", "list", "--installed", "--toolchain", "nightly"])
+        .output()
+        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("rust-src"))
+}
+
+/// bpf-linker is present and built against LLVM 22 (its --version names it).
+fn bpf_linker_ok() -> bool {
+    Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        && Command::new("bpf-linker")
+            .arg("--llvm-args=--version")
+            .output()
+            .map(|o| {
+                let text = String::from_utf8_lossy(&o.stdout).to_string()
+                    + &String::from_utf8_lossy(&o.stderr);
+                !text.contains("LLVM version 14")
+            })
+            .unwrap_or(true)
+}
+
+fn require_root() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc_geteuid() } != 0 {
+        bail!("the end-to-end tests load eBPF programs and need root (or run `cargo xtask test --unit`)");
+    }
+    Ok(())
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+/// Syscall tracepoints live in tracefs, which some machines do not mount.
+fn mount_tracefs() {
+    if Path::new("/sys/kernel/tracing/events").exists() {
+        return;
+    }
+    println!("xtask: mounting tracefs on /sys/kernel/tracing");
+    let _ = Command::new("mount")
+        .args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"])
+        .status();
+}
+
+fn cargo(args: &[&str]) -> Result<()> {
+    run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args(args))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}

@@ -15,9 +15,11 @@
 
 pub mod apache;
 mod apache_syntax;
+mod discover;
 mod loader;
 pub mod nginx;
 mod nginx_syntax;
+mod select;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::IpAddr;
@@ -25,6 +27,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+pub use discover::{DiscoveredConfig, discover};
+pub use select::{Selection, name_matches};
 
 /// The main config file could not be read. (Failures below the main file
 /// are [`ConfigProblem`]s instead.)

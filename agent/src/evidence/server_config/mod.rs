@@ -20,6 +20,8 @@ mod loader;
 pub mod nginx;
 mod nginx_syntax;
 mod select;
+#[cfg(test)]
+mod tests;
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::IpAddr;

@@ -14,6 +14,7 @@
 //! would refuse that config on its next reload).
 
 pub mod apache;
+mod apache_env;
 mod apache_syntax;
 mod discover;
 mod loader;

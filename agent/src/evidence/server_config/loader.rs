@@ -1,0 +1,404 @@
+//! Reading config files for both parsers: size and count caps, include-glob
+//! expansion, include-loop detection, and the bookkeeping (`files`,
+//! `watched`, `problems`) that ends up in [`ServerConfig`](super::ServerConfig).
+//!
+//! Everything here treats the files as hostile: a config tree is whatever is
+//! on disk, and the agent must never hang (FIFOs), balloon (huge files,
+//! include bombs) or panic on it.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use super::{ConfigError, ConfigProblem};
+
+/// Largest config file read; real configs are a few KiB, so anything bigger
+/// is a mistake or an attack.
+pub(crate) const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+/// Most files read for one installation (main + includes, counting re-reads).
+pub(crate) const MAX_FILES: usize = 2000;
+/// Deepest include chain. Apache's own limit is 128; real configs use 3-4.
+pub(crate) const MAX_INCLUDE_DEPTH: usize = 32;
+/// Deepest block/section nesting, across includes. Keeps the recursive
+/// walkers far from the stack limit (test threads have 2 MiB).
+pub(crate) const MAX_NESTING: usize = 64;
+/// Most problems listed for one installation; the rest are counted, so a
+/// file of garbage cannot turn into millions of entries.
+pub(crate) const MAX_PROBLEMS: usize = 1000;
+/// Most directives kept for one installation: bounds memory and time when
+/// includes multiply (a file included many times by files included many times).
+pub(crate) const MAX_DIRECTIVES: usize = 500_000;
+
+/// Why a file could not be used.
+#[derive(Debug)]
+pub(crate) enum ReadFailure {
+    Io(io::Error),
+    NotAFile,
+    TooLarge(u64),
+    NotText,
+}
+
+impl ReadFailure {
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            ReadFailure::Io(e) if e.kind() == io::ErrorKind::NotFound => "no such file".to_string(),
+            ReadFailure::Io(e) => e.to_string(),
+            ReadFailure::NotAFile => "not a regular file (directory, FIFO or device)".to_string(),
+            ReadFailure::TooLarge(size) => {
+                format!("{size} bytes, over the {MAX_FILE_BYTES}-byte limit; not read")
+            }
+            ReadFailure::NotText => "holds NUL bytes: not a text config file".to_string(),
+        }
+    }
+
+    pub(crate) fn into_config_error(self, path: &Path) -> ConfigError {
+        let path = path.to_path_buf();
+        match self {
+            ReadFailure::Io(source) => ConfigError::Read { path, source },
+            ReadFailure::NotAFile => ConfigError::NotAFile { path },
+            ReadFailure::TooLarge(size) => ConfigError::TooLarge {
+                path,
+                size,
+                limit: MAX_FILE_BYTES,
+            },
+            ReadFailure::NotText => ConfigError::NotText { path },
+        }
+    }
+}
+
+/// Reads one file as text, refusing anything that is not a regular file
+/// (a FIFO would block forever), over the size cap, or binary.
+pub(crate) fn read_text(path: &Path) -> Result<String, ReadFailure> {
+    let meta = fs::metadata(path).map_err(ReadFailure::Io)?;
+    if !meta.is_file() {
+        return Err(ReadFailure::NotAFile);
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(ReadFailure::TooLarge(meta.len()));
+    }
+    let file = fs::File::open(path).map_err(ReadFailure::Io)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    // The file may grow between stat and read: read one byte past the cap to notice.
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadFailure::Io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(ReadFailure::TooLarge(bytes.len() as u64));
+    }
+    if bytes.contains(&0) {
+        return Err(ReadFailure::NotText);
+    }
+    // Configs are ASCII in practice; a stray Latin-1 comment must not lose the file.
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// How an include directive treats paths that match nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IncludeKind {
+    /// nginx `include`: a glob may match nothing; a plain path must exist;
+    /// directories are errors.
+    Nginx,
+    /// Apache `Include`: a glob matching nothing is an error (httpd refuses
+    /// to start); directories are read recursively.
+    ApacheInclude,
+    /// Apache `IncludeOptional`: nothing matching is fine.
+    ApacheOptional,
+}
+
+fn has_glob_meta(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// Shared state of one parse: what was read, what went wrong, where we are.
+#[derive(Debug, Default)]
+pub(crate) struct Loader {
+    /// Every file read, first-read order, no duplicates.
+    pub files: Vec<PathBuf>,
+    seen_files: HashSet<PathBuf>,
+    /// Directories whose listing was read and paths that were missing:
+    /// creating a file there changes what would be parsed.
+    pub watched: Vec<PathBuf>,
+    seen_watched: HashSet<PathBuf>,
+    pub problems: Vec<ConfigProblem>,
+    problems_dropped: usize,
+    reads: usize,
+    files_cap_reported: bool,
+    /// Canonical paths of the include chain being read, outermost first.
+    stack: Vec<PathBuf>,
+    /// Directives kept so far, against [`MAX_DIRECTIVES`].
+    pub directives: usize,
+}
+
+impl Loader {
+    pub(crate) fn problem(&mut self, file: &Path, line: Option<u32>, message: impl Into<String>) {
+        if self.problems.len() >= MAX_PROBLEMS {
+            self.problems_dropped += 1;
+            return;
+        }
+        self.problems.push(ConfigProblem {
+            file: file.to_path_buf(),
+            line,
+            message: message.into(),
+        });
+    }
+
+    /// The problem list, with a closing note on how many were not listed.
+    pub(crate) fn take_problems(&mut self, main_file: &Path) -> Vec<ConfigProblem> {
+        let mut problems = std::mem::take(&mut self.problems);
+        if self.problems_dropped > 0 {
+            problems.push(ConfigProblem {
+                file: main_file.to_path_buf(),
+                line: None,
+                message: format!("{} further problems not listed", self.problems_dropped),
+            });
+        }
+        problems
+    }
+
+    pub(crate) fn record_file(&mut self, path: &Path) {
+        if self.seen_files.insert(path.to_path_buf()) {
+            self.files.push(path.to_path_buf());
+        }
+    }
+
+    pub(crate) fn watch(&mut self, path: &Path) {
+        if self.seen_watched.insert(path.to_path_buf()) {
+            self.watched.push(path.to_path_buf());
+        }
+    }
+
+    /// Reads the main file: failures here are the caller's error, not a problem.
+    pub(crate) fn read_main(&mut self, path: &Path) -> Result<String, ConfigError> {
+        self.reads += 1;
+        match read_text(path) {
+            Ok(text) => {
+                self.record_file(path);
+                self.stack.push(canonical(path));
+                Ok(text)
+            }
+            Err(e) => Err(e.into_config_error(path)),
+        }
+    }
+
+    /// Enters an included file: checks depth, loops and the file cap, reads
+    /// it. On success the caller must call [`Loader::leave`] when done.
+    /// On failure a problem naming the including directive is recorded.
+    pub(crate) fn enter(&mut self, path: &Path, from: &Path, line: u32) -> Option<String> {
+        let canon = canonical(path);
+        if let Some(pos) = self.stack.iter().position(|p| *p == canon) {
+            let chain: Vec<String> = self
+                .stack
+                .iter()
+                .skip(pos)
+                .chain(std::iter::once(&canon))
+                .map(|p| p.display().to_string())
+                .collect();
+            self.problem(
+                from,
+                Some(line),
+                format!("include loop: {}; not followed", chain.join(" -> ")),
+            );
+            return None;
+        }
+        if self.stack.len() > MAX_INCLUDE_DEPTH {
+            self.problem(
+                from,
+                Some(line),
+                format!(
+                    "includes nested deeper than {MAX_INCLUDE_DEPTH}; {} not read",
+                    path.display()
+                ),
+            );
+            return None;
+        }
+        if self.reads >= MAX_FILES {
+            if !self.files_cap_reported {
+                self.files_cap_reported = true;
+                self.problem(
+                    from,
+                    Some(line),
+                    format!("more than {MAX_FILES} config files read; the rest is ignored"),
+                );
+            }
+            return None;
+        }
+        self.reads += 1;
+        match read_text(path) {
+            Ok(text) => {
+                self.record_file(path);
+                self.stack.push(canon);
+                Some(text)
+            }
+            Err(e) => {
+                if matches!(&e, ReadFailure::Io(io) if io.kind() == io::ErrorKind::NotFound) {
+                    self.watch(path);
+                }
+                self.problem(
+                    from,
+                    Some(line),
+                    format!("cannot include {}: {}", path.display(), e.describe()),
+                );
+                None
+            }
+        }
+    }
+
+    pub(crate) fn leave(&mut self) {
+        self.stack.pop();
+    }
+
+    /// Expands an include argument (already made absolute) into the files to
+    /// read, in the order the server reads them (sorted, as glob(3) and
+    /// Apache's directory reader both sort).
+    pub(crate) fn expand(
+        &mut self,
+        pattern: &Path,
+        kind: IncludeKind,
+        from: &Path,
+        line: u32,
+    ) -> Vec<PathBuf> {
+        let text = pattern.to_string_lossy();
+        if has_glob_meta(&text) {
+            return self.expand_glob(&text, kind, from, line);
+        }
+        match kind {
+            IncludeKind::Nginx => vec![pattern.to_path_buf()],
+            IncludeKind::ApacheInclude | IncludeKind::ApacheOptional => {
+                if pattern.is_dir() {
+                    let mut out = Vec::new();
+                    self.list_dir_recursive(pattern, from, line, 0, &mut out);
+                    out
+                } else if kind == IncludeKind::ApacheOptional && !pattern.exists() {
+                    // httpd ignores a missing IncludeOptional target; watch
+                    // it so that creating it triggers a re-parse.
+                    self.watch(pattern);
+                    Vec::new()
+                } else {
+                    vec![pattern.to_path_buf()]
+                }
+            }
+        }
+    }
+
+    fn expand_glob(
+        &mut self,
+        pattern: &str,
+        kind: IncludeKind,
+        from: &Path,
+        line: u32,
+    ) -> Vec<PathBuf> {
+        // Watch the deepest directory without wildcards: a file added there
+        // can change the match set.
+        let literal_prefix: PathBuf = Path::new(pattern)
+            .components()
+            .take_while(|c| !has_glob_meta(&c.as_os_str().to_string_lossy()))
+            .collect();
+        if !literal_prefix.as_os_str().is_empty() {
+            self.watch(&literal_prefix);
+        }
+        let options = glob::MatchOptions {
+            case_sensitive: true,
+            require_literal_separator: true,
+            // glob(3) (used by nginx and apr_match_glob) never matches a
+            // leading dot with a wildcard: editor backups like .foo.swp stay out.
+            require_literal_leading_dot: true,
+        };
+        let paths = match glob::glob_with(pattern, options) {
+            Ok(paths) => paths,
+            Err(e) => {
+                self.problem(
+                    from,
+                    Some(line),
+                    format!("invalid include pattern {pattern}: {e}"),
+                );
+                return Vec::new();
+            }
+        };
+        let mut out = Vec::new();
+        for entry in paths {
+            match entry {
+                Ok(path) => {
+                    if kind != IncludeKind::Nginx && path.is_dir() {
+                        self.list_dir_recursive(&path, from, line, 0, &mut out);
+                    } else {
+                        out.push(path);
+                    }
+                }
+                Err(e) => self.problem(from, Some(line), format!("include pattern {pattern}: {e}")),
+            }
+            if out.len() > MAX_FILES {
+                break;
+            }
+        }
+        if out.is_empty() && kind == IncludeKind::ApacheInclude {
+            self.problem(
+                from,
+                Some(line),
+                format!(
+                    "Include {pattern} matches no file: httpd refuses to start (IncludeOptional would not)"
+                ),
+            );
+        }
+        out
+    }
+
+    /// Apache reads every file in an included directory and its
+    /// subdirectories, sorted by name.
+    fn list_dir_recursive(
+        &mut self,
+        dir: &Path,
+        from: &Path,
+        line: u32,
+        depth: usize,
+        out: &mut Vec<PathBuf>,
+    ) {
+        if depth > MAX_INCLUDE_DEPTH || out.len() > MAX_FILES {
+            return;
+        }
+        self.watch(dir);
+        let entries = match fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                self.problem(
+                    from,
+                    Some(line),
+                    format!("cannot list {}: {e}", dir.display()),
+                );
+                return;
+            }
+        };
+        let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        names.sort();
+        for path in names {
+            if is_backup_name(&path) {
+                continue;
+            }
+            if path.is_dir() {
+                self.list_dir_recursive(&path, from, line, depth + 1, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+}
+
+/// Files a directory Include skips: Debian's httpd ignores editor and
+/// package-manager leftovers there (README.Debian), and hidden files are
+/// never meant as config.
+fn is_backup_name(path: &Path) -> bool {
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy()) else {
+        return true;
+    };
+    name.starts_with('.')
+        || name.starts_with('#')
+        || name.ends_with('~')
+        || [".dpkg-", ".ucf-", ".rpmnew", ".rpmsave", ".bak", ".orig"]
+            .iter()
+            .any(|marker| name.contains(marker))
+}
+
+/// The path with symlinks resolved when possible, for loop detection.
+fn canonical(path: &Path) -> PathBuf {
+    fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}

@@ -108,3 +108,34 @@ impl HandshakeOutcome {
         self.diagnosis = diagnosis;
     }
 }
+
+/// A representative failure for tests of the sinks, rules and state.
+#[cfg(test)]
+pub fn sample_failure() -> HandshakeOutcome {
+    let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
+    HandshakeOutcome {
+        id: "sample".to_string(),
+        time: t,
+        end_time: t,
+        role: Role::Client,
+        result: Result::Failure,
+        cause: Cause::Unknown,
+        client: Endpoint {
+            ip: Some(IpAddr::from([127, 0, 0, 1])),
+            port: Some(40000),
+            pid: Some(4242),
+            comm: Some("curl".into()),
+            ..Default::default()
+        },
+        server: Endpoint {
+            ip: Some(IpAddr::from([127, 0, 0, 1])),
+            port: Some(8443),
+            ..Default::default()
+        },
+        tls: TlsFacts::default(),
+        openssl: OpensslFacts::default(),
+        socket: SocketFacts::default(),
+        diagnosis: Diagnosis::undiagnosed(),
+        host: None,
+    }
+}

@@ -1,13 +1,28 @@
 //! The host-state evidence relevant to one failure, gathered from the
 //! listener, server-config, certificate, clock and log sources.
+//!
+//! [`HostState`] reads each source lazily and caches it: server configs are
+//! re-parsed only when one of their files changed, listeners are rescanned at
+//! most every couple of seconds, chain analyses and log tails are reused, so
+//! a flood of failures costs no file I/O per failure.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use tracing::debug;
 
-use crate::evidence::certificates::ChainReport;
-use crate::evidence::clock::ClockState;
-use crate::evidence::listeners::{ListenCounters, Listener};
-use crate::evidence::logs::LogLine;
-use crate::evidence::server_config::{ConfigProblem, ServerBlock};
+use crate::evidence::certificates::{self, ChainFinding, ChainReport, TrustStore};
+use crate::evidence::clock::{self, ClockState};
+use crate::evidence::listeners::{ListenCounters, Listener, ListenerTable};
+use crate::evidence::logs::{self, LogLine};
+use crate::evidence::server_config::{
+    self, ConfigProblem, DiscoveredConfig, ServerBlock, ServerConfig,
+};
+use crate::outcome::{HandshakeOutcome, Role};
 
 /// Host facts for one failure. Empty for a failure whose server is not on
 /// this host (then only wire, OpenSSL and socket evidence count).
@@ -26,6 +41,10 @@ pub struct HostFacts {
     /// True when no block names the SNI (or there was no SNI), so the
     /// selection fell back to the port's default block.
     pub selected_by_default: bool,
+    /// The port's default block (its `ssl_protocols` decide the version in
+    /// nginx before 1.29.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_block: Option<ServerBlock>,
     /// The analysis of the certificate chain the selected block serves,
     /// checked for the SNI name.
     pub configured_chain: Option<ChainReport>,
@@ -38,7 +57,444 @@ pub struct HostFacts {
     pub config_problems: Vec<ConfigProblem>,
 }
 
-/// Ports the local servers' configs declare as TLS (PENDING: server-config merge).
+/// How long cached sources are trusted before they are checked again.
+#[derive(Clone, Debug)]
+pub struct HostStateConfig {
+    /// Re-discover servers and check config fingerprints this often.
+    pub configs_every: Duration,
+    pub listeners_every: Duration,
+    /// A configured chain's analysis (it depends on the time: expiry).
+    pub chain_ttl: Duration,
+    /// Re-read an error log's tail at most this often.
+    pub log_every: Duration,
+    /// Log lines this close to a failure count as about it.
+    pub log_window: chrono::Duration,
+}
+
+impl Default for HostStateConfig {
+    fn default() -> Self {
+        HostStateConfig {
+            configs_every: Duration::from_secs(5),
+            listeners_every: Duration::from_secs(2),
+            chain_ttl: Duration::from_secs(60),
+            log_every: Duration::from_millis(500),
+            log_window: chrono::Duration::seconds(5),
+        }
+    }
+}
+
+struct Timed<T> {
+    at: Instant,
+    value: T,
+}
+
+/// Lazily read, cached host state.
+pub struct HostState {
+    config: HostStateConfig,
+    configs: Option<Timed<Vec<DiscoveredConfig>>>,
+    /// Fingerprints of the parsed configs, to re-parse only what changed.
+    config_prints: HashMap<PathBuf, u64>,
+    listeners: Option<Timed<ListenerTable>>,
+    trust: Option<Result<TrustStore, String>>,
+    chains: HashMap<(Vec<PathBuf>, Option<String>), Timed<ChainReport>>,
+    logs: HashMap<PathBuf, Timed<Vec<LogLine>>>,
+    local_addrs: Option<Timed<Vec<IpAddr>>>,
+}
+
+impl Default for HostState {
+    fn default() -> Self {
+        HostState::new(HostStateConfig::default())
+    }
+}
+
+/// Bounds on what one failure carries from the logs and configs.
+const MAX_LOG_LINES: usize = 12;
+const MAX_CONFIG_PROBLEMS: usize = 20;
+/// Lines kept per log tail in the cache.
+const LOG_TAIL_LINES: usize = 2000;
+
+impl HostState {
+    pub fn new(config: HostStateConfig) -> HostState {
+        HostState {
+            config,
+            configs: None,
+            config_prints: HashMap::new(),
+            listeners: None,
+            trust: None,
+            chains: HashMap::new(),
+            logs: HashMap::new(),
+            local_addrs: None,
+        }
+    }
+
+    /// The running (and installed) servers' configurations.
+    pub fn configs(&mut self) -> &[DiscoveredConfig] {
+        let stale = self
+            .configs
+            .as_ref()
+            .is_none_or(|c| c.at.elapsed() >= self.config.configs_every);
+        if stale {
+            // Discovery re-parses; keep the old parse where nothing changed.
+            let fresh = server_config::discover();
+            for d in &fresh {
+                if let Ok(cfg) = &d.result {
+                    self.config_prints.insert(d.main_file.clone(), cfg.fingerprint());
+                }
+            }
+            self.configs = Some(Timed {
+                at: Instant::now(),
+                value: fresh,
+            });
+            // A changed config may serve other certificates.
+            self.chains.clear();
+        }
+        self.configs.as_ref().map(|c| c.value.as_slice()).unwrap_or(&[])
+    }
+
+    pub fn listeners(&mut self) -> Option<&ListenerTable> {
+        let stale = self
+            .listeners
+            .as_ref()
+            .is_none_or(|l| l.at.elapsed() >= self.config.listeners_every);
+        if stale {
+            match ListenerTable::scan() {
+                Ok(table) => {
+                    self.listeners = Some(Timed {
+                        at: Instant::now(),
+                        value: table,
+                    })
+                }
+                Err(e) => debug!(error = %e, "listener scan failed"),
+            }
+        }
+        self.listeners.as_ref().map(|l| &l.value)
+    }
+
+    /// The system trust store, loaded once.
+    pub fn trust(&mut self) -> Result<&TrustStore, &str> {
+        let trust = self
+            .trust
+            .get_or_insert_with(|| TrustStore::system().map_err(|e| e.to_string()));
+        trust.as_ref().map_err(String::as_str)
+    }
+
+    /// Addresses of this host's interfaces.
+    fn local_addrs(&mut self) -> &[IpAddr] {
+        let stale = self
+            .local_addrs
+            .as_ref()
+            .is_none_or(|a| a.at.elapsed() >= Duration::from_secs(30));
+        if stale {
+            self.local_addrs = Some(Timed {
+                at: Instant::now(),
+                value: read_local_addrs(),
+            });
+        }
+        self.local_addrs
+            .as_ref()
+            .map(|a| a.value.as_slice())
+            .unwrap_or(&[])
+    }
+
+    fn is_local(&mut self, ip: IpAddr) -> bool {
+        ip.is_loopback() || ip.is_unspecified() || self.local_addrs().contains(&ip)
+    }
+
+    /// The analysis of a configured chain (cached per files and name).
+    fn configured_chain(
+        &mut self,
+        block: &ServerBlock,
+        name: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Option<ChainReport> {
+        let mut files: Vec<PathBuf> = Vec::new();
+        if let Some(cert) = &block.certificate {
+            files.push(cert.value.clone());
+        }
+        if let Some(chain) = &block.chain_file {
+            files.push(chain.value.clone());
+        }
+        if files.is_empty() {
+            return None;
+        }
+        let key = (files.clone(), name.map(str::to_string));
+        if let Some(cached) = self.chains.get(&key)
+            && cached.at.elapsed() < self.config.chain_ttl
+        {
+            return Some(cached.value.clone());
+        }
+        let source = files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" + ");
+        let mut der = Vec::new();
+        let mut unreadable = Vec::new();
+        for file in &files {
+            match certificates::load_pem_chain(file) {
+                Ok(mut certs) => der.append(&mut certs),
+                Err(e) => unreadable.push(ChainFinding::Unreadable {
+                    path: file.display().to_string(),
+                    error: e.to_string(),
+                }),
+            }
+        }
+        let mut report = match self.trust() {
+            Ok(trust) => certificates::analyze_chain(&der, name, now, trust, &source),
+            Err(e) => ChainReport {
+                source: source.clone(),
+                certificates: Vec::new(),
+                verify_code: -1,
+                verify_text: format!("system trust store unavailable: {e}"),
+                name: name.map(str::to_string),
+                findings: Vec::new(),
+            },
+        };
+        // The file-level reason beats "empty chain".
+        if !unreadable.is_empty() {
+            report
+                .findings
+                .retain(|f| !matches!(f, ChainFinding::Unreadable { .. }));
+            report.findings.splice(0..0, unreadable);
+        }
+        self.chains.insert(
+            key,
+            Timed {
+                at: Instant::now(),
+                value: report.clone(),
+            },
+        );
+        Some(report)
+    }
+
+    /// An error log's recent SSL lines (cached tail, re-read when stale).
+    fn log_tail(&mut self, path: &PathBuf, now: DateTime<Utc>) -> &[LogLine] {
+        let stale = self
+            .logs
+            .get(path)
+            .is_none_or(|l| l.at.elapsed() >= self.config.log_every);
+        if stale {
+            // A wide window around now: individual failures filter it.
+            let lines = logs::read_near(path, now, chrono::Duration::minutes(10), LOG_TAIL_LINES)
+                .unwrap_or_else(|e| {
+                    debug!(path = %path.display(), error = %e, "error log not read");
+                    Vec::new()
+                });
+            self.logs.insert(
+                path.clone(),
+                Timed {
+                    at: Instant::now(),
+                    value: lines,
+                },
+            );
+        }
+        self.logs.get(path).map(|l| l.value.as_slice()).unwrap_or(&[])
+    }
+
+    /// Gathers the host facts for one outcome.
+    pub fn facts_for(&mut self, outcome: &HandshakeOutcome) -> HostFacts {
+        let mut facts = HostFacts {
+            clock: clock::read().ok(),
+            ..Default::default()
+        };
+        let server_ip = outcome.server.ip;
+        let Some(port) = outcome.server.port else {
+            return facts;
+        };
+        facts.server_is_local = outcome.role == Role::Server
+            || outcome.server.pid.is_some()
+            || server_ip.is_some_and(|ip| self.is_local(ip));
+        let sni = outcome.tls.sni.clone();
+        let now = outcome.end_time;
+
+        // The chain the wire showed, against this host's trust store.
+        if !outcome.tls.server_chain_der.is_empty()
+            && let Ok(trust) = self.trust()
+        {
+            facts.wire_chain = Some(certificates::analyze_chain(
+                &outcome.tls.server_chain_der,
+                sni.as_deref(),
+                now,
+                trust,
+                "wire",
+            ));
+        }
+        if !facts.server_is_local {
+            return facts;
+        }
+
+        if let Some(table) = self.listeners() {
+            facts.listeners_on_port = table.on_port(port).into_iter().cloned().collect();
+            facts.listen_counters = Some(table.counters.clone());
+        }
+        let listener_pids: Vec<u32> = facts
+            .listeners_on_port
+            .iter()
+            .filter_map(|l| l.pid)
+            .collect();
+
+        // The server config that serves this port: the running one owning the
+        // listener first, then any (running or installed) that names the port.
+        let configs: Vec<DiscoveredConfig> = self.configs().to_vec();
+        let mut chosen: Option<&ServerConfig> = None;
+        for d in &configs {
+            let Ok(cfg) = &d.result else { continue };
+            if cfg.blocks_on_port(port).is_empty() {
+                continue;
+            }
+            let owns_listener = d.pids.iter().any(|p| listener_pids.contains(p));
+            if chosen.is_none() || owns_listener {
+                chosen = Some(cfg);
+            }
+            if owns_listener {
+                break;
+            }
+        }
+        let mut selected_block = None;
+        if let Some(cfg) = chosen {
+            facts.blocks_on_port = cfg.blocks_on_port(port).into_iter().cloned().collect();
+            if let Some(sel) = cfg.select(server_ip, port, sni.as_deref()) {
+                facts.selected_by_default = sel.by_default;
+                facts.default_block = Some(sel.default_block.clone());
+                selected_block = Some(sel.block.clone());
+            }
+            facts.config_problems = cfg
+                .problems
+                .iter()
+                .take(MAX_CONFIG_PROBLEMS)
+                .cloned()
+                .collect();
+        }
+        if let Some(block) = &selected_block {
+            facts.configured_chain = self.configured_chain(block, sni.as_deref(), now);
+            // Error logs: the block's, else every log of the installation.
+            let mut log_files: Vec<PathBuf> = block
+                .error_log
+                .iter()
+                .map(|s| s.value.clone())
+                .collect();
+            if log_files.is_empty() {
+                log_files = facts
+                    .blocks_on_port
+                    .iter()
+                    .filter_map(|b| b.error_log.as_ref().map(|s| s.value.clone()))
+                    .collect();
+                log_files.dedup();
+            }
+            facts.log_lines = self.log_lines_for(&log_files, outcome, now);
+        }
+        facts.selected_block = selected_block;
+        facts
+    }
+
+    /// Log lines about this failure: near its time and naming its client, plus
+    /// recent lines saying the server could not load its certificate.
+    fn log_lines_for(
+        &mut self,
+        files: &[PathBuf],
+        outcome: &HandshakeOutcome,
+        now: DateTime<Utc>,
+    ) -> Vec<LogLine> {
+        let client_ip = outcome.client.ip.map(|ip| ip.to_string());
+        let window = self.config.log_window;
+        let mut out = Vec::new();
+        for file in files {
+            if !file.is_absolute() {
+                continue; // "stderr", syslog targets
+            }
+            for line in self.log_tail(file, now) {
+                let near = line
+                    .time
+                    .is_some_and(|t| (t - now).abs() <= window);
+                let ours = match (&line.client, &client_ip) {
+                    (Some(c), Some(ip)) => c == ip || c.starts_with(&format!("{ip}:")),
+                    (None, _) => true,
+                    _ => false,
+                };
+                let load_failure = line.indicates
+                    == Some(crate::diagnosis::Cause::ServerCannotLoadCertificate);
+                if (near && ours) || load_failure {
+                    out.push(line.clone());
+                }
+            }
+        }
+        // The most recent ones are the most telling.
+        if out.len() > MAX_LOG_LINES {
+            out.drain(..out.len() - MAX_LOG_LINES);
+        }
+        out
+    }
+}
+
+/// Ports the local servers' configs declare as TLS.
 pub fn configured_tls_ports() -> Vec<u16> {
-    Vec::new()
+    let mut ports: Vec<u16> = server_config::discover()
+        .iter()
+        .filter_map(|d| d.result.as_ref().ok())
+        .flat_map(|cfg| cfg.blocks.iter())
+        .flat_map(|b| b.listens.iter())
+        .filter(|l| l.ssl)
+        .map(|l| l.port)
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+/// Interface addresses from /proc (IPv6) and the routing table's local
+/// entries (IPv4): enough to tell "this host" from a remote peer.
+fn read_local_addrs() -> Vec<IpAddr> {
+    let mut addrs = Vec::new();
+    if let Ok(text) = std::fs::read_to_string("/proc/net/if_inet6") {
+        for line in text.lines() {
+            if let Some(hex) = line.split_whitespace().next()
+                && let Ok(bytes) = hex::decode(hex)
+                && let Ok(octets) = <[u8; 16]>::try_from(bytes.as_slice())
+            {
+                addrs.push(IpAddr::from(octets));
+            }
+        }
+    }
+    if let Ok(text) = std::fs::read_to_string("/proc/net/fib_trie") {
+        // "|-- 10.0.0.5" followed by "/32 host LOCAL" marks a local address.
+        let mut last: Option<IpAddr> = None;
+        for line in text.lines() {
+            let t = line.trim();
+            if let Some(rest) = t.strip_prefix("|-- ") {
+                last = rest.parse().ok();
+            } else if t.contains("host LOCAL")
+                && let Some(ip) = last
+                && !addrs.contains(&ip)
+            {
+                addrs.push(ip);
+            }
+        }
+    }
+    addrs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_and_interface_addresses_are_local() {
+        let mut host = HostState::default();
+        assert!(host.is_local("127.0.0.1".parse().unwrap()));
+        assert!(host.is_local("::1".parse().unwrap()));
+        assert!(!host.is_local("192.0.2.77".parse().unwrap()));
+        assert!(!read_local_addrs().is_empty());
+    }
+
+    #[test]
+    fn a_remote_server_gets_no_host_state() {
+        let mut host = HostState::default();
+        let mut o = crate::outcome::sample_failure();
+        o.server.ip = Some("192.0.2.77".parse().unwrap());
+        o.server.port = Some(443);
+        let facts = host.facts_for(&o);
+        assert!(!facts.server_is_local);
+        assert!(facts.listeners_on_port.is_empty());
+        assert!(facts.clock.is_some());
+    }
 }

@@ -48,6 +48,10 @@ pub struct TlsFacts {
     /// Certificates from the server's TLS 1.2 Certificate message, leaf first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub server_certificates: Vec<CertificateFact>,
+    /// The DER of `server_certificates`, for verification on this host (not
+    /// journaled: the parsed facts are).
+    #[serde(skip)]
+    pub server_chain_der: Vec<Vec<u8>>,
     /// The server sent a CertificateRequest (visible in TLS 1.2 only).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub certificate_requested: bool,
@@ -958,7 +962,10 @@ fn len_u32(bytes: &[u8]) -> u32 {
 
 fn server_certificate(index: usize, der: &[u8], sh: &mut Shared) {
     match CertificateFact::from_der(der) {
-        Ok(fact) => sh.facts.server_certificates.push(fact),
+        Ok(fact) => {
+            sh.facts.server_certificates.push(fact);
+            sh.facts.server_chain_der.push(der.to_vec());
+        }
         Err(e) => sh.anomaly(format!(
             "server certificate #{index} could not be parsed: {e}"
         )),

@@ -1,0 +1,151 @@
+//! The agent under test: started once per test binary, stopped (SIGTERM,
+//! clean detach) when the test process exits.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use agent::outcome::HandshakeOutcome;
+
+use crate::TempDir;
+
+pub struct Agent {
+    _dir: TempDir,
+    journal: PathBuf,
+    _child: Mutex<Child>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+/// The agent binary: `TLSDOCTOR_AGENT_BIN`, else the workspace's debug build.
+pub fn agent_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("TLSDOCTOR_AGENT_BIN") {
+        return PathBuf::from(bin);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for profile in ["debug", "release"] {
+        let candidate = root.join("target").join(profile).join("agent");
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    panic!("no agent binary: run `cargo build -p agent` first (cargo xtask test does)");
+}
+
+/// The shared agent, started on first use.
+pub fn agent() -> &'static Agent {
+    static AGENT: OnceLock<Agent> = OnceLock::new();
+    AGENT.get_or_init(|| {
+        crate::require_root();
+        Agent::start(&[])
+    })
+}
+
+impl Agent {
+    /// Starts an agent with extra `agent run` arguments and waits until it
+    /// captures.
+    pub fn start(extra: &[&str]) -> Agent {
+        let dir = TempDir::new("agent");
+        let journal = dir.join("journal.jsonl");
+        let mut cmd = Command::new(agent_binary());
+        cmd.arg("run")
+            .arg("--journal")
+            .arg(&journal)
+            .args(extra)
+            .env("TLSDOCTOR_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // SAFETY: prctl in the child before exec; async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().expect("starting the agent");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        if let Some(pipe) = child.stderr.take() {
+            let lines = stderr.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    if line.contains("capturing TLS handshakes") {
+                        let _ = ready_tx.send(());
+                    }
+                    if let Ok(mut l) = lines.lock() {
+                        l.push(line);
+                    }
+                }
+            });
+        }
+        if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
+            let log = stderr.lock().map(|l| l.join("\n")).unwrap_or_default();
+            let _ = child.kill();
+            panic!("the agent did not start capturing within 60 s:\n{log}");
+        }
+        Agent {
+            _dir: dir,
+            journal,
+            _child: Mutex::new(child),
+            stderr,
+        }
+    }
+
+    pub fn journal(&self) -> &Path {
+        &self.journal
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        self.stderr.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    /// Journal records whose server port is `port`.
+    pub fn records_for_port(&self, port: u16) -> Vec<HandshakeOutcome> {
+        let (records, bad) = agent::sinks::journal::read(&self.journal, None)
+            .expect("reading the agent's journal");
+        assert!(bad.is_empty(), "unreadable journal lines: {bad:?}");
+        records
+            .into_iter()
+            .filter(|r| r.server.port == Some(port))
+            .collect()
+    }
+
+    /// Waits until the records for `port` satisfy `done`, then returns them.
+    pub fn wait_for(
+        &self,
+        port: u16,
+        what: &str,
+        done: impl Fn(&[HandshakeOutcome]) -> bool,
+    ) -> Vec<HandshakeOutcome> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let records = self.records_for_port(port);
+            if done(&records) {
+                return records;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out waiting for {what} on port {port}; records: {}\nagent log:\n{}",
+                    serde_json::to_string_pretty(&records).unwrap_or_default(),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits long enough for any outcome to be written (stall timeouts
+    /// aside) and asserts there is none for `port`.
+    pub fn assert_no_records(&self, port: u16, what: &str) {
+        std::thread::sleep(Duration::from_secs(4));
+        let records = self.records_for_port(port);
+        assert!(
+            records.is_empty(),
+            "{what}: expected no failure records on port {port}, got {}",
+            serde_json::to_string_pretty(&records).unwrap_or_default()
+        );
+    }
+}

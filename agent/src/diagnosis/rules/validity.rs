@@ -308,7 +308,7 @@ fn validity_rule(f: &Facts, window: Window) -> Option<Diagnosis> {
             };
             diagnosis
                 .fix(format!(
-                    "{action} in {}, then {}. If the dates look right, check this host's clock (timedatectl).",
+                    "{action} in {}, then {}. If the certificate's dates look right, check the clock of the side that rejected it (timedatectl).",
                     cert.described, cert.reload
                 ))
                 .fix_at(Some(cert.location))

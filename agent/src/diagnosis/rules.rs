@@ -1,3 +1,0 @@
-//! One rule per catalogue class: plain functions from facts to a diagnosis.
-//!
-//! IMPLEMENTATION PENDING (helper).

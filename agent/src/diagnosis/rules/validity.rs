@@ -1,0 +1,471 @@
+//! certificate-expired, certificate-not-yet-valid and clock-skew: a
+//! certificate outside its validity window, or a clock that makes a good
+//! certificate look so.
+//!
+//! Who judged the dates matters. This host's OpenSSL (verify 9/10) and the
+//! host's chain analysis use this host's clock: when that clock is
+//! unsynchronized the verdict is suspect (clock-skew refines the other two,
+//! see `diagnosis::REFINEMENTS`). A remote peer's alert uses the peer's
+//! clock: when this host's synchronized clock finds the served chain valid,
+//! the peer's clock is the suspect. Alert 45 (certificate_expired) names
+//! expiry; not-yet-valid has no alert of its own — OpenSSL sends 42
+//! (bad_certificate), as for a name mismatch, so host state must decide.
+
+use chrono::{DateTime, Utc};
+
+use crate::diagnosis::{Cause, Confidence, Diagnosis, Evidence, Facts, Source};
+use crate::evidence::certificates::{CertificateFact, ChainFinding};
+use crate::evidence::clock::ClockState;
+use crate::evidence::openssl::{VerifyResultFact, verify};
+use crate::outcome::Role;
+
+use super::cite::human_duration;
+use super::signals::SeenAlert;
+use super::{certificate_file, headline};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Window {
+    Expired,
+    NotYetValid,
+}
+
+impl Window {
+    fn verify_code(self) -> i32 {
+        match self {
+            Window::Expired => verify::CERT_HAS_EXPIRED,
+            Window::NotYetValid => verify::CERT_NOT_YET_VALID,
+        }
+    }
+
+    fn finding_matches(self, finding: &ChainFinding) -> bool {
+        match self {
+            Window::Expired => matches!(finding, ChainFinding::Expired { .. }),
+            Window::NotYetValid => matches!(finding, ChainFinding::NotYetValid { .. }),
+        }
+    }
+
+    fn outside(self, cert: &CertificateFact, at: DateTime<Utc>) -> bool {
+        match self {
+            Window::Expired => cert.not_after < at,
+            Window::NotYetValid => cert.not_before > at,
+        }
+    }
+
+    fn words(self) -> &'static str {
+        match self {
+            Window::Expired => "expired",
+            Window::NotYetValid => "not yet valid",
+        }
+    }
+}
+
+/// Whose certificate failed the date check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Whose {
+    Server,
+    Client,
+}
+
+/// What the facts say about one validity window.
+struct WindowSignals<'a> {
+    /// This host's OpenSSL judged the dates (with this host's clock).
+    local_verify: Option<(&'a VerifyResultFact, Whose)>,
+    /// The date-specific alert (45 for expiry) from the peer that judged.
+    specific_alert: Option<(SeenAlert, Whose)>,
+    /// bad_certificate (42) from the client: not-yet-valid, but also a name
+    /// mismatch or a weak key.
+    shared_alert: Option<SeenAlert>,
+    /// Host chain analysis and wire leaf dates, both against this host's clock.
+    chain: Vec<Evidence>,
+    /// The certificate whose dates are in question, for sentences.
+    cert: Option<CertificateFact>,
+    /// Index in the chain of that certificate (0 = leaf).
+    index: usize,
+}
+
+impl WindowSignals<'_> {
+    fn any(&self) -> bool {
+        self.local_verify.is_some()
+            || self.specific_alert.is_some()
+            || self.shared_alert.is_some()
+            || !self.chain.is_empty()
+    }
+
+    fn whose(&self) -> Whose {
+        self.local_verify
+            .map(|(_, w)| w)
+            .or(self.specific_alert.map(|(_, w)| w))
+            .unwrap_or(Whose::Server)
+    }
+}
+
+fn window_signals<'a>(f: &Facts<'a>, window: Window) -> WindowSignals<'a> {
+    let code = [window.verify_code()];
+    let local_verify = f
+        .server_cert_verify(&code)
+        .map(|v| (v, Whose::Server))
+        .or_else(|| {
+            f.client_cert_verify()
+                .filter(|v| v.code == window.verify_code())
+                .map(|v| (v, Whose::Client))
+        });
+    let specific_alert = match window {
+        Window::Expired => f
+            .alert_from(Role::Client, &[45])
+            .map(|a| (a, Whose::Server))
+            .or_else(|| {
+                f.alert_from(Role::Server, &[45])
+                    .map(|a| (a, Whose::Client))
+            }),
+        Window::NotYetValid => None,
+    };
+    let shared_alert = match window {
+        Window::NotYetValid => f.alert_from(Role::Client, &[42]),
+        Window::Expired => None,
+    };
+
+    let mut chain = Vec::new();
+    let mut cert = None;
+    let mut index = 0;
+    let setting = f.certificate_setting().map(|(_, s)| s.location());
+    for (report, finding) in f.findings(|x| window.finding_matches(x)) {
+        let e = super::cite::finding_evidence(report, finding);
+        chain.push(match (&setting, report.source.as_str()) {
+            (Some(location), source) if source != "wire" => e.at(location.clone()),
+            _ => e,
+        });
+        if cert.is_none() {
+            index = match finding {
+                ChainFinding::Expired { index, .. } | ChainFinding::NotYetValid { index, .. } => {
+                    *index
+                }
+                _ => 0,
+            };
+            cert = report.certificates.get(index).cloned();
+        }
+    }
+    if let Some(leaf) = f.wire_leaf().filter(|c| window.outside(c, f.when())) {
+        chain.push(Evidence::new(
+            Source::Wire,
+            format!(
+                "the leaf the server sent (\"{}\") is valid {} to {}; the failure happened at {}",
+                leaf.subject,
+                leaf.not_before.format("%Y-%m-%d"),
+                leaf.not_after.format("%Y-%m-%d"),
+                f.when().format("%Y-%m-%d %H:%M UTC")
+            ),
+        ));
+        if cert.is_none() {
+            cert = Some(leaf.clone());
+            index = 0;
+        }
+    }
+    WindowSignals {
+        local_verify,
+        specific_alert,
+        shared_alert,
+        chain,
+        cert,
+        index,
+    }
+}
+
+/// The served chain is inside its window by this host's clock. What the wire
+/// showed was served for certain; the configured file only if the running
+/// server has loaded it, so it comes last.
+fn served_chain_valid_here(f: &Facts) -> bool {
+    let wire = &f.outcome.tls.server_certificates;
+    let certs: Vec<&CertificateFact> = if !wire.is_empty() {
+        wire.iter().collect()
+    } else if let Some(report) = f
+        .host
+        .wire_chain
+        .as_ref()
+        .or(f.host.configured_chain.as_ref())
+    {
+        report.certificates.iter().collect()
+    } else {
+        Vec::new()
+    };
+    !certs.is_empty()
+        && certs
+            .iter()
+            .all(|c| c.not_before <= f.when() && f.when() <= c.not_after)
+}
+
+fn validity_rule(f: &Facts, window: Window) -> Option<Diagnosis> {
+    let s = window_signals(f, window);
+    if !s.any() {
+        return None;
+    }
+    let rejection = f.server_certificate_rejection();
+    let mut evidence = Vec::new();
+    let confidence = if let Some((v, _)) = s.local_verify {
+        evidence.push(f.verify_evidence(v));
+        Confidence::High
+    } else if let Some((alert, whose)) = s.specific_alert {
+        evidence.push(alert.evidence());
+        // The peer says expired while this host's synchronized clock finds
+        // the served chain valid: the peer's clock is the suspect (clock-skew).
+        let contradicted =
+            whose == Whose::Server && f.trustworthy_clock().is_some() && served_chain_valid_here(f);
+        if contradicted {
+            Confidence::Low
+        } else {
+            Confidence::High
+        }
+    } else if !s.chain.is_empty() {
+        if let Some(alert) = s.shared_alert {
+            evidence.push(alert.evidence());
+            Confidence::High
+        } else if !rejection.is_empty() {
+            // Rejected for another stated reason (unknown_ca, X509 20):
+            // the dates are a second problem, not necessarily this one.
+            evidence.extend(rejection);
+            Confidence::Medium
+        } else if f.client_gave_up_after_server_hello() {
+            Confidence::Low
+        } else {
+            return None;
+        }
+    } else if let Some(alert) = s.shared_alert {
+        // bad_certificate alone: only without host analysis to contradict it
+        // and without a verify result of the client's naming another reason.
+        if f.chain_reports().next().is_some()
+            || f.server_cert_verify_any().is_some()
+            || window != Window::NotYetValid
+        {
+            return None;
+        }
+        evidence.push(alert.evidence());
+        Confidence::Low
+    } else {
+        return None;
+    };
+    evidence.extend(s.chain.iter().cloned());
+
+    let whose = s.whose();
+    let cause = match window {
+        Window::Expired => Cause::CertificateExpired,
+        Window::NotYetValid => Cause::CertificateNotYetValid,
+    };
+    let which = match (whose, s.index) {
+        (Whose::Client, _) => "the client's certificate".to_string(),
+        (Whose::Server, 0) => "the server's certificate".to_string(),
+        (Whose::Server, i) => format!("certificate #{i} of the server's chain (an intermediate)"),
+    };
+    let dates = s
+        .cert
+        .as_ref()
+        .map(|c| match window {
+            Window::Expired => format!(" (notAfter {})", c.not_after.format("%Y-%m-%d %H:%M UTC")),
+            Window::NotYetValid => {
+                format!(" (notBefore {})", c.not_before.format("%Y-%m-%d %H:%M UTC"))
+            }
+        })
+        .unwrap_or_default();
+
+    // A renewed file that the running server has not loaded: the wire shows
+    // an expired leaf, the configured file a different, valid one.
+    let stale = match (window, f.wire_leaf(), f.configured_leaf()) {
+        (Window::Expired, Some(served), Some(on_disk)) => {
+            served.sha256 != on_disk.sha256
+                && window.outside(served, f.when())
+                && !window.outside(on_disk, f.when())
+        }
+        _ => false,
+    };
+
+    let summary = if stale {
+        format!(
+            "{}: the server still serves an expired certificate{dates}; the renewed one on disk has not been loaded",
+            headline(f)
+        )
+    } else {
+        format!("{}: {which} is {}{dates}", headline(f), window.words())
+    };
+    let mut diagnosis = Diagnosis::new(cause, confidence, summary).with_evidence(evidence);
+    diagnosis = match (whose, certificate_file(f)) {
+        (Whose::Server, Some(cert)) if stale => diagnosis
+            .fix(format!(
+                "{} already holds a certificate valid until {}, but the running server still serves the old one: {}.",
+                cert.described,
+                f.configured_leaf()
+                    .map(|c| c.not_after.format("%Y-%m-%d").to_string())
+                    .unwrap_or_default(),
+                cert.reload
+            ))
+            .fix_at(Some(cert.location)),
+        (Whose::Server, Some(cert)) => {
+            let action = match (window, s.index) {
+                (Window::Expired, 0) => "Renew the certificate".to_string(),
+                (Window::Expired, _) => {
+                    "Replace the expired intermediate with the CA's current one".to_string()
+                }
+                (Window::NotYetValid, _) => {
+                    "Install a certificate that is valid now (or wait until its notBefore)".to_string()
+                }
+            };
+            diagnosis
+                .fix(format!(
+                    "{action} in {}, then {}. If the certificate's dates look right, check the clock of the side that rejected it (timedatectl).",
+                    cert.described, cert.reload
+                ))
+                .fix_at(Some(cert.location))
+        }
+        (Whose::Server, None) => diagnosis.fix(format!(
+            "The certificate of {} is {}{dates}: its operator must replace it. If the date looks wrong, check the clock of the side that judged it (timedatectl).",
+            f.target(),
+            window.words()
+        )),
+        (Whose::Client, _) => diagnosis.fix(format!(
+            "Issue the client a new certificate{} — the one it presents is {}.",
+            if window == Window::Expired { "" } else { " that is valid now" },
+            window.words()
+        )),
+    };
+    if confidence == Confidence::Low && window == Window::NotYetValid {
+        diagnosis = diagnosis
+            .or_maybe(
+                Cause::HostnameMismatch,
+                "OpenSSL clients send bad_certificate (42) for a name mismatch too",
+            )
+            .or_maybe(
+                Cause::WeakCryptoRejected,
+                "and for a certificate key too weak for their security level",
+            );
+    }
+    Some(diagnosis)
+}
+
+pub fn certificate_expired(f: &Facts) -> Option<Diagnosis> {
+    validity_rule(f, Window::Expired)
+}
+
+pub fn certificate_not_yet_valid(f: &Facts) -> Option<Diagnosis> {
+    validity_rule(f, Window::NotYetValid)
+}
+
+fn clock_evidence(clock: &ClockState) -> Evidence {
+    let state = if clock.synchronized {
+        "synchronized".to_string()
+    } else if clock.status.is_empty() {
+        "not synchronized".to_string()
+    } else {
+        format!("not synchronized ({})", clock.status.join(" "))
+    };
+    Evidence::new(
+        Source::Host,
+        format!(
+            "adjtimex: clock {state}, maximum error {:.3} s, offset {:.3} s, read {}",
+            clock.max_error_us as f64 / 1e6,
+            clock.offset_us as f64 / 1e6,
+            clock.now.format("%Y-%m-%d %H:%M:%S UTC")
+        ),
+    )
+}
+
+/// How far the failure time is outside a certificate's window, in words.
+fn distance(cert: &CertificateFact, at: DateTime<Utc>) -> Option<String> {
+    if at > cert.not_after {
+        Some(format!(
+            "{} after its notAfter",
+            human_duration(at - cert.not_after)
+        ))
+    } else if at < cert.not_before {
+        Some(format!(
+            "{} before its notBefore",
+            human_duration(cert.not_before - at)
+        ))
+    } else {
+        None
+    }
+}
+
+pub fn clock_skew(f: &Facts) -> Option<Diagnosis> {
+    let expired = window_signals(f, Window::Expired);
+    let not_yet = window_signals(f, Window::NotYetValid);
+    let gave_up_or_rejected =
+        !f.server_certificate_rejection().is_empty() || f.client_gave_up_after_server_hello();
+    // Date verdicts reached with THIS host's clock, tied to this failure.
+    let judged_here = [(Window::Expired, &expired), (Window::NotYetValid, &not_yet)]
+        .into_iter()
+        .find(|(_, s)| s.local_verify.is_some() || (!s.chain.is_empty() && gave_up_or_rejected));
+
+    if let (Some((window, signals)), Some(clock)) = (judged_here, f.untrustworthy_clock()) {
+        // A remote client, with a clock of its own, calling the certificate
+        // expired corroborates the dates rather than the skew.
+        let remote_agrees = f.role() == Role::Server
+            && f.outcome.client.pid.is_none()
+            && f.alert_from(Role::Client, &[45]).is_some();
+        if remote_agrees {
+            return None;
+        }
+        let mut evidence = vec![clock_evidence(clock)];
+        if let Some((v, _)) = signals.local_verify {
+            evidence.push(f.verify_evidence(v));
+        }
+        evidence.extend(signals.chain.iter().cloned());
+        let how_far = signals
+            .cert
+            .as_ref()
+            .and_then(|c| distance(c, f.when()))
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default();
+        let summary = format!(
+            "{}: this host's clock is not trustworthy and read {}; the certificate only looks {} by it{how_far}",
+            headline(f),
+            f.when().format("%Y-%m-%d %H:%M UTC"),
+            window.words()
+        );
+        return Some(
+            Diagnosis::new(Cause::ClockSkew, Confidence::Medium, summary)
+                .with_evidence(evidence)
+                .fix(
+                    "Synchronize this host's clock: check `timedatectl` and `chronyc tracking`, enable NTP (`timedatectl set-ntp true`, or start chronyd/systemd-timesyncd), then retry. If the clock is in fact right, the certificate itself must be replaced.",
+                ),
+        );
+    }
+
+    // The remote client called the certificate expired, but this host's
+    // synchronized clock finds the whole served chain valid.
+    if f.role() == Role::Server
+        && let Some(alert) = f.alert_from(Role::Client, &[45])
+        && let Some(clock) = f.trustworthy_clock()
+        && served_chain_valid_here(f)
+    {
+        let client = f
+            .outcome
+            .client
+            .ip
+            .map(|ip| format!(" ({ip})"))
+            .unwrap_or_default();
+        let mut evidence = vec![alert.evidence(), clock_evidence(clock)];
+        if let Some(leaf) = f.configured_leaf().or(f.wire_leaf()) {
+            evidence.push(Evidence::new(
+                Source::Host,
+                format!(
+                    "the served leaf \"{}\" is valid {} to {} by this host's clock",
+                    leaf.subject,
+                    leaf.not_before.format("%Y-%m-%d"),
+                    leaf.not_after.format("%Y-%m-%d")
+                ),
+            ));
+        }
+        return Some(
+            Diagnosis::new(
+                Cause::ClockSkew,
+                Confidence::Medium,
+                format!(
+                    "{}: the client{client} says the certificate expired, but it is valid by this host's synchronized clock: the client's clock is probably wrong",
+                    headline(f)
+                ),
+            )
+            .with_evidence(evidence)
+            .fix(format!(
+                "Fix the clock on the client{client} (enable NTP there); the server's certificate is fine."
+            )),
+        );
+    }
+    None
+}

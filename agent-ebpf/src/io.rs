@@ -11,7 +11,7 @@ use agent_ebpf::record_walker::{
 };
 use agent_ebpf::{
     Counter, DATA_CHUNK, DATA_EVENT_HEADER_LEN, DATA_FLAG_READ_FAILED, DataEvent, Direction,
-    EventKind, Syscall, sock_key,
+    EventKind, Syscall, TrackedSock, sock_key,
 };
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated},
@@ -25,7 +25,7 @@ use core::ffi::c_void;
 use crate::maps::{
     ARGS, ARGS_IO, DATA_SCRATCH, EVENTS, SSL_CALLS, SysArgs, TRACKED, count, header,
 };
-use crate::syscall::{SYSCALL_ARG0, SYSCALL_ARG1, SYSCALL_ARG2, SYSCALL_RET};
+use crate::syscall::{SYSCALL_ARG0, SYSCALL_ARG1, SYSCALL_ARG2, SYSCALL_ARG3, SYSCALL_RET};
 
 /// Chunks copied per syscall; beyond that the walker skips the bytes.
 const MAX_CHUNKS: u32 = 4;
@@ -40,6 +40,8 @@ enum Buffer {
     /// `(fd, struct iovec *, iovcnt)`.
     Iovec,
 }
+
+const MSG_PEEK: u64 = 2;
 
 // struct user_msghdr: msg_iov at 16, msg_iovlen at 24.
 const MSGHDR_IOV: u64 = 16;
@@ -141,6 +143,16 @@ fn enter(
     }
     let arg1: u64 = unsafe { ctx.read_at(SYSCALL_ARG1)? };
     let arg2: u64 = unsafe { ctx.read_at(SYSCALL_ARG2)? };
+    // A peek is read again later (nginx peeks at the first byte to spot
+    // plain HTTP): capturing it would duplicate stream bytes.
+    let flags: u64 = match syscall {
+        Syscall::Recvfrom => unsafe { ctx.read_at(SYSCALL_ARG3)? },
+        Syscall::Recvmsg => arg2,
+        _ => 0,
+    };
+    if flags & MSG_PEEK != 0 {
+        return Ok(());
+    }
     let (buf, len) = match buffer {
         Buffer::Flat => (arg1, arg2),
         Buffer::Msghdr => {
@@ -257,6 +269,17 @@ fn walk(
     walker.finish(&cursor)
 }
 
+/// The direction's walker, chosen by a branch: indexing by `direction * 24`
+/// would leave the verifier a range of offsets instead of two exact ones.
+#[inline(always)]
+fn walker_of(tracked: &mut TrackedSock, direction: u8) -> &mut WalkerState {
+    if direction == Direction::Egress as u8 {
+        &mut tracked.walkers[0]
+    } else {
+        &mut tracked.walkers[1]
+    }
+}
+
 extern "C" fn walk_record(_index: u32, _ctx: *mut c_void) -> i64 {
     let Some(state) = WALK_LOOP.get_ptr_mut(0) else {
         return 1;
@@ -265,7 +288,7 @@ extern "C" fn walk_record(_index: u32, _ctx: *mut c_void) -> i64 {
     let Some(tracked) = TRACKED.get_ptr_mut(state.key) else {
         return 1;
     };
-    let walker = unsafe { &mut (*tracked).walkers[state.direction as usize & 1] };
+    let walker = unsafe { walker_of(&mut *tracked, state.direction as u8) };
     if walker.step(&mut state.cursor, &state.source, &mut state.headers) {
         0
     } else {
@@ -294,8 +317,8 @@ fn exit(ctx: &TracePointContext) -> Result<(), i64> {
     let Some(scratch) = DATA_SCRATCH.get_ptr_mut(0) else {
         return Ok(());
     };
-    let direction = args.direction as usize & 1;
-    let walker = unsafe { &mut (*tracked).walkers[direction] };
+    let direction = args.direction;
+    let walker = unsafe { walker_of(&mut *tracked, direction) };
     let event: &mut DataEvent = unsafe { &mut *scratch };
 
     let moved = ret as u64;

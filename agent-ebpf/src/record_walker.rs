@@ -209,13 +209,16 @@ impl WalkerState {
             c.synced = true;
             return false;
         }
-        for (slot, byte) in self
-            .header
-            .iter_mut()
-            .skip(have)
-            .zip(fresh.iter().take(take as usize))
-        {
-            *slot = *byte;
+        // The combined index is bounds-checked on its own: the verifier
+        // cannot relate `have + i` to `take` through an iterator chain.
+        for (i, byte) in fresh.iter().enumerate() {
+            let k = have + i;
+            if i < take as usize
+                && k < RECORD_HEADER_LEN
+                && let Some(slot) = self.header.get_mut(k)
+            {
+                *slot = *byte;
+            }
         }
         pos += take;
         let have = have + take as usize;

@@ -7,3 +7,4 @@ pub const SYSCALL_ARG0: usize = 16;
 pub const SYSCALL_ARG1: usize = 24;
 pub const SYSCALL_ARG2: usize = 32;
 pub const SYSCALL_RET: usize = 16;
+pub const SYSCALL_ARG3: usize = 40;

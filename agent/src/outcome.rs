@@ -87,6 +87,11 @@ pub struct HandshakeOutcome {
     /// Host name of the machine that observed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// No TLS byte was exchanged: this is a failure only if the port serves
+    /// TLS, which host state must confirm (plain HTTP to an nginx TLS port
+    /// never reaches OpenSSL). Never journaled.
+    #[serde(skip)]
+    pub tentative: bool,
 }
 
 impl HandshakeOutcome {
@@ -137,5 +142,6 @@ pub fn sample_failure() -> HandshakeOutcome {
         socket: SocketFacts::default(),
         diagnosis: Diagnosis::undiagnosed(),
         host: None,
+        tentative: false,
     }
 }

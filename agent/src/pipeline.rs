@@ -18,7 +18,7 @@ use serde::Serialize;
 use tokio::io::unix::AsyncFd;
 use tracing::{debug, info, warn};
 
-use crate::assembly::{Assembler, AssemblyStats, TlsPorts, WallClock, monotonic_ns};
+use crate::assembly::{Assembler, AssemblyStats, PlainPorts, TlsPorts, WallClock, monotonic_ns};
 use crate::capture::events::{self, KernelEvent};
 use crate::capture::tls_libs::{self, Coverage, FileId};
 use crate::capture::{Capture, LibraryReport};
@@ -34,7 +34,11 @@ const TICK: Duration = Duration::from_millis(100);
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// A new process is checked for TLS libraries this long after exec (the
 /// dynamic loader maps them right after) and once more later (dlopen).
-const EXEC_CHECKS: [Duration; 2] = [Duration::from_millis(50), Duration::from_secs(2)];
+const EXEC_CHECKS: [Duration; 3] = [
+    Duration::from_millis(50),
+    Duration::from_millis(500),
+    Duration::from_secs(2),
+];
 
 /// Health and coverage, written to the status file.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -51,6 +55,9 @@ pub struct Status {
     /// Ring-buffer records that could not be decoded, by error.
     pub decode_errors: BTreeMap<String, u64>,
     pub journal_errors: u64,
+    /// Connections with only non-TLS bytes whose port host state showed not
+    /// to serve TLS.
+    pub plain_connections: u64,
     pub open_connections: usize,
     pub libraries: Vec<LibraryReport>,
     /// Processes whose TLS library could not be probed, with the reason.
@@ -68,6 +75,8 @@ pub struct UncoveredProcess {
 #[derive(Default)]
 struct Shared {
     journal_errors: AtomicU64,
+    /// Tentative outcomes host state showed to be plain traffic.
+    not_tls_confirmed: AtomicU64,
 }
 
 pub async fn run(config: RunConfig) -> anyhow::Result<()> {
@@ -99,12 +108,14 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     let journal = JournalWriter::open(&config.journal, config.journal_max_mib * 1024 * 1024)?;
     let shared = Arc::new(Shared::default());
     let (tx, rx) = sync_channel::<Vec<HandshakeOutcome>>(config.queue.max(1));
+    let plain_ports = Arc::new(PlainPorts::default());
     let sink = {
         let shared = shared.clone();
+        let plain = plain_ports.clone();
         let show_success = config.show_success;
         std::thread::Builder::new()
             .name("tlsdoctor-sinks".into())
-            .spawn(move || sink_loop(rx, journal, show_success, &shared))
+            .spawn(move || sink_loop(rx, journal, show_success, &shared, &plain))
             .context("starting the sink thread")?
     };
 
@@ -117,7 +128,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     for port in crate::evidence::host::configured_tls_ports() {
         tls_ports.add(port);
     }
-    let mut assembler = Assembler::new(config.assembly(), tls_ports);
+    let mut assembler = Assembler::new(config.assembly(), tls_ports, plain_ports.clone());
     let mut queue = OutcomeQueue {
         tx: Some(tx),
         dropped: 0,
@@ -210,6 +221,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                 status.dropped_outcomes = queue.dropped;
                 status.decode_errors = decode_errors.clone();
                 status.journal_errors = shared.journal_errors.load(Ordering::Relaxed);
+                status.plain_connections = shared.not_tls_confirmed.load(Ordering::Relaxed);
                 status.open_connections = assembler.open_connections();
                 status.libraries = capture.libraries().cloned().collect();
                 status.covered_processes = coverage.covered.len();
@@ -377,6 +389,7 @@ fn sink_loop(
     mut journal: JournalWriter,
     show_success: bool,
     shared: &Shared,
+    plain_ports: &PlainPorts,
 ) {
     let colour = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         Colour::Always
@@ -387,7 +400,14 @@ fn sink_loop(
     let mut journal_warned = false;
     while let Ok(batch) = rx.recv() {
         for mut outcome in batch {
-            diagnoser.diagnose(&mut outcome);
+            if !diagnoser.diagnose(&mut outcome) {
+                // Plain traffic on a port that does not serve TLS.
+                if let Some(port) = outcome.server.port {
+                    plain_ports.mark(port);
+                }
+                shared.not_tls_confirmed.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             if outcome.result == HsResult::Failure || show_success {
                 println!("{}", console::line(&outcome, colour));
             }

@@ -64,7 +64,19 @@ impl Agent {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().expect("starting the agent");
+        // PR_SET_PDEATHSIG fires when the spawning *thread* exits, so spawn
+        // from a thread that lives as long as the test process.
+        let (spawned_tx, spawned_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = spawned_tx.send(cmd.spawn());
+            loop {
+                std::thread::park();
+            }
+        });
+        let mut child = spawned_rx
+            .recv()
+            .expect("the spawning thread")
+            .expect("starting the agent");
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         if let Some(pipe) = child.stderr.take() {
@@ -104,8 +116,8 @@ impl Agent {
 
     /// Journal records whose server port is `port`.
     pub fn records_for_port(&self, port: u16) -> Vec<HandshakeOutcome> {
-        let (records, bad) = agent::sinks::journal::read(&self.journal, None)
-            .expect("reading the agent's journal");
+        let (records, bad) =
+            agent::sinks::journal::read(&self.journal, None).expect("reading the agent's journal");
         assert!(bad.is_empty(), "unreadable journal lines: {bad:?}");
         records
             .into_iter()

@@ -19,7 +19,8 @@ impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static N: AtomicU32 = AtomicU32::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("tlsdoctor-e2e-{}-{tag}-{n}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("tlsdoctor-e2e-{}-{tag}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).expect("creating a temp dir");
         TempDir(path)

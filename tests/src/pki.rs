@@ -116,7 +116,8 @@ fn build(
     let mut name = X509NameBuilder::new().expect("name");
     name.append_entry_by_nid(Nid::ORGANIZATIONNAME, "tlsdoctor tests")
         .expect("O");
-    name.append_entry_by_nid(Nid::COMMONNAME, spec.cn).expect("CN");
+    name.append_entry_by_nid(Nid::COMMONNAME, spec.cn)
+        .expect("CN");
     let name = name.build();
     let mut b = X509::builder().expect("builder");
     b.set_version(2).expect("v3");
@@ -154,17 +155,23 @@ fn build(
                 .expect("ku"),
         )
         .expect("ku");
-        b.append_extension(ExtendedKeyUsage::new().server_auth().client_auth().build().expect("eku"))
-            .expect("eku");
+        b.append_extension(
+            ExtendedKeyUsage::new()
+                .server_auth()
+                .client_auth()
+                .build()
+                .expect("eku"),
+        )
+        .expect("eku");
     }
     let ski = SubjectKeyIdentifier::new()
-        .build(&b.x509v3_context(issuer.map(|(c, _)| c), None))
+        .build(&b.x509v3_context(issuer.map(|(c, _)| &**c), None))
         .expect("ski");
     b.append_extension(ski).expect("ski");
     if issuer.is_some() {
         let aki = AuthorityKeyIdentifier::new()
             .keyid(true)
-            .build(&b.x509v3_context(issuer.map(|(c, _)| c), None))
+            .build(&b.x509v3_context(issuer.map(|(c, _)| &**c), None))
             .expect("aki");
         b.append_extension(aki).expect("aki");
     }
@@ -178,7 +185,7 @@ fn build(
             }
         }
         let ext = san
-            .build(&b.x509v3_context(issuer.map(|(c, _)| c), None))
+            .build(&b.x509v3_context(issuer.map(|(c, _)| &**c), None))
             .expect("san");
         b.append_extension(ext).expect("san");
     }

@@ -87,7 +87,16 @@ fn main() -> Result<()> {
         Task::Test { unit, args } => {
             setup(!unit)?;
             cargo(&["fmt", "--all", "--check"])?;
-            cargo(&["clippy", "--workspace", "--exclude", "agent-ebpf", "--all-targets", "--", "-D", "warnings"])?;
+            cargo(&[
+                "clippy",
+                "--workspace",
+                "--exclude",
+                "agent-ebpf",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])?;
             // The eBPF crate's host half (shared types, record walker).
             cargo(&["test", "-p", "agent-ebpf", "--lib"])?;
             cargo(&["test", "-p", "agent", "--lib", "--bins"])?;
@@ -95,7 +104,17 @@ fn main() -> Result<()> {
                 require_root()?;
                 mount_tracefs();
                 cargo(&["build", "-p", "agent"])?;
-                let mut test_args = vec!["test", "-p", "agent", "--tests", "-p", "tlsdoctor-tests", "--", "--test-threads", "4"];
+                let mut test_args = vec![
+                    "test",
+                    "-p",
+                    "agent",
+                    "--tests",
+                    "-p",
+                    "tlsdoctor-tests",
+                    "--",
+                    "--test-threads",
+                    "4",
+                ];
                 test_args.extend(args.iter().map(String::as_str));
                 cargo(&test_args)?;
             }
@@ -106,7 +125,15 @@ fn main() -> Result<()> {
             require_root()?;
             mount_tracefs();
             cargo(&["build", "--release", "-p", "agent", "-p", "tlsdoctor-tests"])?;
-            let mut bench_args = vec!["run", "--release", "-p", "tlsdoctor-tests", "--bin", "bench", "--"];
+            let mut bench_args = vec![
+                "run",
+                "--release",
+                "-p",
+                "tlsdoctor-tests",
+                "--bin",
+                "bench",
+                "--",
+            ];
             bench_args.extend(args.iter().map(String::as_str));
             cargo(&bench_args)?;
         }
@@ -129,7 +156,10 @@ fn setup(for_tests: bool) -> Result<()> {
     if for_tests {
         packages.extend(TEST_PACKAGES);
     }
-    let missing: Vec<&str> = packages.into_iter().filter(|p| !dpkg_installed(p)).collect();
+    let missing: Vec<&str> = packages
+        .into_iter()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
     if !missing.is_empty() {
         println!("xtask: installing Debian packages: {}", missing.join(" "));
         run(Command::new("apt-get").arg("update").arg("-q"))?;
@@ -142,14 +172,33 @@ fn setup(for_tests: bool) -> Result<()> {
     }
     if !nightly_has_rust_src() {
         println!("xtask: installing rust-src for the nightly toolchain (eBPF build-std)");
-        run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
-        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
     }
     if !bpf_linker_ok() {
         println!("xtask: installing bpf-linker (LLVM 22), about 2 minutes");
         let path = format!("{LLVM_BIN}:{}", std::env::var("PATH").unwrap_or_default());
         run(Command::new("cargo")
-            .args(["install", "bpf-linker", "--no-default-features", "--features", "llvm-22", "--force"])
+            .args([
+                "install",
+                "bpf-linker",
+                "--no-default-features",
+                "--features",
+                "llvm-22",
+                "--force",
+            ])
             .env("PATH", path))?;
     }
     if for_tests {
@@ -178,7 +227,9 @@ fn nightly_has_rust_src() -> bool {
     Command::new("rustup")
         .args(["component", "list", "--installed", "--toolchain", "nightly"])
         .output()
-        .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("rust-src"))
+        .is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains("rust-src")
+        })
 }
 
 /// bpf-linker is present and built against LLVM 22 (its --version names it).
@@ -201,7 +252,9 @@ fn bpf_linker_ok() -> bool {
 fn require_root() -> Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc_geteuid() } != 0 {
-        bail!("the end-to-end tests load eBPF programs and need root (or run `cargo xtask test --unit`)");
+        bail!(
+            "the end-to-end tests load eBPF programs and need root (or run `cargo xtask test --unit`)"
+        );
     }
     Ok(())
 }
@@ -227,9 +280,7 @@ fn cargo(args: &[&str]) -> Result<()> {
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
-    let status = cmd
-        .status()
-        .with_context(|| format!("running {cmd:?}"))?;
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
     }

@@ -104,6 +104,39 @@ impl Default for TlsPorts {
     }
 }
 
+/// Ports that host state found not to serve TLS (shared with the diagnosis
+/// thread), so that plain traffic stops being offered for confirmation.
+#[derive(Debug, Default)]
+pub struct PlainPorts {
+    ports: std::sync::Mutex<HashMap<u16, std::time::Instant>>,
+}
+
+/// How long a "not TLS" verdict on a port stands (a server may be
+/// reconfigured).
+const PLAIN_PORT_TTL: Duration = Duration::from_secs(60);
+
+impl PlainPorts {
+    pub fn mark(&self, port: u16) {
+        if let Ok(mut ports) = self.ports.lock() {
+            ports.insert(port, std::time::Instant::now());
+        }
+    }
+
+    pub fn contains(&self, port: u16) -> bool {
+        let Ok(mut ports) = self.ports.lock() else {
+            return false;
+        };
+        match ports.get(&port) {
+            Some(at) if at.elapsed() < PLAIN_PORT_TTL => true,
+            Some(_) => {
+                ports.remove(&port);
+                false
+            }
+            None => false,
+        }
+    }
+}
+
 /// Timing and size limits of assembly.
 #[derive(Clone, Debug)]
 pub struct AssemblyConfig {
@@ -137,12 +170,20 @@ pub struct AssemblyStats {
     /// Connections that never exchanged a TLS byte and involved no OpenSSL
     /// call (plain HTTP, databases, health checks).
     pub not_tls: u64,
+    /// Connections whose client sent nothing before closing (TCP health
+    /// checks, port probes): no handshake was attempted.
+    pub empty: u64,
     /// Failed connects to ports not known to serve TLS.
     pub connect_failures_not_tls: u64,
     /// Connections not followed because `max_connections` was reached.
     pub over_capacity: u64,
     /// Events for sockets the agent does not follow (opened before it started).
     pub untracked_events: u64,
+    /// Connections that exchanged only non-TLS bytes, offered to host state
+    /// to confirm whether their port serves TLS.
+    pub tentative: u64,
+    /// TLS ports learned from local servers' ServerHellos.
+    pub learned_tls_ports: u64,
     /// Successful handshakes.
     pub successes: u64,
     /// Failed handshakes.
@@ -218,6 +259,7 @@ impl TupleIndex {
 pub struct Assembler {
     config: AssemblyConfig,
     tls_ports: TlsPorts,
+    plain_ports: std::sync::Arc<PlainPorts>,
     open: HashMap<u64, Conn>,
     /// Closed by their process, waiting `close_linger`, keyed by (socket,
     /// owner): the kernel reuses a freed socket's address at once.
@@ -235,10 +277,15 @@ pub struct Assembler {
 pub type Untracked = Vec<u64>;
 
 impl Assembler {
-    pub fn new(config: AssemblyConfig, tls_ports: TlsPorts) -> Assembler {
+    pub fn new(
+        config: AssemblyConfig,
+        tls_ports: TlsPorts,
+        plain_ports: std::sync::Arc<PlainPorts>,
+    ) -> Assembler {
         Assembler {
             config,
             tls_ports,
+            plain_ports,
             open: HashMap::new(),
             closing: HashMap::new(),
             early_states: HashMap::new(),
@@ -487,6 +534,14 @@ impl Assembler {
             self.tuples
                 .insert(local, remote, conn.tgid, &conn.process.comm, conn.last_ns);
         }
+        let client_bytes = match conn.role {
+            Role::Client => conn.socket.bytes_sent,
+            Role::Server => conn.socket.bytes_received,
+        };
+        if client_bytes == 0 && !conn.connect_failed && !conn.socket.stalled {
+            self.stats.empty += 1;
+            return None;
+        }
         let facts = conn.wire.facts();
         let spoke_tls = facts.client_hello.is_some()
             || facts.server_hello.is_some()
@@ -496,13 +551,32 @@ impl Assembler {
             Role::Client => conn.remote.map(|(_, p)| p),
             Role::Server => conn.local.map(|(_, p)| p),
         };
+        // A local server that answered with a ServerHello serves TLS on that
+        // port: a later plain-HTTP attempt there is a TLS failure.
+        if conn.role == Role::Server
+            && facts.server_hello.is_some()
+            && let Some(port) = server_port
+            && !self.tls_ports.contains(port)
+        {
+            self.tls_ports.add(port);
+            self.stats.learned_tls_ports += 1;
+        }
         let tls_port = server_port.is_some_and(|p| self.tls_ports.contains(p));
         let involved_tls = spoke_tls || conn.ssl_seen || (tls_port && facts.non_tls.is_some());
-        if !(involved_tls || conn.connect_failed && tls_port) {
-            self.stats.not_tls += 1;
-            return None;
+        if involved_tls || conn.connect_failed && tls_port {
+            return Some(self.finish(conn, clock));
         }
-        Some(self.finish(conn, clock))
+        // Only non-TLS bytes, to a port not known either way: plain HTTP to a
+        // TLS port that never reached OpenSSL (nginx answers it itself), or
+        // just plain traffic. Host state decides.
+        if facts.non_tls.is_some() && server_port.is_some_and(|p| !self.plain_ports.contains(p)) {
+            self.stats.tentative += 1;
+            let mut outcome = self.finish(conn, clock);
+            outcome.tentative = true;
+            return Some(outcome);
+        }
+        self.stats.not_tls += 1;
+        None
     }
 
     fn finish(&mut self, conn: Conn, clock: &WallClock) -> HandshakeOutcome {
@@ -566,6 +640,7 @@ impl Assembler {
             socket: conn.socket,
             diagnosis: Diagnosis::undiagnosed(),
             host: self.host.clone(),
+            tentative: false,
         }
     }
 }

@@ -78,7 +78,9 @@ impl Default for HostStateConfig {
             listeners_every: Duration::from_secs(2),
             chain_ttl: Duration::from_secs(60),
             log_every: Duration::from_millis(500),
-            log_window: chrono::Duration::seconds(5),
+            // nginx stamps whole seconds; a wider window mixes up clients
+            // that share an address.
+            log_window: chrono::Duration::seconds(2),
         }
     }
 }
@@ -138,7 +140,8 @@ impl HostState {
             let fresh = server_config::discover();
             for d in &fresh {
                 if let Ok(cfg) = &d.result {
-                    self.config_prints.insert(d.main_file.clone(), cfg.fingerprint());
+                    self.config_prints
+                        .insert(d.main_file.clone(), cfg.fingerprint());
                 }
             }
             self.configs = Some(Timed {
@@ -148,7 +151,10 @@ impl HostState {
             // A changed config may serve other certificates.
             self.chains.clear();
         }
-        self.configs.as_ref().map(|c| c.value.as_slice()).unwrap_or(&[])
+        self.configs
+            .as_ref()
+            .map(|c| c.value.as_slice())
+            .unwrap_or(&[])
     }
 
     pub fn listeners(&mut self) -> Option<&ListenerTable> {
@@ -288,7 +294,41 @@ impl HostState {
                 },
             );
         }
-        self.logs.get(path).map(|l| l.value.as_slice()).unwrap_or(&[])
+        self.logs
+            .get(path)
+            .map(|l| l.value.as_slice())
+            .unwrap_or(&[])
+    }
+
+    /// Whether a local server config serves TLS on the outcome's server port.
+    /// An unknown port makes discovery run again (at most once a second): the
+    /// server may have started a moment ago.
+    pub fn port_serves_tls(&mut self, outcome: &HandshakeOutcome) -> bool {
+        let (Some(ip), Some(port)) = (outcome.server.ip, outcome.server.port) else {
+            return false;
+        };
+        if outcome.role != Role::Server && !self.is_local(ip) {
+            return false;
+        }
+        let serves = |configs: &[DiscoveredConfig]| {
+            configs
+                .iter()
+                .filter_map(|d| d.result.as_ref().ok())
+                .flat_map(|cfg| cfg.blocks_on_port(port))
+                .any(|b| b.listens.iter().any(|l| l.port == port && l.ssl))
+        };
+        if serves(self.configs()) {
+            return true;
+        }
+        let fresh_enough = self
+            .configs
+            .as_ref()
+            .is_some_and(|c| c.at.elapsed() < Duration::from_secs(1));
+        if fresh_enough {
+            return false;
+        }
+        self.configs = None;
+        serves(self.configs())
     }
 
     /// Gathers the host facts for one outcome.
@@ -368,11 +408,8 @@ impl HostState {
         if let Some(block) = &selected_block {
             facts.configured_chain = self.configured_chain(block, sni.as_deref(), now);
             // Error logs: the block's, else every log of the installation.
-            let mut log_files: Vec<PathBuf> = block
-                .error_log
-                .iter()
-                .map(|s| s.value.clone())
-                .collect();
+            let mut log_files: Vec<PathBuf> =
+                block.error_log.iter().map(|s| s.value.clone()).collect();
             if log_files.is_empty() {
                 log_files = facts
                     .blocks_on_port
@@ -403,16 +440,14 @@ impl HostState {
                 continue; // "stderr", syslog targets
             }
             for line in self.log_tail(file, now) {
-                let near = line
-                    .time
-                    .is_some_and(|t| (t - now).abs() <= window);
+                let near = line.time.is_some_and(|t| (t - now).abs() <= window);
                 let ours = match (&line.client, &client_ip) {
                     (Some(c), Some(ip)) => c == ip || c.starts_with(&format!("{ip}:")),
                     (None, _) => true,
                     _ => false,
                 };
-                let load_failure = line.indicates
-                    == Some(crate::diagnosis::Cause::ServerCannotLoadCertificate);
+                let load_failure =
+                    line.indicates == Some(crate::diagnosis::Cause::ServerCannotLoadCertificate);
                 if (near && ours) || load_failure {
                     out.push(line.clone());
                 }

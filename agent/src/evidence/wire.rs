@@ -205,6 +205,21 @@ const TLS13: u16 = 0x0304;
 /// Length of a TLS 1.3 encrypted alert: 2 alert bytes, the inner content
 /// type and a 16-byte AEAD tag.
 const TLS13_ENCRYPTED_ALERT_LEN: u16 = 19;
+/// The smallest TLS 1.3 Finished record: 32 bytes of verify data (SHA-256),
+/// 4 of handshake header, 1 inner content type and an 8-byte CCM_8 tag.
+const TLS13_MIN_FINISHED_LEN: u16 = 45;
+/// An empty client Certificate (mTLS without a certificate): 4 bytes of
+/// header, a 1-byte context and a 3-byte empty list, the inner type and a
+/// 16- or 8-byte tag.
+const TLS13_EMPTY_CERTIFICATE_LENS: [u16; 2] = [25, 17];
+
+/// A client's first encrypted TLS 1.3 record is its Certificate (empty or
+/// not) or its Finished; anything shorter than a Finished that is not an
+/// empty Certificate is an alert, padded or not (JSSE pads its alerts to 35
+/// bytes).
+fn tls13_client_first_record_is_alert(length: u16) -> bool {
+    length < TLS13_MIN_FINISHED_LEN && !TLS13_EMPTY_CERTIFICATE_LENS.contains(&length)
+}
 
 /// The ServerHello random that marks a TLS 1.3 HelloRetryRequest (RFC 8446
 /// 4.1.3).
@@ -296,6 +311,8 @@ struct Shared {
     tls13: bool,
     /// A real ServerHello (not a HelloRetryRequest) selected TLS 1.3.
     server_hello_13: bool,
+    /// The client has sent an encrypted record.
+    client_encrypted: bool,
 }
 
 impl Shared {
@@ -360,10 +377,15 @@ impl Shared {
     ) -> bool {
         // TLS 1.2 keeps the alert content type on encrypted alerts; TLS 1.3
         // hides every type behind 23 but an alert has a telltale length.
+        let first_from_client = sender == Role::Client && !self.client_encrypted;
+        if sender == Role::Client {
+            self.client_encrypted = true;
+        }
         let probable_alert = content_type == CONTENT_ALERT
             || (self.tls13
                 && content_type == CONTENT_APPLICATION_DATA
-                && length == TLS13_ENCRYPTED_ALERT_LEN);
+                && (length == TLS13_ENCRYPTED_ALERT_LEN
+                    || (first_from_client && tls13_client_first_record_is_alert(length))));
         if self.facts.encrypted_records.len() < MAX_ENCRYPTED_RECORDS {
             self.facts.encrypted_records.push(EncryptedRecordFact {
                 time: Some(time),
@@ -1917,6 +1939,17 @@ mod tests {
                 (C, 22)
             );
         });
+    }
+
+    #[test]
+    fn tls13_client_first_record_sizes() {
+        // JSSE's padded alert, OpenSSL's plain one: alerts.
+        assert!(tls13_client_first_record_is_alert(35));
+        assert!(tls13_client_first_record_is_alert(19));
+        // Empty Certificate (GCM/ChaCha, CCM_8) and every Finished size: not.
+        for len in [25, 17, 45, 53, 61, 69, 900] {
+            assert!(!tls13_client_first_record_is_alert(len), "{len}");
+        }
     }
 
     #[test]

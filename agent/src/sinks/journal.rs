@@ -190,6 +190,7 @@ mod tests {
             socket: Default::default(),
             diagnosis: Diagnosis::undiagnosed(),
             host: None,
+            tentative: false,
         }
     }
 

@@ -141,6 +141,8 @@ pub fn nginx_block() -> ServerBlock {
         client_ca: None,
         error_log: Some(setting(PathBuf::from("/var/log/nginx/error.log"), 18)),
         log_level: Some(setting("info".to_string(), 18)),
+        extra_certificates: Vec::new(),
+        extra_certificate_keys: Vec::new(),
     }
 }
 
@@ -182,6 +184,8 @@ pub fn default_block() -> ServerBlock {
         client_ca: None,
         error_log: None,
         log_level: None,
+        extra_certificates: Vec::new(),
+        extra_certificate_keys: Vec::new(),
     }
 }
 
@@ -194,6 +198,7 @@ pub fn listener(addr: &str, port: u16) -> Listener {
         comm: Some("nginx".to_string()),
         exe: Some("/usr/sbin/nginx".to_string()),
         accept_queue: 0,
+        v6only: None,
         backlog: 511,
     }
 }
@@ -238,6 +243,7 @@ fn outcome(role: Role, client: Endpoint, server: Endpoint) -> HandshakeOutcome {
         socket: SocketFacts::default(),
         diagnosis: Diagnosis::undiagnosed(),
         host: Some("fixture-host".to_string()),
+        tentative: false,
     }
 }
 

@@ -46,6 +46,11 @@ fn location(spec: &ListenSpec) -> String {
 }
 
 pub fn plaintext_to_tls_port(f: &Facts) -> Option<Diagnosis> {
+    // A ClientHello on the wire proves the client spoke TLS, whatever a log
+    // line about another connection from the same address says.
+    if f.outcome.tls.client_hello.is_some() {
+        return None;
+    }
     let non_tls = f
         .outcome
         .tls

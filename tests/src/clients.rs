@@ -1,0 +1,154 @@
+//! Real TLS clients: curl, `openssl s_client`, Python's ssl, Java (JSSE).
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::TempDir;
+
+/// A finished client run.
+#[derive(Debug)]
+pub struct Run {
+    pub pid: u32,
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// How long any client may take before it is killed.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn run(mut cmd: Command, stdin: &[u8]) -> Run {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+    let pid = child.id();
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin);
+    }
+    // The child itself is the client (no `timeout` wrapper: the test needs
+    // the client's own pid); a watchdog kills it past the deadline.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchdog = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + CLIENT_TIMEOUT;
+            while Instant::now() < deadline {
+                if done.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // SAFETY: kill on our own child's pid.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        })
+    };
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().expect("waiting for a client");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = watchdog.join();
+    Run {
+        pid,
+        success: status.success(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// `curl --max-time 10 <args>` (HTTPS to the given URL).
+pub fn curl(args: &[&str]) -> Run {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-o", "/dev/null", "--max-time", "10"])
+        .args(args);
+    run(cmd, b"")
+}
+
+/// `openssl s_client -connect 127.0.0.1:port <args>` with empty stdin (it
+/// handshakes, then exits at end of input).
+pub fn s_client(port: u16, args: &[&str]) -> Run {
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_client", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(args);
+    run(cmd, b"")
+}
+
+/// Python's ssl: connect, handshake (verifying against `cafile`, or the
+/// system store), and send one HTTP request. `delay` seconds pass between
+/// `import ssl` and the connection.
+pub fn python_tls(
+    port: u16,
+    server_name: &str,
+    cafile: Option<&Path>,
+    delay: f64,
+    env: &[(&str, &str)],
+) -> Run {
+    let ca = cafile
+        .map(|p| format!("ctx.load_verify_locations({:?})", p.display().to_string()))
+        .unwrap_or_default();
+    let script = format!(
+        "import ssl, socket, time\n\
+         time.sleep({delay})\n\
+         ctx = ssl.create_default_context()\n\
+         {ca}\n\
+         s = socket.create_connection(('127.0.0.1', {port}), timeout=10)\n\
+         t = ctx.wrap_socket(s, server_hostname={server_name:?})\n\
+         t.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\n\
+         print(t.recv(100))\n"
+    );
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(script).envs(env.iter().copied());
+    run(cmd, b"")
+}
+
+/// Raw bytes to 127.0.0.1:port over plain TCP; prints the reply.
+pub fn python_plain(port: u16, payload: &str) -> Run {
+    let script = format!(
+        "import socket\n\
+         s = socket.create_connection(('127.0.0.1', {port}), timeout=10)\n\
+         s.sendall({payload:?}.encode())\n\
+         print(s.recv(200))\n"
+    );
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(script);
+    run(cmd, b"")
+}
+
+const JAVA_CLIENT: &str = r#"
+import javax.net.ssl.*;
+import java.util.List;
+
+public class TlsClient {
+    public static void main(String[] args) throws Exception {
+        SSLSocketFactory factory = (SSLSocketFactory) SSLSocketFactory.getDefault();
+        try (SSLSocket socket = (SSLSocket) factory.createSocket("127.0.0.1", Integer.parseInt(args[0]))) {
+            SSLParameters params = socket.getSSLParameters();
+            params.setServerNames(List.of(new SNIHostName(args[1])));
+            params.setEndpointIdentificationAlgorithm("HTTPS");
+            socket.setSSLParameters(params);
+            socket.startHandshake();
+            System.out.println("OK " + socket.getSession().getProtocol());
+        } catch (Exception e) {
+            System.out.println("FAIL " + e);
+            System.exit(1);
+        }
+    }
+}
+"#;
+
+/// A Java (JSSE, no OpenSSL) client handshaking with SNI `server_name`.
+pub fn java_tls(port: u16, server_name: &str) -> Run {
+    let dir = TempDir::new("java");
+    let source = dir.join("TlsClient.java");
+    std::fs::write(&source, JAVA_CLIENT).expect("java source");
+    let mut cmd = Command::new("java");
+    cmd.arg(&source).arg(port.to_string()).arg(server_name);
+    run(cmd, b"")
+}

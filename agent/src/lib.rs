@@ -7,3 +7,4 @@
 pub mod diagnosis;
 pub mod evidence;
 pub mod outcome;
+pub mod sinks;

@@ -362,6 +362,11 @@ pub struct OtlpConfig {
     pub shutdown_timeout: Duration,
     /// Fraction of successful handshakes exported; default 0 (none).
     pub sample_success_ratio: f64,
+    /// PEM file of the CA certificates trusted for an https collector
+    /// (OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE / OTEL_EXPORTER_OTLP_CERTIFICATE).
+    /// When set, only these are trusted, as the specification says; default:
+    /// the system's trust store.
+    pub certificate: Option<std::path::PathBuf>,
 }
 
 impl Default for OtlpConfig {
@@ -378,6 +383,7 @@ impl Default for OtlpConfig {
             scheduled_delay: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(5),
             sample_success_ratio: 0.0,
+            certificate: None,
         }
     }
 }
@@ -391,6 +397,7 @@ impl OtlpConfig {
     /// Variables read (empty counts as unset; a flag always wins):
     /// `OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT`, `..._PROTOCOL`, `..._HEADERS`,
     /// `..._TIMEOUT`, `..._INSECURE` (a scheme-less endpoint then means http),
+    /// `..._CERTIFICATE` (CA file for an https collector),
     /// `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
     /// `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`,
     /// `OTEL_BSP_SCHEDULE_DELAY`, and `K8S_NODE_NAME` or `NODE_NAME` for the
@@ -512,6 +519,10 @@ impl OtlpConfig {
             )));
         }
 
+        let certificate = env("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE")
+            .or_else(|| env("OTEL_EXPORTER_OTLP_CERTIFICATE"))
+            .map(std::path::PathBuf::from);
+
         Ok(Some(OtlpConfig {
             endpoint: Some(endpoint),
             protocol,
@@ -524,6 +535,7 @@ impl OtlpConfig {
             scheduled_delay,
             shutdown_timeout: defaults.shutdown_timeout,
             sample_success_ratio,
+            certificate,
         }))
     }
 
@@ -1266,6 +1278,13 @@ fn build_span_exporter(config: &OtlpConfig) -> Result<opentelemetry_otlp::SpanEx
         .iter()
         .map(|(k, v)| validate_header(k, v))
         .collect::<Result<Vec<_>, _>>()?;
+    let https = endpoint.starts_with("https://");
+    let ca_pem = match (&config.certificate, https) {
+        (Some(path), true) => Some(std::fs::read(path).map_err(|e| {
+            OtlpError::Config(format!("cannot read OTLP CA file {}: {e}", path.display()))
+        })?),
+        _ => None,
+    };
     let built = match config.protocol {
         Protocol::Grpc => {
             let mut metadata = Vec::with_capacity(headers.len());
@@ -1292,23 +1311,35 @@ fn build_span_exporter(config: &OtlpConfig) -> Result<opentelemetry_otlp::SpanEx
                 }
                 Ok(req)
             };
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
+            let mut builder = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+            if https {
+                use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig};
+                // The crate's default TLS config has no trust anchors at all:
+                // give it the configured CA file, or the system's roots.
+                let tls = match &ca_pem {
+                    Some(pem) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)),
+                    None => ClientTlsConfig::new().with_native_roots(),
+                };
+                builder = builder.with_tls_config(tls);
+            }
+            builder
                 .with_endpoint(endpoint)
                 .with_timeout(config.timeout)
                 .with_interceptor(interceptor)
                 .build()
         }
         Protocol::HttpProtobuf => {
-            let inner: Box<dyn HttpClient> = if endpoint.starts_with("https://") {
-                let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
-                    .map_err(|e| {
-                        OtlpError::Build(format!("no usable system CA certificates: {e}"))
-                    })?
-                    .https_only()
-                    .enable_http1()
-                    .build();
+            let inner: Box<dyn HttpClient> = if https {
+                let builder = match &ca_pem {
+                    Some(pem) => hyper_rustls::HttpsConnectorBuilder::new()
+                        .with_tls_config(tls_config_trusting(pem, config.certificate.as_deref())?),
+                    None => hyper_rustls::HttpsConnectorBuilder::new()
+                        .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
+                        .map_err(|e| {
+                            OtlpError::Build(format!("no usable system CA certificates: {e}"))
+                        })?,
+                };
+                let connector = builder.https_only().enable_http1().build();
                 Box::new(opentelemetry_http::hyper::HyperClient::new(
                     connector,
                     config.timeout,
@@ -1332,6 +1363,35 @@ fn build_span_exporter(config: &OtlpConfig) -> Result<opentelemetry_otlp::SpanEx
         }
     };
     built.map_err(|e| OtlpError::Build(e.to_string()))
+}
+
+/// A rustls client configuration trusting exactly the certificates in `pem`.
+fn tls_config_trusting(
+    pem: &[u8],
+    path: Option<&std::path::Path>,
+) -> Result<rustls::ClientConfig, OtlpError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let name = path.map(|p| p.display().to_string()).unwrap_or_default();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| OtlpError::Config(format!("OTLP CA file {name}: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| OtlpError::Config(format!("OTLP CA file {name}: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(OtlpError::Config(format!(
+            "OTLP CA file {name} holds no PEM certificate"
+        )));
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| OtlpError::Build(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
 }
 
 // ---------------------------------------------------------------------------
@@ -1376,7 +1436,9 @@ pub struct OtlpExporter {
     sample_success_ratio: f64,
     shutdown_timeout: Duration,
     endpoint: String,
-    finished: std::sync::mpsc::Receiver<()>,
+    /// In a Mutex only so the exporter is `Sync` (a std Receiver is not) and
+    /// can be shared by the tasks that produce outcomes.
+    finished: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -1478,7 +1540,7 @@ impl OtlpExporter {
                 sample_success_ratio: config.sample_success_ratio,
                 shutdown_timeout: config.shutdown_timeout,
                 endpoint,
-                finished: done_rx,
+                finished: std::sync::Mutex::new(done_rx),
                 thread: Some(thread),
             }),
             Ok(Err(e)) => {
@@ -1561,7 +1623,12 @@ impl OtlpExporter {
             return;
         }
         let grace = Duration::from_millis(500);
-        match self.finished.recv_timeout(self.shutdown_timeout + grace) {
+        let finished = self
+            .finished
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .recv_timeout(self.shutdown_timeout + grace);
+        match finished {
             Ok(()) => {
                 if let Some(t) = self.thread.take() {
                     let _ = t.join();
@@ -1585,7 +1652,9 @@ impl OtlpExporter {
 #[derive(Debug, Default)]
 struct Health {
     failing_since: Option<Instant>,
-    lost: u64,
+    /// Total drops (queue full + failed) when the failure began, so the
+    /// recovery line can say how many spans the outage cost.
+    dropped_at_start: u64,
     last_warning: Option<Instant>,
     warned: bool,
 }
@@ -1604,8 +1673,8 @@ enum HealthChange {
 }
 
 impl Health {
-    fn on_failure(&mut self, now: Instant, spans: u64) -> HealthChange {
-        self.lost += spans;
+    /// A batch of `spans` failed; `dropped_total` counts them already.
+    fn on_failure(&mut self, now: Instant, spans: u64, dropped_total: u64) -> HealthChange {
         let due = |interval| {
             self.last_warning
                 .is_none_or(|t| now.saturating_duration_since(t) >= interval)
@@ -1613,6 +1682,7 @@ impl Health {
         match self.failing_since {
             None => {
                 self.failing_since = Some(now);
+                self.dropped_at_start = dropped_total.saturating_sub(spans);
                 self.warned = due(WARN_INTERVAL);
                 if self.warned {
                     self.last_warning = Some(now);
@@ -1625,7 +1695,7 @@ impl Health {
                 self.last_warning = Some(now);
                 self.warned = true;
                 HealthChange::StillFailing {
-                    lost: self.lost,
+                    lost: dropped_total.saturating_sub(self.dropped_at_start),
                     for_: now.saturating_duration_since(since),
                 }
             }
@@ -1633,11 +1703,11 @@ impl Health {
         }
     }
 
-    fn on_success(&mut self, now: Instant) -> HealthChange {
+    fn on_success(&mut self, now: Instant, dropped_total: u64) -> HealthChange {
         let Some(since) = self.failing_since.take() else {
             return HealthChange::Quiet;
         };
-        let lost = std::mem::take(&mut self.lost);
+        let lost = dropped_total.saturating_sub(self.dropped_at_start);
         if std::mem::take(&mut self.warned) {
             HealthChange::Recovered {
                 lost,
@@ -1749,6 +1819,11 @@ impl<E: SpanExporter> Worker<E> {
         }
     }
 
+    fn dropped_total(&self) -> u64 {
+        self.counters.dropped_queue_full.load(Ordering::Relaxed)
+            + self.counters.dropped_export_failed.load(Ordering::Relaxed)
+    }
+
     async fn export_batch(&mut self, deadline: Option<Instant>) {
         let batch = std::mem::take(&mut self.batch);
         let n = batch.len() as u64;
@@ -1774,7 +1849,9 @@ impl<E: SpanExporter> Worker<E> {
         match result {
             Ok(()) => {
                 self.counters.exported.fetch_add(n, Ordering::Relaxed);
-                if let HealthChange::Recovered { lost, after } = self.health.on_success(now) {
+                if let HealthChange::Recovered { lost, after } =
+                    self.health.on_success(now, self.dropped_total())
+                {
                     tracing::info!(
                         endpoint = %self.endpoint,
                         "OTLP export recovered after {:.0?}; {lost} spans were lost meanwhile",
@@ -1786,7 +1863,7 @@ impl<E: SpanExporter> Worker<E> {
                 self.counters
                     .dropped_export_failed
                     .fetch_add(n, Ordering::Relaxed);
-                match self.health.on_failure(now, n) {
+                match self.health.on_failure(now, n, self.dropped_total()) {
                     HealthChange::StartedFailing => tracing::warn!(
                         endpoint = %self.endpoint,
                         %error,

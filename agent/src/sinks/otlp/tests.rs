@@ -838,6 +838,20 @@ fn numeric_settings() {
     assert_eq!(c.max_export_batch_size, 100);
     assert_eq!(c.scheduled_delay, Duration::from_millis(200));
     assert_eq!(c.sample_success_ratio, 0.25);
+    assert_eq!(c.certificate, None);
+    let c = config(
+        flags("https://c"),
+        &[
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/generic.pem"),
+            ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "/etc/traces.pem"),
+        ],
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        c.certificate.as_deref(),
+        Some(std::path::Path::new("/etc/traces.pem"))
+    );
     for (k, v) in [
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon"),
         ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
@@ -928,45 +942,56 @@ fn resource_attributes() {
 fn health_warns_once_and_reports_recovery() {
     let mut h = Health::default();
     let t = Instant::now();
-    assert_eq!(h.on_success(t), HealthChange::Quiet);
-    assert_eq!(h.on_failure(t, 10), HealthChange::StartedFailing);
+    // `dropped` is the running total of drops, queue-full ones included.
+    let mut dropped = 5;
+    assert_eq!(h.on_success(t, dropped), HealthChange::Quiet);
+    dropped += 10;
+    assert_eq!(h.on_failure(t, 10, dropped), HealthChange::StartedFailing);
     for n in 1..100 {
+        dropped += 3; // one failed, two refused at the full queue
         assert_eq!(
-            h.on_failure(t + Duration::from_secs(n), 1),
+            h.on_failure(t + Duration::from_secs(n), 1, dropped),
             HealthChange::Quiet
         );
     }
+    dropped += 1;
     assert_eq!(
-        h.on_failure(t + REMINDER_INTERVAL, 1),
+        h.on_failure(t + REMINDER_INTERVAL, 1, dropped),
         HealthChange::StillFailing {
-            lost: 110,
+            lost: 10 + 99 * 3 + 1,
             for_: REMINDER_INTERVAL
         }
     );
     let back = t + REMINDER_INTERVAL + Duration::from_secs(5);
+    dropped += 2;
     assert_eq!(
-        h.on_success(back),
+        h.on_success(back, dropped),
         HealthChange::Recovered {
-            lost: 110,
+            lost: 10 + 99 * 3 + 1 + 2,
             after: REMINDER_INTERVAL + Duration::from_secs(5)
         }
     );
-    assert_eq!(h.on_success(back), HealthChange::Quiet);
+    assert_eq!(h.on_success(back, dropped), HealthChange::Quiet);
     // Flapping within WARN_INTERVAL stays quiet, recovery included.
+    dropped += 1;
     assert_eq!(
-        h.on_failure(back + Duration::from_secs(1), 1),
+        h.on_failure(back + Duration::from_secs(1), 1, dropped),
         HealthChange::Quiet
     );
     assert_eq!(
-        h.on_success(back + Duration::from_secs(2)),
+        h.on_success(back + Duration::from_secs(2), dropped),
         HealthChange::Quiet
     );
-    // Later, a new outage warns again.
+    // Later, a new outage warns again and counts from its own start.
     let later = back + WARN_INTERVAL + Duration::from_secs(1);
-    assert_eq!(h.on_failure(later, 1), HealthChange::StartedFailing);
+    dropped += 4;
+    assert_eq!(
+        h.on_failure(later, 4, dropped),
+        HealthChange::StartedFailing
+    );
     assert!(matches!(
-        h.on_success(later),
-        HealthChange::Recovered { lost: 1, .. }
+        h.on_success(later, dropped),
+        HealthChange::Recovered { lost: 4, .. }
     ));
 }
 
@@ -1140,6 +1165,13 @@ fn shutdown_exports_what_is_queued() {
 }
 
 #[test]
+fn exporter_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<OtlpExporter>();
+    shared::<crate::sinks::metrics::Metrics>();
+}
+
+#[test]
 fn build_errors_surface_from_new() {
     let err = OtlpExporter::start(fake_config(), || -> Result<Fake, OtlpError> {
         Err(OtlpError::Build("no".into()))
@@ -1151,6 +1183,30 @@ fn build_errors_surface_from_new() {
         ..fake_config()
     };
     assert!(matches!(OtlpExporter::new(bad), Err(OtlpError::Config(_))));
+}
+
+#[test]
+fn ca_file_errors_surface_from_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    for (protocol, file) in [
+        (Protocol::HttpProtobuf, dir.path().join("missing.pem")),
+        (Protocol::Grpc, dir.path().join("missing.pem")),
+        (Protocol::HttpProtobuf, empty),
+    ] {
+        let err = OtlpExporter::new(OtlpConfig {
+            endpoint: Some("https://127.0.0.1:1/v1/traces".into()),
+            protocol,
+            certificate: Some(file.clone()),
+            ..OtlpConfig::default()
+        })
+        .unwrap_err();
+        assert!(
+            matches!(err, OtlpError::Config(_)),
+            "{protocol:?} {file:?}: {err}"
+        );
+    }
 }
 
 #[test]

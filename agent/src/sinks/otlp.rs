@@ -1432,6 +1432,8 @@ enum Control {
 pub struct OtlpExporter {
     spans: mpsc::Sender<SpanData>,
     control: mpsc::UnboundedSender<Control>,
+    /// Tells an export in flight about the shutdown deadline.
+    stop: tokio::sync::watch::Sender<Option<Instant>>,
     counters: Arc<Counters>,
     sample_success_ratio: f64,
     shutdown_timeout: Duration,
@@ -1476,6 +1478,7 @@ impl OtlpExporter {
         let queue = config.max_queue_size.max(1);
         let (span_tx, span_rx) = mpsc::channel(queue);
         let (control_tx, control_rx) = mpsc::unbounded_channel();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(None);
         let (init_tx, init_rx) = std::sync::mpsc::sync_channel::<Result<(), OtlpError>>(1);
         let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<()>(1);
         let counters = Arc::new(Counters::default());
@@ -1522,6 +1525,8 @@ impl OtlpExporter {
                         scheduled_delay: worker_config.scheduled_delay,
                         export_timeout: worker_config.timeout,
                         shutdown_timeout: worker_config.shutdown_timeout,
+                        stop: stop_rx,
+                        stop_open: true,
                         health: Health::default(),
                         endpoint: worker_endpoint,
                     }
@@ -1536,6 +1541,7 @@ impl OtlpExporter {
             Ok(Ok(())) => Ok(OtlpExporter {
                 spans: span_tx,
                 control: control_tx,
+                stop: stop_tx,
                 counters,
                 sample_success_ratio: config.sample_success_ratio,
                 shutdown_timeout: config.shutdown_timeout,
@@ -1619,6 +1625,8 @@ impl OtlpExporter {
     /// block, call it through `spawn_blocking`.
     pub fn shutdown(mut self) {
         let deadline = Instant::now() + self.shutdown_timeout;
+        // First cut short an export in flight, then ask for the final drain.
+        self.stop.send_replace(Some(deadline));
         if self.control.send(Control::Shutdown { deadline }).is_err() {
             return;
         }
@@ -1730,6 +1738,10 @@ struct Worker<E> {
     scheduled_delay: Duration,
     export_timeout: Duration,
     shutdown_timeout: Duration,
+    /// The shutdown deadline, as soon as shutdown() is called.
+    stop: tokio::sync::watch::Receiver<Option<Instant>>,
+    /// `stop`'s sender still exists (watching a closed channel would spin).
+    stop_open: bool,
     health: Health,
     endpoint: String,
 }
@@ -1831,18 +1843,30 @@ impl<E: SpanExporter> Worker<E> {
             return;
         }
         // The exporter bounds itself by the configured timeout; this outer
-        // bound also covers a transport that ignores it.
-        let mut limit = self.export_timeout + Duration::from_secs(1);
+        // bound also covers a transport that ignores it. A shutdown arriving
+        // meanwhile shortens it, so an export stuck on a collector that
+        // swallows packets cannot hold shutdown() past its deadline.
+        let started = Instant::now();
+        let mut until = started + self.export_timeout + Duration::from_secs(1);
         if let Some(d) = deadline {
-            limit = limit.min(d.saturating_duration_since(Instant::now()));
+            until = until.min(d);
         }
-        let result = if limit.is_zero() {
-            Err("shutdown deadline passed".to_string())
-        } else {
-            match tokio::time::timeout(limit, self.exporter.export(batch)).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!("no answer within {limit:?}")),
+        let export = self.exporter.export(batch);
+        let mut export = std::pin::pin!(export);
+        let result = loop {
+            if let Some(d) = *self.stop.borrow() {
+                until = until.min(d);
+            }
+            if Instant::now() >= until {
+                break Err(format!("no answer within {:?}", until - started));
+            }
+            tokio::select! {
+                done = &mut export => break done.map_err(|e| e.to_string()),
+                _ = tokio::time::sleep_until(until.into()) => {}
+                changed = self.stop.changed(), if self.stop_open => {
+                    // The exporter is gone: finish() comes next, bounded.
+                    self.stop_open = changed.is_ok();
+                }
             }
         };
         let now = Instant::now();

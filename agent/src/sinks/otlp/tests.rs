@@ -1125,6 +1125,39 @@ fn hung_collector_never_blocks_and_memory_stays_bounded() {
 }
 
 #[test]
+fn shutdown_cuts_a_stuck_export_short() {
+    let fake = Fake::default();
+    fake.hang.store(true, Ordering::SeqCst);
+    let exporter = start(
+        &fake,
+        OtlpConfig {
+            // An export alone could hang for a minute.
+            timeout: Duration::from_secs(60),
+            shutdown_timeout: Duration::from_millis(300),
+            ..fake_config()
+        },
+    );
+    let counters = Arc::clone(&exporter.counters);
+    for _ in 0..10 {
+        exporter.export(&chain_incomplete_failure());
+    }
+    // Let the first batch get stuck in the exporter.
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    exporter.shutdown();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // The export thread finished its accounting before shutdown returned:
+    // every span is either refused or failed, none silently vanished.
+    let lost = counters.dropped_queue_full.load(Ordering::Relaxed)
+        + counters.dropped_export_failed.load(Ordering::Relaxed);
+    assert_eq!(lost, 10);
+}
+
+#[test]
 fn failed_exports_are_counted_and_delivery_resumes() {
     let fake = Fake::default();
     fake.failing.store(true, Ordering::SeqCst);

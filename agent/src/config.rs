@@ -60,6 +60,17 @@ pub struct RunConfig {
     /// Stop after this many seconds (tests, demos); default: run until signalled.
     #[arg(long)]
     pub duration: Option<u64>,
+
+    /// OTLP export (off unless an endpoint is set by flag or OTEL_* variable).
+    /// Not printed by --print-config: headers may carry credentials.
+    #[command(flatten)]
+    #[serde(skip)]
+    pub otlp: crate::sinks::otlp::OtlpFlags,
+
+    /// Prometheus metrics endpoint (off by default).
+    #[command(flatten)]
+    #[serde(skip)]
+    pub metrics: crate::sinks::metrics::MetricsFlags,
 }
 
 impl RunConfig {

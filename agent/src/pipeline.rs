@@ -26,6 +26,8 @@ use crate::config::RunConfig;
 use crate::outcome::{HandshakeOutcome, Result as HsResult};
 use crate::sinks::console::{self, Colour};
 use crate::sinks::journal::JournalWriter;
+use crate::sinks::metrics::Metrics;
+use crate::sinks::otlp::{OtlpConfig, OtlpExporter};
 
 /// Records read from the ring per wake-up before ticking again, so a flood
 /// cannot starve timeouts.
@@ -55,6 +57,8 @@ pub struct Status {
     /// Ring-buffer records that could not be decoded, by error.
     pub decode_errors: BTreeMap<String, u64>,
     pub journal_errors: u64,
+    /// OTLP spans dropped (queue full or collector unreachable).
+    pub spans_dropped: u64,
     /// Connections with only non-TLS bytes whose port host state showed not
     /// to serve TLS.
     pub plain_connections: u64,
@@ -75,6 +79,7 @@ pub struct UncoveredProcess {
 #[derive(Default)]
 struct Shared {
     journal_errors: AtomicU64,
+    spans_dropped: AtomicU64,
     /// Tentative outcomes host state showed to be plain traffic.
     not_tls_confirmed: AtomicU64,
 }
@@ -107,15 +112,50 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
 
     let journal = JournalWriter::open(&config.journal, config.journal_max_mib * 1024 * 1024)?;
     let shared = Arc::new(Shared::default());
+    let exporter = match OtlpConfig::from_env_and_flags(config.otlp.clone())? {
+        Some(otlp) => {
+            let exporter = OtlpExporter::new(otlp).context("starting the OTLP exporter")?;
+            info!(
+                endpoint = exporter.endpoint(),
+                "exporting failures over OTLP"
+            );
+            Some(exporter)
+        }
+        None => None,
+    };
+    let metrics = Arc::new(Metrics::new());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(addr) = config.metrics.metrics_addr {
+        let metrics = metrics.clone();
+        let mut stop = stop_rx.clone();
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the metrics endpoint {addr}"))?;
+        info!(addr = %addr, "serving Prometheus metrics at /metrics");
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stop.wait_for(|s| *s).await;
+            };
+            if let Err(e) = crate::sinks::metrics::serve_listener(metrics, listener, stopped).await
+            {
+                warn!(error = %e, "metrics endpoint stopped");
+            }
+        });
+    }
     let (tx, rx) = sync_channel::<Vec<HandshakeOutcome>>(config.queue.max(1));
     let plain_ports = Arc::new(PlainPorts::default());
     let sink = {
         let shared = shared.clone();
         let plain = plain_ports.clone();
-        let show_success = config.show_success;
+        let sinks = Sinks {
+            journal,
+            exporter,
+            metrics: metrics.clone(),
+            show_success: config.show_success,
+        };
         std::thread::Builder::new()
             .name("tlsdoctor-sinks".into())
-            .spawn(move || sink_loop(rx, journal, show_success, &shared, &plain))
+            .spawn(move || sink_loop(rx, sinks, &shared, &plain))
             .context("starting the sink thread")?
     };
 
@@ -217,6 +257,10 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                     .counters()
                     .map(|c| c.into_iter().map(|(k, v)| (k.name(), v)).collect())
                     .unwrap_or_default();
+                for (name, value) in &status.kernel {
+                    metrics.set_kernel_counter(name, *value);
+                }
+                status.spans_dropped = shared.spans_dropped.load(Ordering::Relaxed);
                 status.assembly = assembler.stats().clone();
                 status.dropped_outcomes = queue.dropped;
                 status.decode_errors = decode_errors.clone();
@@ -247,6 +291,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     assembler.drain(&WallClock::now(), &mut out);
     queue.send(out);
     drop(queue.tx.take());
+    let _ = stop_tx.send(true);
     if sink.join().is_err() {
         warn!("the sink thread panicked");
     }
@@ -383,11 +428,18 @@ fn write_status(config: &RunConfig, status: &Status) {
     }
 }
 
-/// The sink thread: diagnosis, then console, journal and exporters.
+/// What the sink thread writes to.
+struct Sinks {
+    journal: JournalWriter,
+    exporter: Option<OtlpExporter>,
+    metrics: Arc<Metrics>,
+    show_success: bool,
+}
+
+/// The sink thread: diagnosis, then console, journal, OTLP and metrics.
 fn sink_loop(
     rx: Receiver<Vec<HandshakeOutcome>>,
-    mut journal: JournalWriter,
-    show_success: bool,
+    mut sinks: Sinks,
     shared: &Shared,
     plain_ports: &PlainPorts,
 ) {
@@ -398,6 +450,7 @@ fn sink_loop(
     };
     let mut diagnoser = crate::diagnosis::engine::Diagnoser::new();
     let mut journal_warned = false;
+    let mut spans_dropped = 0;
     while let Ok(batch) = rx.recv() {
         for mut outcome in batch {
             if !diagnoser.diagnose(&mut outcome) {
@@ -408,25 +461,44 @@ fn sink_loop(
                 shared.not_tls_confirmed.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            if outcome.result == HsResult::Failure || show_success {
+            sinks.metrics.record_outcome(&outcome);
+            if let Some(exporter) = &sinks.exporter {
+                exporter.export(&outcome);
+            }
+            if outcome.result == HsResult::Failure || sinks.show_success {
                 println!("{}", console::line(&outcome, colour));
             }
             if outcome.result == HsResult::Failure
-                && let Err(e) = journal.append(&outcome)
+                && let Err(e) = sinks.journal.append(&outcome)
             {
                 shared.journal_errors.fetch_add(1, Ordering::Relaxed);
+                sinks.metrics.inc_journal_errors();
                 if !journal_warned {
                     warn!(error = %e, "journal write failed (counted; logged once)");
                     journal_warned = true;
                 }
             }
         }
-        if let Err(e) = journal.flush() {
+        if let Err(e) = sinks.journal.flush() {
             shared.journal_errors.fetch_add(1, Ordering::Relaxed);
+            sinks.metrics.inc_journal_errors();
             if !journal_warned {
                 warn!(error = %e, "journal flush failed (counted; logged once)");
                 journal_warned = true;
             }
         }
+        if let Some(exporter) = &sinks.exporter {
+            let now = exporter.dropped();
+            if now > spans_dropped {
+                sinks.metrics.add_spans_dropped(now - spans_dropped);
+                spans_dropped = now;
+                shared.spans_dropped.store(now, Ordering::Relaxed);
+            }
+        }
+    }
+    if let Some(exporter) = sinks.exporter.take() {
+        // Bounded: returns within the exporter's shutdown timeout even when
+        // the collector is gone.
+        exporter.shutdown();
     }
 }

@@ -57,6 +57,10 @@ pub struct RunConfig {
     #[arg(long, env = "TLSDOCTOR_EBPF_LOG", default_value = "off")]
     pub ebpf_log: String,
 
+    /// Only report handshakes whose server port is one of these (default: all).
+    #[arg(long = "port", value_delimiter = ',')]
+    pub ports: Vec<u16>,
+
     /// Stop after this many seconds (tests, demos); default: run until signalled.
     #[arg(long)]
     pub duration: Option<u64>,

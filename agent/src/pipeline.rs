@@ -173,6 +173,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         tx: Some(tx),
         dropped: 0,
         warned_at: None,
+        ports: config.ports.clone(),
     };
     let mut decode_errors: BTreeMap<String, u64> = BTreeMap::new();
     let mut exec_checks: Vec<(tokio::time::Instant, u32)> = Vec::new();
@@ -310,10 +311,15 @@ struct OutcomeQueue {
     tx: Option<SyncSender<Vec<HandshakeOutcome>>>,
     dropped: u64,
     warned_at: Option<std::time::Instant>,
+    /// Only these server ports (`--port`), when set.
+    ports: Vec<u16>,
 }
 
 impl OutcomeQueue {
-    fn send(&mut self, batch: Vec<HandshakeOutcome>) {
+    fn send(&mut self, mut batch: Vec<HandshakeOutcome>) {
+        if !self.ports.is_empty() {
+            batch.retain(|o| o.server.port.is_some_and(|p| self.ports.contains(&p)));
+        }
         if batch.is_empty() {
             return;
         }

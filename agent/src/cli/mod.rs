@@ -1,5 +1,7 @@
 //! Command line: one module per verb.
 
+pub mod diagnose;
+mod probe;
 pub mod run;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Capture every TLS handshake on this host and record failures with their cause.
     Run(run::RunArgs),
+    /// Host report, active probe of HOST:PORT, or live watch (see --help).
+    Diagnose(diagnose::DiagnoseArgs),
 }
 
 /// Process entry point; the exit code is the command's.
@@ -28,6 +32,7 @@ pub fn main() -> std::process::ExitCode {
     init_logging(&cli.log);
     match cli.command {
         Command::Run(args) => run::execute(args),
+        Command::Diagnose(args) => diagnose::execute(args),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Root causes: the catalogue's classes, a diagnosis with its evidence, and
 //! the engine that runs the rules over a failure's facts.
 
+pub mod checks;
 pub mod engine;
 pub mod rules;
 

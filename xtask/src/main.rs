@@ -100,6 +100,7 @@ fn main() -> Result<()> {
             // The eBPF crate's host half (shared types, record walker).
             cargo(&["test", "-p", "agent-ebpf", "--lib"])?;
             cargo(&["test", "-p", "agent", "--lib", "--bins"])?;
+            run(Command::new("python3").arg("deploy/check_manifests.py"))?;
             if !unit {
                 require_root()?;
                 mount_tracefs();

@@ -288,6 +288,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         }
     }
 
+    debug!("draining open connections");
     let mut out = Vec::new();
     assembler.drain(&WallClock::now(), &mut out);
     queue.send(out);
@@ -301,7 +302,13 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     status.dropped_outcomes = queue.dropped;
     write_status(&config, &status);
     // Dropping the capture detaches every program and frees the maps.
+    let detach_started = std::time::Instant::now();
+    debug!("sinks flushed; detaching");
     drop(capture);
+    debug!(
+        elapsed_ms = detach_started.elapsed().as_millis() as u64,
+        "programs detached"
+    );
     info!("detached");
     Ok(())
 }

@@ -109,6 +109,20 @@ impl Agent {
         &self.journal
     }
 
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self._child.lock().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Stops the agent (SIGTERM: it drains, flushes and detaches) and waits.
+    pub fn stop(self) {
+        if let Ok(mut child) = self._child.lock() {
+            // SAFETY: kill on our own child's pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let _ = child.wait();
+        }
+    }
+
     /// The agent's log so far.
     pub fn log(&self) -> String {
         self.stderr.lock().map(|l| l.join("\n")).unwrap_or_default()

@@ -67,6 +67,10 @@ pub struct Status {
     /// Processes whose TLS library could not be probed, with the reason.
     pub uncovered: BTreeMap<u32, UncoveredProcess>,
     pub covered_processes: usize,
+    /// Processes seen at the last scan, by coverage (`covered`,
+    /// `no-tls-library`: wire evidence only, `exited`, `unsupported`,
+    /// `unreadable`).
+    pub coverage: BTreeMap<&'static str, u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -239,7 +243,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                 let now = tokio::time::Instant::now();
                 exec_checks.retain(|(at, pid)| {
                     if *at <= now {
-                        coverage.check(&mut capture, *pid);
+                        let _ = coverage.check(&mut capture, *pid);
                         false
                     } else {
                         true
@@ -270,6 +274,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                 status.open_connections = assembler.open_connections();
                 status.libraries = capture.libraries().cloned().collect();
                 status.covered_processes = coverage.covered.len();
+                status.coverage = coverage.counts.clone();
                 status.uncovered = coverage.uncovered.clone();
                 write_status(&config, &status);
                 let lost = status.kernel.get("ringbuf_full").copied().unwrap_or(0);
@@ -380,6 +385,8 @@ fn handle_side_effects(
 struct CoverageTracker {
     covered: HashMap<u32, ()>,
     uncovered: BTreeMap<u32, UncoveredProcess>,
+    /// Counts of the last full scan, by coverage kind.
+    counts: BTreeMap<&'static str, u64>,
 }
 
 /// Most uncovered processes listed in the status file.
@@ -391,15 +398,27 @@ impl CoverageTracker {
         let alive: std::collections::HashSet<u32> = pids.iter().copied().collect();
         self.covered.retain(|pid, _| alive.contains(pid));
         self.uncovered.retain(|pid, _| alive.contains(pid));
+        let mut counts = BTreeMap::new();
         for pid in pids {
             if pid != std::process::id() {
-                self.check(capture, pid);
+                let kind = self.check(capture, pid);
+                *counts.entry(kind).or_insert(0) += 1;
             }
         }
+        self.counts = counts;
     }
 
-    fn check(&mut self, capture: &mut Capture, pid: u32) {
-        match capture.cover_process(pid) {
+    /// Covers one process; returns its coverage kind.
+    fn check(&mut self, capture: &mut Capture, pid: u32) -> &'static str {
+        let coverage = capture.cover_process(pid);
+        let kind = match &coverage {
+            Coverage::Covered => "covered",
+            Coverage::NoTlsLibrary => "no-tls-library",
+            Coverage::Exited => "exited",
+            Coverage::Unsupported(_) => "unsupported",
+            Coverage::Unreadable(_) => "unreadable",
+        };
+        match coverage {
             Coverage::Covered => {
                 self.uncovered.remove(&pid);
                 self.covered.insert(pid, ());
@@ -426,6 +445,7 @@ impl CoverageTracker {
                 }
             }
         }
+        kind
     }
 }
 

@@ -12,4 +12,5 @@ pub mod diagnosis;
 pub mod evidence;
 pub mod outcome;
 pub mod pipeline;
+pub mod probe;
 pub mod sinks;

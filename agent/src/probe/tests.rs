@@ -106,3 +106,109 @@ fn a_closed_local_port_is_refused_and_diagnosed() {
         Some(PROBE_THREAD_NAME)
     );
 }
+
+#[test]
+fn a_report_round_trips_through_json() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let mut o = ProbeOptions::new(format!("127.0.0.1:{port}"));
+    o.sni = Some("site.example".into());
+    let report = probe(&o, None).unwrap();
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["schema"], SCHEMA_VERSION);
+    assert_eq!(json["verdict"], "failed");
+    assert_eq!(json["addresses"][0]["tcp"], "refused");
+    assert_eq!(json["root_cause"]["cause"], "port-not-listening");
+    assert_eq!(json["protocols"][0]["status"], "not-tested");
+    // Absent means not tried: no handshake key at all.
+    assert!(json.get("handshake").is_none());
+    let back: ProbeReport = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(serde_json::to_value(&back).unwrap(), json);
+    assert_eq!(back.verdict.exit_code(), 2);
+}
+
+mod findings_from_facts {
+    use chrono::Utc;
+
+    use super::super::findings::{Inputs, derive};
+    use super::super::report::{
+        ClientCertificateCheck, Finding, ProtocolProbe, ProtocolStatus, Severity,
+    };
+    use crate::diagnosis::{Cause, Confidence, Diagnosis};
+
+    fn protocol(version: &str, status: ProtocolStatus, default: bool) -> ProtocolProbe {
+        ProtocolProbe {
+            version: version.to_string(),
+            status,
+            cipher: Some("X".into()),
+            detail: None,
+            default_client_offers: default,
+        }
+    }
+
+    fn inputs<'a>(protocols: &'a [ProtocolProbe], root: Option<&'a Diagnosis>) -> Inputs<'a> {
+        Inputs {
+            root_cause: root,
+            chain: None,
+            served: &[],
+            verified: &[],
+            protocols,
+            without_sni: None,
+            client_certificate: None,
+            ocsp: None,
+            host: None,
+            name: "site.example",
+            now: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn old_versions_accepted_and_no_tls13() {
+        use ProtocolStatus::*;
+        let protocols = [
+            protocol("TLS 1.0", Accepted, false),
+            protocol("TLS 1.1", Rejected, false),
+            protocol("TLS 1.2", Accepted, true),
+            protocol("TLS 1.3", Rejected, true),
+        ];
+        let found = derive(&inputs(&protocols, None), Vec::new());
+        let kinds: Vec<&str> = found.iter().map(|f| f.kind.as_str()).collect();
+        assert_eq!(kinds, ["weak-protocol-accepted", "tls13-not-supported"]);
+        assert_eq!(found[0].severity, Severity::Warning);
+        assert!(found[0].summary.contains("TLS 1.0"));
+        assert!(!found[0].summary.contains("TLS 1.1"));
+        assert_eq!(found[1].severity, Severity::Info);
+    }
+
+    #[test]
+    fn the_root_cause_and_what_it_refines_are_not_repeated() {
+        let root = Diagnosis::new(Cause::SniDefaultCertificate, Confidence::High, "x");
+        let extra = vec![
+            Finding::of(Cause::HostnameMismatch, Severity::Critical, "refined"),
+            Finding::of(Cause::SniDefaultCertificate, Severity::Info, "same"),
+            Finding::of(Cause::CertificateExpired, Severity::Critical, "other"),
+            Finding::new("certificate-expiring-soon", Severity::Warning, "soon"),
+        ];
+        let found = derive(&inputs(&[], Some(&root)), extra);
+        let kinds: Vec<&str> = found.iter().map(|f| f.kind.as_str()).collect();
+        assert_eq!(kinds, ["certificate-expired", "certificate-expiring-soon"]);
+    }
+
+    #[test]
+    fn an_optional_client_certificate_is_information() {
+        let check = ClientCertificateCheck {
+            required: Some(false),
+            how: "served anyway".into(),
+            acceptable_issuers: vec![],
+        };
+        let mut i = inputs(&[], None);
+        i.client_certificate = Some(&check);
+        let found = derive(&i, Vec::new());
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].kind, "client-certificate-optional");
+        assert_eq!(found[0].cause, None);
+        assert_eq!(found[0].severity, Severity::Info);
+    }
+}

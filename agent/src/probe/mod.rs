@@ -9,7 +9,7 @@
 //! `ProbeOptions::total_timeout`:
 //! 1. resolve the target, TCP-connect every address (refused? unreachable?
 //!    timed out?);
-//! 2. the default client's handshake ([`handshake::AttemptSpec::default_client`]);
+//! 2. the default client's handshake (TLS 1.2–1.3, OpenSSL defaults, verification on);
 //!    when the server asks for a client certificate, a second connection
 //!    sends a request to see whether it insists;
 //! 3. TLS 1.0–1.3 each alone, and a handshake without SNI;

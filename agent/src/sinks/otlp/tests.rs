@@ -124,7 +124,6 @@ fn chain_incomplete_failure() -> HandshakeOutcome {
                 signature_algorithm: "sha256WithRSAEncryption".into(),
                 sha256: "ab".repeat(32),
             }],
-            server_chain_der: vec![],
             certificate_requested: false,
             client_certificate_count: None,
             alerts: vec![AlertFact {
@@ -159,6 +158,7 @@ fn chain_incomplete_failure() -> HandshakeOutcome {
             encrypted_records: vec![],
             non_tls: None,
             anomalies: vec![],
+            server_chain_der: Vec::new(),
         },
         openssl: OpensslFacts {
             calls: vec![SslCallFact {

@@ -12,5 +12,6 @@ pub mod diagnosis;
 pub mod evidence;
 pub mod outcome;
 pub mod pipeline;
+pub mod probe;
 pub mod report;
 pub mod sinks;

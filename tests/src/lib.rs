@@ -5,7 +5,9 @@
 
 pub mod agent;
 pub mod clients;
+pub mod hostile;
 pub mod pki;
+pub mod probe;
 pub mod servers;
 
 use std::net::TcpListener;

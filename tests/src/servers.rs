@@ -75,6 +75,30 @@ pub fn s_server(port: u16, cert: &Path, key: &Path, extra: &[&str]) -> Server {
     server
 }
 
+/// Python's `http.server` (plain HTTP, no TLS) on 127.0.0.1:port.
+pub fn python_http(port: u16) -> Server {
+    let dir = TempDir::new("http");
+    let child = Command::new("python3")
+        .args(["-m", "http.server", "--bind", "127.0.0.1"])
+        .arg(port.to_string())
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting python3 -m http.server");
+    let pid = child.id();
+    let server = Server {
+        child,
+        port,
+        pid,
+        error_log: None,
+        _dir: Some(dir),
+    };
+    wait_listening(port);
+    server
+}
+
 /// nginx in the foreground with `http_body` inside `http {}`. `{dir}` in the
 /// body is replaced by the server's own directory. Waits for `port`.
 pub fn nginx(port: u16, http_body: &str) -> Server {

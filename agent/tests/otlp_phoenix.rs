@@ -618,6 +618,7 @@ fn handshake_pair(random: &str, base: DateTime<Utc>) -> (HandshakeOutcome, Hands
             d
         },
         host: Some("client-host".into()),
+        tentative: false,
     };
     let server = HandshakeOutcome {
         id: format!("server-host-{}", &random[..8]),
@@ -651,6 +652,7 @@ fn handshake_pair(random: &str, base: DateTime<Utc>) -> (HandshakeOutcome, Hands
         .fix("ssl_certificate /etc/ssl/api-fullchain.pem;")
         .fix_at(Some("/etc/nginx/sites-enabled/api.conf:12".into())),
         host: Some("server-host".into()),
+        tentative: false,
     };
     (client, server)
 }
@@ -689,6 +691,7 @@ fn refused(base: DateTime<Utc>, n: u64) -> HandshakeOutcome {
             "nothing listens on 10.0.0.9:8443",
         ),
         host: Some("client-host".into()),
+        tentative: false,
     }
 }
 

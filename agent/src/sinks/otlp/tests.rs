@@ -158,6 +158,7 @@ fn chain_incomplete_failure() -> HandshakeOutcome {
             encrypted_records: vec![],
             non_tls: None,
             anomalies: vec![],
+            server_chain_der: vec![],
         },
         openssl: OpensslFacts {
             calls: vec![SslCallFact {
@@ -202,6 +203,7 @@ fn chain_incomplete_failure() -> HandshakeOutcome {
         },
         diagnosis,
         host: Some("host1".into()),
+        tentative: false,
     }
 }
 
@@ -226,6 +228,7 @@ fn success(role: Role, random: Option<String>) -> HandshakeOutcome {
         socket: SocketFacts::default(),
         diagnosis: Diagnosis::undiagnosed(),
         host: None,
+        tentative: false,
     }
 }
 

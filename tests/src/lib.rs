@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod clients;
 pub mod pki;
+pub mod scenario;
 pub mod servers;
 
 use std::net::TcpListener;

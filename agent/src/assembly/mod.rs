@@ -25,6 +25,7 @@ use crate::outcome::{Endpoint, HandshakeOutcome, Result as HsResult, Role};
 use conn::{Conn, Decision};
 
 const EINPROGRESS: i32 = 115;
+const TCP_SYN_SENT: u32 = 2;
 
 /// Converts the kernel's monotonic timestamps to wall-clock time.
 #[derive(Clone, Copy, Debug)]
@@ -394,8 +395,19 @@ impl Assembler {
         let mut conn = Conn::new(tgid, ev.fd, Role::Client, ev.sk, ts, process);
         conn.remote = endpoint_addr(&ev.remote);
         if let Some(states) = self.early_states.remove(&ev.sk) {
-            for s in &states {
-                conn.on_state(s, clock);
+            // The kernel reuses a freed socket's address at once: states a
+            // closed socket left under the same address (its last ones can
+            // come after its close was concluded) are not this connection's.
+            // Keep this owner's, from the transition that ended its own
+            // SYN_SENT (the first state a connect emits) on.
+            let mine: Vec<&SockStateEvent> = states
+                .iter()
+                .filter(|s| s.owner_tgid == tgid && s.owner_fd == ev.fd)
+                .collect();
+            if let Some(start) = mine.iter().rposition(|s| s.old_state == TCP_SYN_SENT) {
+                for s in &mine[start..] {
+                    conn.on_state(s, clock);
+                }
             }
         }
         if ev.ret < 0 && ev.ret != -EINPROGRESS {
@@ -451,6 +463,15 @@ impl Assembler {
         } else {
             // Before its connect event (the SYN was answered inside connect).
             let early = self.early_states.entry(ev.sk).or_default();
+            // A connect's first state, or another owner at this socket
+            // address: what is kept there was a previous socket's.
+            let reused = ev.old_state == TCP_SYN_SENT
+                || early
+                    .first()
+                    .is_some_and(|s| (s.owner_tgid, s.owner_fd) != (ev.owner_tgid, ev.owner_fd));
+            if reused {
+                early.clear();
+            }
             if early.len() < 8 {
                 early.push(*ev);
             }
@@ -761,6 +782,60 @@ mod tests {
         a.on_event(&connect(443, -libc::ECONNREFUSED), &clock, &mut out);
         assert_eq!(out.len(), 1);
         assert!(!out[0].tentative);
+    }
+
+    fn state(
+        owner_fd: i32,
+        owner_tgid: u32,
+        old: u32,
+        new: u32,
+        local_port: u16,
+        ts: u64,
+    ) -> KernelEvent {
+        KernelEvent::SockState(SockStateEvent {
+            header: header(3, ts),
+            sk: 0xffff_0001,
+            owner_tgid,
+            owner_fd,
+            old_state: old,
+            new_state: new,
+            local: v4([127, 0, 0, 1], local_port),
+            remote: v4([127, 0, 0, 1], 443),
+        })
+    }
+
+    #[test]
+    fn states_a_previous_socket_left_at_the_same_address_are_not_the_new_ones() {
+        // Seen end to end: a closed socket's last states (CLOSE_WAIT ->
+        // LAST_ACK -> CLOSE) arrived after its close was concluded and were
+        // kept by socket address; curl's new socket got that address and
+        // inherited them -- with the old local port, so its peer could not
+        // be matched to nginx's side of the connection.
+        let mut a = assembler(Arc::new(PlainPorts::default()));
+        let clock = WallClock::now();
+        let mut out = Vec::new();
+        for (old, new) in [(8, 9), (9, 7)] {
+            a.on_event(&state(9, 77, old, new, 42_931, 500), &clock, &mut out);
+        }
+        // More leftovers than the per-address bound keeps.
+        for fd in 10..20 {
+            a.on_event(&state(fd, 78, 1, 7, 42_932, 550), &clock, &mut out);
+        }
+        // The same owner's earlier life at this address, then this connect's
+        // SYN_SENT -> CLOSE (refused inside a blocking connect).
+        a.on_event(&state(5, CURL, 1, 7, 40_000, 600), &clock, &mut out);
+        a.on_event(&state(5, CURL, 2, 7, 36_864, 900), &clock, &mut out);
+        a.on_event(&connect(443, -libc::ECONNREFUSED), &clock, &mut out);
+        assert_eq!(out.len(), 1);
+        let o = &out[0];
+        assert_eq!(o.client.port, Some(36_864), "{o:#?}");
+        let states: Vec<(&str, &str)> = o
+            .socket
+            .tcp_states
+            .iter()
+            .map(|s| (s.from.as_str(), s.to.as_str()))
+            .collect();
+        assert_eq!(states, [("SYN_SENT", "CLOSE")]);
     }
 
     #[test]

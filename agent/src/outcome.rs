@@ -89,7 +89,8 @@ pub struct HandshakeOutcome {
     pub host: Option<String>,
     /// No TLS byte was exchanged: this is a failure only if the port serves
     /// TLS, which host state must confirm (plain HTTP to an nginx TLS port
-    /// never reaches OpenSSL). Never journaled.
+    /// never reaches OpenSSL; a refused connect to a port only a config
+    /// names as TLS). Never journaled.
     #[serde(skip)]
     pub tentative: bool,
 }

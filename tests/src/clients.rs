@@ -108,6 +108,24 @@ pub fn python_tls(
     run(cmd, b"")
 }
 
+/// A client that sends a real ClientHello (Python's ssl, SNI
+/// `server_name`) to 127.0.0.1:port and closes at once, before any reply.
+pub fn python_hello_then_close(port: u16, server_name: &str) -> Run {
+    let script = format!(
+        "import ssl, socket\n\
+         ctx = ssl.create_default_context()\n\
+         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()\n\
+         tls = ctx.wrap_bio(incoming, outgoing, server_hostname={server_name:?})\n\
+         try:\n    tls.do_handshake()\nexcept ssl.SSLWantReadError:\n    pass\n\
+         s = socket.create_connection(('127.0.0.1', {port}), timeout=10)\n\
+         s.sendall(outgoing.read())\n\
+         s.close()\n"
+    );
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(script);
+    run(cmd, b"")
+}
+
 /// Raw bytes to 127.0.0.1:port over plain TCP; prints the reply.
 pub fn python_plain(port: u16, payload: &str) -> Run {
     let script = format!(

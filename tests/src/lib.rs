@@ -8,6 +8,7 @@ pub mod clients;
 pub mod hostile;
 pub mod pki;
 pub mod probe;
+pub mod scenario;
 pub mod servers;
 
 use std::net::TcpListener;
@@ -45,12 +46,45 @@ impl Drop for TempDir {
     }
 }
 
-/// A TCP port free on loopback right now.
+/// A TCP port free on loopback right now, never handed out twice by this
+/// process, and below the kernel's ephemeral range: a port from that range
+/// (`bind(…:0)`) can meanwhile become a client's source port or another
+/// concurrent test's pick, and a server then fails to bind it -- or, worse,
+/// the test talks to someone else's server on it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("binding an ephemeral port")
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (20_000u32, ephemeral_low.min(32_768));
+    if high <= low + 1000 {
+        return TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("binding an ephemeral port");
+    }
+    let span = high - low;
+    // A different starting point per process, so concurrent test binaries
+    // rarely walk the same ports.
+    let _ = NEXT.compare_exchange(
+        0,
+        1 + (std::process::id().wrapping_mul(7919)
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0))
+            % span,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..span {
+        let port = (low + NEXT.fetch_add(1, Ordering::Relaxed) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free TCP port in {low}..{high}");
 }
 
 /// The end-to-end tests load eBPF programs: they need root.

@@ -25,6 +25,7 @@ use crate::outcome::{Endpoint, HandshakeOutcome, Result as HsResult, Role};
 use conn::{Conn, Decision};
 
 const EINPROGRESS: i32 = 115;
+const TCP_SYN_SENT: u32 = 2;
 
 /// Converts the kernel's monotonic timestamps to wall-clock time.
 #[derive(Clone, Copy, Debug)]
@@ -173,14 +174,15 @@ pub struct AssemblyStats {
     /// Connections whose client sent nothing before closing (TCP health
     /// checks, port probes): no handshake was attempted.
     pub empty: u64,
-    /// Failed connects to ports not known to serve TLS.
+    /// Failed connects to ports host state recently found not to serve TLS.
     pub connect_failures_not_tls: u64,
     /// Connections not followed because `max_connections` was reached.
     pub over_capacity: u64,
     /// Events for sockets the agent does not follow (opened before it started).
     pub untracked_events: u64,
-    /// Connections that exchanged only non-TLS bytes, offered to host state
-    /// to confirm whether their port serves TLS.
+    /// Connections that exchanged only non-TLS bytes, or whose connect
+    /// failed, to a port not known either way, offered to host state to
+    /// confirm whether their port serves TLS.
     pub tentative: u64,
     /// TLS ports learned from local servers' ServerHellos.
     pub learned_tls_ports: u64,
@@ -393,8 +395,19 @@ impl Assembler {
         let mut conn = Conn::new(tgid, ev.fd, Role::Client, ev.sk, ts, process);
         conn.remote = endpoint_addr(&ev.remote);
         if let Some(states) = self.early_states.remove(&ev.sk) {
-            for s in &states {
-                conn.on_state(s, clock);
+            // The kernel reuses a freed socket's address at once: states a
+            // closed socket left under the same address (its last ones can
+            // come after its close was concluded) are not this connection's.
+            // Keep this owner's, from the transition that ended its own
+            // SYN_SENT (the first state a connect emits) on.
+            let mine: Vec<&SockStateEvent> = states
+                .iter()
+                .filter(|s| s.owner_tgid == tgid && s.owner_fd == ev.fd)
+                .collect();
+            if let Some(start) = mine.iter().rposition(|s| s.old_state == TCP_SYN_SENT) {
+                for s in &mine[start..] {
+                    conn.on_state(s, clock);
+                }
             }
         }
         if ev.ret < 0 && ev.ret != -EINPROGRESS {
@@ -403,6 +416,8 @@ impl Assembler {
             let port = conn.remote.map(|(_, p)| p).unwrap_or(0);
             if self.tls_ports.contains(port) {
                 out.push(self.finish(conn, clock));
+            } else if !self.plain_ports.contains(port) {
+                out.push(self.finish_tentative(conn, clock));
             } else {
                 self.stats.connect_failures_not_tls += 1;
             }
@@ -448,6 +463,15 @@ impl Assembler {
         } else {
             // Before its connect event (the SYN was answered inside connect).
             let early = self.early_states.entry(ev.sk).or_default();
+            // A connect's first state, or another owner at this socket
+            // address: what is kept there was a previous socket's.
+            let reused = ev.old_state == TCP_SYN_SENT
+                || early
+                    .first()
+                    .is_some_and(|s| (s.owner_tgid, s.owner_fd) != (ev.owner_tgid, ev.owner_fd));
+            if reused {
+                early.clear();
+            }
             if early.len() < 8 {
                 early.push(*ev);
             }
@@ -566,17 +590,30 @@ impl Assembler {
         if involved_tls || conn.connect_failed && tls_port {
             return Some(self.finish(conn, clock));
         }
-        // Only non-TLS bytes, to a port not known either way: plain HTTP to a
-        // TLS port that never reached OpenSSL (nginx answers it itself), or
-        // just plain traffic. Host state decides.
-        if facts.non_tls.is_some() && server_port.is_some_and(|p| !self.plain_ports.contains(p)) {
-            self.stats.tentative += 1;
-            let mut outcome = self.finish(conn, clock);
-            outcome.tentative = true;
-            return Some(outcome);
+        // Only non-TLS bytes, or a failed connect, to a port not known either
+        // way: plain HTTP to a TLS port that never reached OpenSSL (nginx
+        // answers it itself), a refused connect to a TLS port a config names
+        // (its server down, or bound to another address), or just plain
+        // traffic. Host state decides.
+        let undecided = server_port.is_some_and(|p| !self.plain_ports.contains(p));
+        if (facts.non_tls.is_some() || conn.connect_failed) && undecided {
+            return Some(self.finish_tentative(conn, clock));
         }
-        self.stats.not_tls += 1;
+        if conn.connect_failed {
+            self.stats.connect_failures_not_tls += 1;
+        } else {
+            self.stats.not_tls += 1;
+        }
         None
+    }
+
+    /// An outcome host state must confirm: a failure only if its port serves
+    /// TLS (see [`HandshakeOutcome::tentative`]).
+    fn finish_tentative(&mut self, conn: Conn, clock: &WallClock) -> HandshakeOutcome {
+        self.stats.tentative += 1;
+        let mut outcome = self.finish(conn, clock);
+        outcome.tentative = true;
+        outcome
     }
 
     fn finish(&mut self, conn: Conn, clock: &WallClock) -> HandshakeOutcome {
@@ -662,4 +699,179 @@ fn hostname() -> Option<String> {
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use agent_ebpf::{AF_INET, ConnEvent, Endpoint as Ep, EventHeader, TASK_COMM_LEN};
+
+    use super::*;
+
+    const CURL: u32 = 4_000_001;
+
+    fn header(kind: u32, ts_ns: u64) -> EventHeader {
+        EventHeader {
+            kind,
+            _pad: 0,
+            ts_ns,
+            tid: CURL,
+            tgid: CURL,
+        }
+    }
+
+    fn v4(addr: [u8; 4], port: u16) -> Ep {
+        let mut bytes = [0u8; 16];
+        bytes[..4].copy_from_slice(&addr);
+        Ep {
+            family: AF_INET,
+            port,
+            addr: bytes,
+        }
+    }
+
+    fn comm(name: &str) -> [u8; TASK_COMM_LEN] {
+        let mut c = [0u8; TASK_COMM_LEN];
+        c[..name.len()].copy_from_slice(name.as_bytes());
+        c
+    }
+
+    /// A blocking `connect` to 127.0.0.1:port that returned `ret`.
+    fn connect(port: u16, ret: i32) -> KernelEvent {
+        KernelEvent::Connect(ConnEvent {
+            header: header(1, 1_000),
+            fd: 5,
+            ret,
+            sk: 0xffff_0001,
+            local: Ep::default(),
+            remote: v4([127, 0, 0, 1], port),
+            listen_fd: -1,
+            _pad: 0,
+            comm: comm("curl"),
+        })
+    }
+
+    fn assembler(plain: Arc<PlainPorts>) -> Assembler {
+        Assembler::new(AssemblyConfig::default(), TlsPorts::default(), plain)
+    }
+
+    #[test]
+    fn a_refused_connect_to_an_unknown_port_is_left_to_host_state() {
+        let plain = Arc::new(PlainPorts::default());
+        let mut a = assembler(plain.clone());
+        let clock = WallClock::now();
+        let mut out = Vec::new();
+        // A port only a config (written at any time) may name as TLS.
+        a.on_event(&connect(38_443, -libc::ECONNREFUSED), &clock, &mut out);
+        assert_eq!(out.len(), 1);
+        let o = &out[0];
+        assert!(o.tentative, "host state decides whether 38443 serves TLS");
+        assert_eq!(o.socket.connect_error.as_deref(), Some("ECONNREFUSED"));
+        assert_eq!(o.server.port, Some(38_443));
+        assert_eq!(a.stats().tentative, 1);
+
+        // Once host state said the port is plain, its refusals are counted.
+        plain.mark(38_443);
+        out.clear();
+        a.on_event(&connect(38_443, -libc::ECONNREFUSED), &clock, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(a.stats().connect_failures_not_tls, 1);
+
+        // A well-known TLS port needs no confirmation.
+        a.on_event(&connect(443, -libc::ECONNREFUSED), &clock, &mut out);
+        assert_eq!(out.len(), 1);
+        assert!(!out[0].tentative);
+    }
+
+    fn state(
+        owner_fd: i32,
+        owner_tgid: u32,
+        old: u32,
+        new: u32,
+        local_port: u16,
+        ts: u64,
+    ) -> KernelEvent {
+        KernelEvent::SockState(SockStateEvent {
+            header: header(3, ts),
+            sk: 0xffff_0001,
+            owner_tgid,
+            owner_fd,
+            old_state: old,
+            new_state: new,
+            local: v4([127, 0, 0, 1], local_port),
+            remote: v4([127, 0, 0, 1], 443),
+        })
+    }
+
+    #[test]
+    fn states_a_previous_socket_left_at_the_same_address_are_not_the_new_ones() {
+        // Seen end to end: a closed socket's last states (CLOSE_WAIT ->
+        // LAST_ACK -> CLOSE) arrived after its close was concluded and were
+        // kept by socket address; curl's new socket got that address and
+        // inherited them -- with the old local port, so its peer could not
+        // be matched to nginx's side of the connection.
+        let mut a = assembler(Arc::new(PlainPorts::default()));
+        let clock = WallClock::now();
+        let mut out = Vec::new();
+        for (old, new) in [(8, 9), (9, 7)] {
+            a.on_event(&state(9, 77, old, new, 42_931, 500), &clock, &mut out);
+        }
+        // More leftovers than the per-address bound keeps.
+        for fd in 10..20 {
+            a.on_event(&state(fd, 78, 1, 7, 42_932, 550), &clock, &mut out);
+        }
+        // The same owner's earlier life at this address, then this connect's
+        // SYN_SENT -> CLOSE (refused inside a blocking connect).
+        a.on_event(&state(5, CURL, 1, 7, 40_000, 600), &clock, &mut out);
+        a.on_event(&state(5, CURL, 2, 7, 36_864, 900), &clock, &mut out);
+        a.on_event(&connect(443, -libc::ECONNREFUSED), &clock, &mut out);
+        assert_eq!(out.len(), 1);
+        let o = &out[0];
+        assert_eq!(o.client.port, Some(36_864), "{o:#?}");
+        let states: Vec<(&str, &str)> = o
+            .socket
+            .tcp_states
+            .iter()
+            .map(|s| (s.from.as_str(), s.to.as_str()))
+            .collect();
+        assert_eq!(states, [("SYN_SENT", "CLOSE")]);
+    }
+
+    #[test]
+    fn a_nonblocking_connect_refused_by_a_reset_is_left_to_host_state() {
+        let mut a = assembler(Arc::new(PlainPorts::default()));
+        let clock = WallClock::now();
+        let mut out = Vec::new();
+        a.on_event(&connect(38_444, -EINPROGRESS), &clock, &mut out);
+        assert!(out.is_empty());
+        // SYN_SENT -> CLOSE: the SYN was answered with a reset.
+        a.on_event(
+            &KernelEvent::SockState(SockStateEvent {
+                header: header(3, 2_000),
+                sk: 0xffff_0001,
+                owner_tgid: CURL,
+                owner_fd: 5,
+                old_state: 2,
+                new_state: 7,
+                local: v4([127, 0, 0, 1], 51_000),
+                remote: v4([127, 0, 0, 1], 38_444),
+            }),
+            &clock,
+            &mut out,
+        );
+        a.on_event(
+            &KernelEvent::Close(agent_ebpf::CloseEvent {
+                header: header(5, 3_000),
+                fd: 5,
+                _pad: 0,
+            }),
+            &clock,
+            &mut out,
+        );
+        a.tick(10_000_000_000, &clock, &mut out);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert!(out[0].tentative);
+        assert_eq!(out[0].socket.connect_errno, Some(libc::ECONNREFUSED));
+    }
 }

@@ -1,8 +1,9 @@
 //! Diagnosis of finished outcomes: host facts (cached) plus the rules.
 
+use crate::diagnosis::rules::after_handshake;
 use crate::diagnosis::{Facts, diagnose};
 use crate::evidence::host::HostState;
-use crate::outcome::HandshakeOutcome;
+use crate::outcome::{HandshakeOutcome, Result};
 
 /// Diagnoses failures as they come, reusing the cached host state.
 #[derive(Default)]
@@ -15,7 +16,9 @@ impl Diagnoser {
         Diagnoser::default()
     }
 
-    /// Names the cause of a failure (successes are left as they are).
+    /// Names the cause of a failure. A success is left as it is unless host
+    /// state shows it failed after the handshake (then it becomes a
+    /// failure, diagnosed).
     /// Returns false for a tentative outcome whose port host state shows not
     /// to serve TLS: it was plain traffic, not a failure.
     pub fn diagnose(&mut self, outcome: &mut HandshakeOutcome) -> bool {
@@ -26,6 +29,25 @@ impl Diagnoser {
             outcome.tentative = false;
         }
         if !outcome.is_failure() {
+            // A handshake both ends completed can still have failed one
+            // layer up (curl's own name check, nginx's ssl_verify_client):
+            // the wire says when to look, host state decides.
+            if !after_handshake::worth_checking(outcome) {
+                return true;
+            }
+            let host = self.host.facts_for(outcome);
+            let failed = after_handshake::failed(&Facts {
+                outcome,
+                host: &host,
+            });
+            if failed {
+                outcome.result = Result::Failure;
+                let diagnosis = diagnose(&Facts {
+                    outcome,
+                    host: &host,
+                });
+                outcome.set_diagnosis(diagnosis);
+            }
             return true;
         }
         let host = self.host.facts_for(outcome);

@@ -194,7 +194,10 @@ pub enum ChainFinding {
     MissingIntermediate { issuer: String },
     /// Certificates are not in leaf-to-root order.
     WrongOrder,
-    /// The chain ends in a self-signed certificate the trust store does not hold.
+    /// The chain ends in a root the trust store does not hold: a served
+    /// self-signed certificate, or the issuer a served intermediate names
+    /// (servers do not send their root; a private CA's root is missing from
+    /// the store, or a second intermediate is missing from the chain).
     UntrustedRoot { root: String },
     /// The leaf itself is self-signed and not trusted.
     SelfSignedLeaf { subject: String },
@@ -840,8 +843,18 @@ pub fn analyze_chain(
             PathEnd::UntrustedSelfSigned => findings.push(ChainFinding::UntrustedRoot {
                 root: top_fact.subject.clone(),
             }),
-            PathEnd::IssuerMissing => findings.push(ChainFinding::MissingIntermediate {
-                issuer: top_fact.issuer.clone(),
+            // The leaf's own issuer is missing: the server sends no
+            // intermediate for it.
+            PathEnd::IssuerMissing if top == 0 => {
+                findings.push(ChainFinding::MissingIntermediate {
+                    issuer: top_fact.issuer.clone(),
+                })
+            }
+            // The server sends intermediates and the top one's issuer is
+            // unknown here: the chain is as the server means it, its root
+            // is not trusted (the usual private-CA case).
+            PathEnd::IssuerMissing => findings.push(ChainFinding::UntrustedRoot {
+                root: top_fact.issuer.clone(),
             }),
         }
     }
@@ -1385,8 +1398,20 @@ mod tests {
                 root: r.certificates[2].subject.clone()
             }]
         );
-        // The same chain without its root: 20, the gap above the intermediate.
+        // The same chain without its root (as servers send it): 20, and the
+        // root the intermediate names is what the store lacks, not an
+        // intermediate: the server's chain is complete.
         let r = p.analyze(&[&leaf, &other.int], None);
+        assert_eq!(r.verify_code, 20);
+        let other_root = CertificateFact::from_der(&other.ca.to_der().unwrap())
+            .unwrap()
+            .subject;
+        assert_eq!(
+            r.findings,
+            vec![ChainFinding::UntrustedRoot { root: other_root }]
+        );
+        // Only the leaf: its issuer, the intermediate, is what is missing.
+        let r = p.analyze(&[&leaf], None);
         assert_eq!(r.verify_code, 20);
         assert_eq!(kinds(&r), ["missing-intermediate"]);
     }
@@ -1554,7 +1579,7 @@ mod tests {
         let der = vec![leaf.to_der().unwrap(), p.int.to_der().unwrap()];
         let r = analyze_chain(&der, None, Utc::now(), &store, "system");
         assert_eq!(r.verify_code, 20);
-        assert_eq!(kinds(&r), ["missing-intermediate"]);
+        assert_eq!(kinds(&r), ["untrusted-root"]);
     }
 
     #[test]

@@ -375,7 +375,18 @@ impl HostState {
 
         // The server config that serves this port: the running one owning the
         // listener first, then any (running or installed) that names the port.
-        let configs: Vec<DiscoveredConfig> = self.configs().to_vec();
+        let mut configs: Vec<DiscoveredConfig> = self.configs().to_vec();
+        let rediscover = !configs_cover(&configs, port, &facts.listeners_on_port)
+            && self
+                .configs
+                .as_ref()
+                .is_some_and(|c| c.at.elapsed() >= REDISCOVER_AFTER);
+        if rediscover {
+            // A server started (or restarted with another config), or a
+            // config was written, since the last discovery.
+            self.configs = None;
+            configs = self.configs().to_vec();
+        }
         let mut chosen: Option<&ServerConfig> = None;
         for d in &configs {
             let Ok(cfg) = &d.result else { continue };
@@ -461,6 +472,41 @@ impl HostState {
     }
 }
 
+/// How soon discovery may run again for a failure the cached configs do not
+/// cover (a flood of failures at an unknown port costs one discovery a
+/// second).
+const REDISCOVER_AFTER: Duration = Duration::from_secs(1);
+
+/// Whether the discovered configs can describe a failure on `port`: when a
+/// web server (nginx, apache) listens there, one of them is that process's;
+/// when nothing listens, one of them names the port. Otherwise a server
+/// started, restarted with another config, or a config was written since the
+/// last discovery. Other programs' listeners (s_server, a Go service) have
+/// no config to find.
+fn configs_cover(configs: &[DiscoveredConfig], port: u16, listeners: &[Listener]) -> bool {
+    let servers: Vec<u32> = listeners
+        .iter()
+        .filter(|l| {
+            l.comm
+                .as_deref()
+                .is_some_and(|c| server_config::server_kind(c).is_some())
+        })
+        .filter_map(|l| l.pid)
+        .collect();
+    if !servers.is_empty() {
+        return configs
+            .iter()
+            .any(|d| d.pids.iter().any(|p| servers.contains(p)));
+    }
+    if !listeners.is_empty() {
+        return true;
+    }
+    configs
+        .iter()
+        .filter_map(|d| d.result.as_ref().ok())
+        .any(|cfg| !cfg.blocks_on_port(port).is_empty())
+}
+
 /// Ports the local servers' configs declare as TLS.
 pub fn configured_tls_ports() -> Vec<u16> {
     let mut ports: Vec<u16> = server_config::discover()
@@ -519,6 +565,44 @@ mod tests {
         assert!(host.is_local("::1".parse().unwrap()));
         assert!(!host.is_local("192.0.2.77".parse().unwrap()));
         assert!(!read_local_addrs().is_empty());
+    }
+
+    fn nginx_config(pids: Vec<u32>) -> DiscoveredConfig {
+        let block = crate::diagnosis::rules::fixtures::nginx_block();
+        let mut cfg = ServerConfig::new(
+            server_config::ServerKind::Nginx,
+            "/etc/nginx/nginx.conf".into(),
+        );
+        cfg.blocks.push(block);
+        DiscoveredConfig {
+            kind: server_config::ServerKind::Nginx,
+            main_file: "/etc/nginx/nginx.conf".into(),
+            running: !pids.is_empty(),
+            pids,
+            result: Ok(cfg),
+        }
+    }
+
+    #[test]
+    fn configs_that_miss_the_failures_server_call_for_discovery() {
+        use crate::diagnosis::rules::fixtures::listener;
+        let running = [nginx_config(vec![812, 813])];
+        // nginx[812] listens on 443 and its config names it.
+        assert!(configs_cover(&running, 443, &[listener("0.0.0.0", 443)]));
+        // An nginx started since the last discovery.
+        let mut new_nginx = listener("127.0.0.1", 8443);
+        new_nginx.pid = Some(4711);
+        assert!(!configs_cover(&running, 8443, &[new_nginx.clone()]));
+        assert!(!configs_cover(&[], 8443, &[new_nginx]));
+        // Nothing listens: covered only if a config names the port (a
+        // config written since, for a server that is down, is not yet).
+        assert!(configs_cover(&running, 443, &[]));
+        assert!(!configs_cover(&running, 9443, &[]));
+        // Another program's listener: no config to find.
+        let mut s_server = listener("127.0.0.1", 4433);
+        s_server.comm = Some("openssl".into());
+        s_server.pid = Some(999);
+        assert!(configs_cover(&[], 4433, &[s_server]));
     }
 
     #[test]

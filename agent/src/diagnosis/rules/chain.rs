@@ -25,6 +25,41 @@ const ISSUER_NOT_FOUND: [i32; 3] = [
     verify::UNABLE_TO_VERIFY_LEAF_SIGNATURE,
 ];
 
+/// The verify results of a client that could not build a chain to a root it
+/// trusts. Any other failing result comes from a check OpenSSL makes only
+/// after the chain was built (host name, dates, key strength, purpose).
+const TRUST_FAILURES: [i32; 6] = [
+    verify::UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
+    verify::UNABLE_TO_GET_ISSUER_CERT,
+    verify::UNABLE_TO_VERIFY_LEAF_SIGNATURE,
+    verify::DEPTH_ZERO_SELF_SIGNED_CERT,
+    verify::SELF_SIGNED_CERT_IN_CHAIN,
+    verify::CERT_UNTRUSTED,
+];
+
+/// Certificate alerts that name another reason than trust: the client got
+/// past building the chain (certificate_expired, certificate_revoked,
+/// unsupported_certificate).
+const OTHER_REASON_ALERTS: [u8; 3] = [43, 44, 45];
+
+/// The client's own verdict says its chain was fine (it trusts the root and
+/// has every intermediate) and the certificate failed for another reason.
+/// The chain findings are made against THIS host's trust store, which need
+/// not be the client's (a private CA in the client's own CA file), so they
+/// do not explain such a failure.
+fn client_trusted_the_chain(f: &Facts) -> bool {
+    f.server_cert_verify_any()
+        .is_some_and(|v| !TRUST_FAILURES.contains(&v.code))
+        || f.alert_from(Role::Client, &OTHER_REASON_ALERTS).is_some()
+}
+
+/// The rejection names no reason (bad_certificate, certificate_unknown: JSSE
+/// and Go send these whatever the problem): a chain finding made against
+/// this host's store is one explanation among others.
+fn unspecific_rejection(f: &Facts) -> bool {
+    !f.server_certificate_rejection().is_empty()
+}
+
 fn is_missing_intermediate(f: &ChainFinding) -> bool {
     matches!(f, ChainFinding::MissingIntermediate { .. })
 }
@@ -60,6 +95,9 @@ fn wire_chain_evidence(f: &Facts) -> Option<Evidence> {
 }
 
 pub fn chain_incomplete(f: &Facts) -> Option<Diagnosis> {
+    if client_trusted_the_chain(f) {
+        return None;
+    }
     let missing = f.findings(is_missing_intermediate);
     let issuer_not_found = f.server_cert_verify(&ISSUER_NOT_FOUND);
     let unknown_ca = f.alert_from(Role::Client, &[48]);
@@ -67,9 +105,9 @@ pub fn chain_incomplete(f: &Facts) -> Option<Diagnosis> {
     let wire_certs = &f.outcome.tls.server_certificates;
 
     let confidence = if !missing.is_empty() {
-        if issuer_not_found.is_some() || unknown_ca.is_some() || !rejection.is_empty() {
+        if issuer_not_found.is_some() || unknown_ca.is_some() {
             Confidence::High
-        } else if f.client_gave_up_after_server_hello() {
+        } else if unspecific_rejection(f) || f.client_gave_up_after_server_hello() {
             // A client that sends its alert encrypted (rustls, TLS 1.3)
             // shows only that it left after the server's certificate.
             Confidence::Medium
@@ -172,6 +210,9 @@ pub fn chain_incomplete(f: &Facts) -> Option<Diagnosis> {
 }
 
 pub fn untrusted_root(f: &Facts) -> Option<Diagnosis> {
+    if client_trusted_the_chain(f) {
+        return None;
+    }
     let self_signed = f.server_cert_verify(&[
         verify::DEPTH_ZERO_SELF_SIGNED_CERT,
         verify::SELF_SIGNED_CERT_IN_CHAIN,
@@ -190,10 +231,12 @@ pub fn untrusted_root(f: &Facts) -> Option<Diagnosis> {
     let host_complete = host_says_chain_complete(f);
 
     let mut alternative = None;
-    let confidence = if self_signed.is_some() || (!findings.is_empty() && !rejection.is_empty()) {
+    let trust_rejection = issuer_not_found.is_some() || unknown_ca.is_some();
+    let confidence = if self_signed.is_some() || (!findings.is_empty() && trust_rejection) {
         Confidence::High
     } else if not_trusted.is_some()
-        || (!findings.is_empty() && f.client_gave_up_after_server_hello())
+        || (!findings.is_empty()
+            && (unspecific_rejection(f) || f.client_gave_up_after_server_hello()))
     {
         Confidence::Medium
     } else if served_chain_with_unknown_top {

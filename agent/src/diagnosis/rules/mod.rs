@@ -8,6 +8,7 @@
 //!
 //! A new cause is one function here plus its tests, and one line in `RULES`.
 
+pub mod after_handshake;
 mod chain;
 mod cite;
 mod connection;

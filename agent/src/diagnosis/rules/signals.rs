@@ -347,13 +347,24 @@ impl<'a> Facts<'a> {
         }
     }
 
-    /// The client closed the connection (or reset it).
+    /// The client closed the connection (or reset it), or ended it at the
+    /// TLS layer first: its encrypted close_notify (or alert) came before
+    /// any of the server's. Who sent the first FIN races when the server
+    /// closes the moment a close_notify arrives, as nginx does.
     pub fn client_closed(&self) -> bool {
         let closer = self.outcome.socket.closed_by.as_deref();
-        match self.role() {
+        let by_socket = match self.role() {
             Role::Client => closer == Some("local"),
             Role::Server => closer == Some("peer"),
-        }
+        };
+        let first_alert = self
+            .outcome
+            .tls
+            .encrypted_records
+            .iter()
+            .find(|r| r.probable_alert)
+            .map(|r| r.sender);
+        by_socket || first_alert == Some(Role::Client)
     }
 
     pub fn negotiated_version(&self) -> Option<u16> {

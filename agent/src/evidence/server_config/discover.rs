@@ -132,7 +132,8 @@ pub fn discover() -> Vec<DiscoveredConfig> {
     out
 }
 
-fn server_kind(comm: &str) -> Option<ServerKind> {
+/// The server software a process name belongs to (nginx, apache2/httpd).
+pub fn server_kind(comm: &str) -> Option<ServerKind> {
     match comm {
         "nginx" => Some(ServerKind::Nginx),
         "apache2" | "httpd" => Some(ServerKind::Apache),

@@ -31,7 +31,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-pub use discover::{DiscoveredConfig, discover};
+pub use discover::{DiscoveredConfig, discover, server_kind};
 pub use select::{Selection, name_matches};
 
 /// The main config file could not be read. (Failures below the main file

@@ -250,3 +250,113 @@ fn the_wire_chain_checked_against_this_hosts_store_decides_for_a_local_client() 
                 .starts_with("the chain the server sent holds 1 certificate(s)")
     }));
 }
+
+fn private_root() -> ChainFinding {
+    // What this host's analysis says of a private CA's chain (leaf +
+    // intermediate served) when the system store lacks its root.
+    ChainFinding::UntrustedRoot {
+        root: "CN=Lab Root CA".into(),
+    }
+}
+
+#[test]
+fn a_client_whose_own_chain_verified_failed_for_another_reason() {
+    // python with the private CA in its own CA file: its OpenSSL built the
+    // chain and then failed the name (X509 62). This host's store lacks the
+    // root, but that says nothing about this client.
+    let case = Case::client()
+        .sni(Some("api.example"))
+        .tls12_with_certs(vec![site_leaf(), intermediate()])
+        .client_rejects_certificate(verify::HOSTNAME_MISMATCH, 42)
+        .wire_chain(report(
+            "wire",
+            vec![site_leaf(), intermediate()],
+            verify::UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
+            vec![private_root()],
+        ));
+    assert!(case.rule(untrusted_root).is_none());
+    assert!(case.rule(chain_incomplete).is_none());
+    let d = case.diagnose();
+    assert_eq!(d.cause, Cause::HostnameMismatch);
+    assert!(!causes(&d).contains(&Cause::UntrustedRoot));
+    // The same for a missing intermediate the client had in its CA file.
+    let case = Case::client()
+        .tls12_with_certs(vec![site_leaf()])
+        .client_rejects_certificate(verify::CERT_HAS_EXPIRED, 45)
+        .wire_chain(report(
+            "wire",
+            vec![site_leaf()],
+            verify::UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
+            vec![missing_intermediate()],
+        ));
+    assert!(case.rule(chain_incomplete).is_none());
+}
+
+#[test]
+fn an_unspecific_alert_leaves_a_trust_finding_at_medium() {
+    // nginx's side of the same failure: bad_certificate (42) names no
+    // reason; the SAN gap (absolute) outranks the root this host lacks.
+    let d = Case::server()
+        .sni(Some("api.example"))
+        .server_receives_alert(42)
+        .configured_chain(report(
+            SITE_CERT,
+            vec![site_leaf(), intermediate()],
+            verify::UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
+            vec![
+                private_root(),
+                ChainFinding::NameMismatch {
+                    name: "api.example".into(),
+                    sans: vec![SITE.into()],
+                },
+            ],
+        ))
+        .diagnose();
+    assert_eq!(d.cause, Cause::HostnameMismatch);
+    assert_eq!(d.confidence, Confidence::High);
+    let alt = d
+        .alternatives
+        .iter()
+        .find(|a| a.cause == Cause::UntrustedRoot)
+        .expect("untrusted-root stays an alternative");
+    assert!(alt.why.contains("medium"), "{}", alt.why);
+    // A JSSE client's certificate_unknown (46) alone: untrusted-root, medium.
+    let d = Case::server()
+        .server_receives_alert(46)
+        .configured_chain(report(
+            SITE_CERT,
+            vec![site_leaf(), intermediate()],
+            verify::UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
+            vec![private_root()],
+        ))
+        .diagnose();
+    assert_eq!(d.cause, Cause::UntrustedRoot);
+    assert_eq!(d.confidence, Confidence::Medium);
+}
+
+#[test]
+fn an_expiry_alert_is_not_about_trust() {
+    // certificate_expired (45): the client built its chain and then judged
+    // the dates; the root this host lacks is not the story.
+    let case = Case::server()
+        .server_receives_alert(45)
+        .configured_chain(report(
+            SITE_CERT,
+            vec![
+                valid_between(site_leaf(), days(-90), days(-1)),
+                intermediate(),
+            ],
+            verify::UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
+            vec![
+                private_root(),
+                ChainFinding::Expired {
+                    index: 0,
+                    subject: "CN=site.example".into(),
+                    not_after: now() - days(1),
+                },
+            ],
+        ));
+    assert!(case.rule(untrusted_root).is_none());
+    assert!(case.rule(chain_incomplete).is_none());
+    assert_eq!(case.diagnose().cause, Cause::CertificateExpired);
+}

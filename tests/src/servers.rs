@@ -170,6 +170,7 @@ pub fn python_http(port: u16) -> Server {
         port,
         pid,
         error_log: None,
+        config: None,
         _dir: Some(dir),
     };
     wait_listening(port);

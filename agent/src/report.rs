@@ -117,8 +117,13 @@ impl HostReport {
         !self.findings.is_empty() || self.recent_failures.total > 0
     }
 
-    /// Gathers the report. `since` bounds the journal's failures.
-    pub fn gather(journal_path: &Path, since: Option<DateTime<Utc>>) -> HostReport {
+    /// Gathers the report. `since` bounds the journal's failures; `ca`
+    /// replaces the system trust store (a private PKI's clients trust it).
+    pub fn gather(
+        journal_path: &Path,
+        since: Option<DateTime<Utc>>,
+        ca: Option<&Path>,
+    ) -> HostReport {
         let mut limitations = Vec::new();
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
@@ -134,9 +139,12 @@ impl HostReport {
             .map_err(|e| limitations.push(format!("listeners: {e}")))
             .ok();
         let listeners: Vec<Listener> = table.map(|t| t.listeners).unwrap_or_default();
-        let trust = TrustStore::system()
-            .map_err(|e| limitations.push(format!("system trust store: {e}")))
-            .ok();
+        let trust = match ca {
+            Some(ca) => TrustStore::from_pem_file(ca),
+            None => TrustStore::system(),
+        }
+        .map_err(|e| limitations.push(format!("trust store: {e}")))
+        .ok();
         let configs = server_config::discover();
 
         let mut findings = Vec::new();
@@ -641,7 +649,7 @@ mod tests {
     #[test]
     fn the_report_gathers_and_renders_on_this_host() {
         let dir = std::env::temp_dir().join(format!("tlsdoctor-report-{}", std::process::id()));
-        let report = HostReport::gather(&dir.join("journal.jsonl"), None);
+        let report = HostReport::gather(&dir.join("journal.jsonl"), None, None);
         assert!(report.clock.is_some());
         let text = render(&report, Style { colour: false });
         for section in ["Clock", "TLS listeners", "Findings", "Recent failures"] {

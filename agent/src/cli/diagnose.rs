@@ -25,8 +25,9 @@ pub struct DiagnoseArgs {
     #[arg(long, requires = "target")]
     pub sni: Option<String>,
 
-    /// Trust this CA file instead of the system store (private PKIs).
-    #[arg(long, requires = "target")]
+    /// Trust this CA file instead of the system store (private PKIs): for
+    /// the probe and for the host report's certificate checks.
+    #[arg(long)]
     pub ca: Option<PathBuf>,
 
     /// Per-step probe timeout.
@@ -83,7 +84,7 @@ fn host_report(args: &DiagnoseArgs) -> ExitCode {
     let since = chrono::Duration::from_std(args.since)
         .ok()
         .map(|d| chrono::Utc::now() - d);
-    let report = HostReport::gather(&args.journal, since);
+    let report = HostReport::gather(&args.journal, since, args.ca.as_deref());
     if args.json {
         match serde_json::to_string_pretty(&report) {
             Ok(s) => println!("{s}"),

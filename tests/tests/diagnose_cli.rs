@@ -309,7 +309,7 @@ fn watch_explains_live_handshakes() {
     let _nginx = NginxBuilder::new()
         .block(Block::tls(port, "watch.test", &leaf.cert, &leaf.key))
         .start();
-    let mut child = Command::new(agent_binary())
+    let child = Command::new(agent_binary())
         .args([
             "diagnose",
             "--watch",

@@ -291,6 +291,7 @@ mod tests {
             socket: Default::default(),
             diagnosis: Diagnosis::new(cause, Confidence::High, "x"),
             host: None,
+            tentative: false,
         }
     }
 

@@ -124,6 +124,7 @@ fn chain_incomplete_failure() -> HandshakeOutcome {
                 signature_algorithm: "sha256WithRSAEncryption".into(),
                 sha256: "ab".repeat(32),
             }],
+            server_chain_der: vec![],
             certificate_requested: false,
             client_certificate_count: None,
             alerts: vec![AlertFact {
@@ -202,6 +203,7 @@ fn chain_incomplete_failure() -> HandshakeOutcome {
         },
         diagnosis,
         host: Some("host1".into()),
+        tentative: false,
     }
 }
 
@@ -226,6 +228,7 @@ fn success(role: Role, random: Option<String>) -> HandshakeOutcome {
         socket: SocketFacts::default(),
         diagnosis: Diagnosis::undiagnosed(),
         host: None,
+        tentative: false,
     }
 }
 

@@ -484,6 +484,15 @@ fn collector_down_then_up() {
             phoenix.proc.log_tail()
         );
     };
+    // One warning for the outage, one line for the recovery (the log
+    // reader thread may be a moment behind the export).
+    let count = |text: &str| agent.log().matches(text).count();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count("OTLP export recovered") == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(count("OTLP export failing"), 1, "{}", agent.log());
+    assert_eq!(count("OTLP export recovered"), 1, "{}", agent.log());
     let spans = phoenix_trace(&phoenix, &arrived);
     let c = spans
         .iter()

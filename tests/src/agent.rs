@@ -1,5 +1,6 @@
-//! The agent under test: started once per test binary, stopped (SIGTERM,
-//! clean detach) when the test process exits.
+//! The agent under test: [`agent()`] is started once per test binary and
+//! stopped (SIGTERM, clean detach) when the test process exits;
+//! [`Agent::start`] starts one with its own flags, stopped when dropped.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt as _;
@@ -15,7 +16,7 @@ use crate::TempDir;
 pub struct Agent {
     _dir: TempDir,
     journal: PathBuf,
-    _child: Mutex<Child>,
+    child: Mutex<Child>,
     stderr: Arc<Mutex<Vec<String>>>,
 }
 
@@ -47,6 +48,7 @@ impl Agent {
     /// Starts an agent with extra `agent run` arguments and waits until it
     /// captures.
     pub fn start(extra: &[&str]) -> Agent {
+        crate::require_root();
         let dir = TempDir::new("agent");
         let journal = dir.join("journal.jsonl");
         let mut cmd = Command::new(agent_binary());
@@ -100,7 +102,7 @@ impl Agent {
         Agent {
             _dir: dir,
             journal,
-            _child: Mutex::new(child),
+            child: Mutex::new(child),
             stderr,
         }
     }
@@ -111,16 +113,28 @@ impl Agent {
 
     /// The agent's process id.
     pub fn pid(&self) -> u32 {
-        self._child.lock().map(|c| c.id()).unwrap_or(0)
+        self.child.lock().unwrap_or_else(|e| e.into_inner()).id()
     }
 
-    /// Stops the agent (SIGTERM: it drains, flushes and detaches) and waits.
+    /// Stops the agent (SIGTERM: it drains, flushes and detaches) and waits;
+    /// what dropping it does, spelled out where a phase ends.
     pub fn stop(self) {
-        if let Ok(mut child) = self._child.lock() {
-            // SAFETY: kill on our own child's pid.
-            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-            let _ = child.wait();
-        }
+        drop(self);
+    }
+
+    /// The agent's status file (`status.json` beside the journal, rewritten
+    /// every few seconds), parsed; `None` before it is first written.
+    pub fn status(&self) -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(self.journal.with_file_name("status.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Every journal record so far.
+    pub fn records(&self) -> Vec<HandshakeOutcome> {
+        let (records, bad) =
+            agent::sinks::journal::read(&self.journal, None).expect("reading the agent's journal");
+        assert!(bad.is_empty(), "unreadable journal lines: {bad:?}");
+        records
     }
 
     /// The agent's log so far.
@@ -130,10 +144,7 @@ impl Agent {
 
     /// Journal records whose server port is `port`.
     pub fn records_for_port(&self, port: u16) -> Vec<HandshakeOutcome> {
-        let (records, bad) =
-            agent::sinks::journal::read(&self.journal, None).expect("reading the agent's journal");
-        assert!(bad.is_empty(), "unreadable journal lines: {bad:?}");
-        records
+        self.records()
             .into_iter()
             .filter(|r| r.server.port == Some(port))
             .collect()
@@ -173,5 +184,24 @@ impl Agent {
             "{what}: expected no failure records on port {port}, got {}",
             serde_json::to_string_pretty(&records).unwrap_or_default()
         );
+    }
+}
+
+/// Stops an agent from [`Agent::start`] (SIGTERM: it drains its sinks and
+/// detaches), SIGKILL if it takes longer than 20 s, before its directory goes.
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: kill on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }

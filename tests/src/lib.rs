@@ -1,6 +1,6 @@
 //! Harness for tlsdoctor's end-to-end tests: the real agent (one per test
-//! binary, sharing its journal), real servers, real clients, certificates
-//! made on the fly. Tests tell their records apart by the server port each
+//! binary, sharing its journal, or one per test with its own flags), real
+//! servers, real clients, certificates made on the fly, real OTLP receivers. Tests tell their records apart by the server port each
 //! one picks.
 
 pub mod agent;
@@ -8,6 +8,7 @@ pub mod clients;
 pub mod hostile;
 pub mod pki;
 pub mod probe;
+pub mod receivers;
 pub mod scenario;
 pub mod servers;
 
@@ -85,6 +86,19 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("no free TCP port in {low}..{high}");
+}
+
+/// Resident set size of process `pid` (VmRSS in /proc/PID/status), KiB.
+pub fn vm_rss_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The end-to-end tests load eBPF programs: they need root.

@@ -62,8 +62,9 @@ const TEST_PACKAGES: &[&str] = &[
 ];
 /// bpf-linker must be built against LLVM 22 (without this PATH it finds LLVM 14).
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
-/// Python packages of the OTLP tests (a real OTLP receiver nobody here wrote).
-const PIP_PACKAGES: &[(&str, &str)] = &[("phoenix", "arize-phoenix")];
+/// Installs (once, into a cached virtualenv) the real OTLP receivers the OTLP
+/// tests export to; see the script.
+const RECEIVERS_SCRIPT: &str = "tests/receivers.sh";
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -105,19 +106,16 @@ fn main() -> Result<()> {
                 require_root()?;
                 mount_tracefs();
                 cargo(&["build", "-p", "agent"])?;
-                let mut test_args = vec![
-                    "test",
-                    "-p",
-                    "agent",
-                    "--tests",
-                    "-p",
-                    "tlsdoctor-tests",
-                    "--",
-                    "--test-threads",
-                    "4",
-                ];
+                // Every integration test lives in tests/ (the agent crate has
+                // none; its unit tests ran above). Setup installed the OTLP
+                // receivers: a test that cannot run them fails rather than
+                // skips.
+                let mut test_args =
+                    vec!["test", "-p", "tlsdoctor-tests", "--", "--test-threads", "4"];
                 test_args.extend(args.iter().map(String::as_str));
-                cargo(&test_args)?;
+                run(Command::new(cargo_bin())
+                    .args(&test_args)
+                    .env("TLSDOCTOR_REQUIRE_RECEIVERS", "1"))?;
             }
             println!("xtask: all tests passed");
         }
@@ -203,16 +201,12 @@ fn setup(for_tests: bool) -> Result<()> {
             .env("PATH", path))?;
     }
     if for_tests {
-        for (module, package) in PIP_PACKAGES {
-            let present = Command::new("python3")
-                .args(["-c", &format!("import {module}")])
-                .output()
-                .is_ok_and(|o| o.status.success());
-            if !present {
-                println!("xtask: installing the Python package {package}");
-                run(Command::new("python3").args(["-m", "pip", "install", "-q", package]))?;
-            }
-        }
+        // Idempotent: quick when the pinned versions are there; says on
+        // stderr when it installs. Its stdout only lists the paths.
+        run(Command::new("bash")
+            .arg(RECEIVERS_SCRIPT)
+            .stdout(std::process::Stdio::null()))
+        .context("installing the OTLP receivers (arize-phoenix, rotel) the OTLP tests need")?;
     }
     Ok(())
 }
@@ -276,8 +270,12 @@ fn mount_tracefs() {
         .status();
 }
 
+fn cargo_bin() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
 fn cargo(args: &[&str]) -> Result<()> {
-    run(Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())).args(args))
+    run(Command::new(cargo_bin()).args(args))
 }
 
 fn run(cmd: &mut Command) -> Result<()> {

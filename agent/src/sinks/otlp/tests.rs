@@ -124,6 +124,7 @@ fn chain_incomplete_failure() -> HandshakeOutcome {
                 signature_algorithm: "sha256WithRSAEncryption".into(),
                 sha256: "ab".repeat(32),
             }],
+            server_chain_der: vec![],
             certificate_requested: false,
             client_certificate_count: None,
             alerts: vec![AlertFact {

@@ -1,25 +1,14 @@
-//! The OTLP sink against real OTLP receivers that nobody here wrote:
+//! The OTLP sink (the library, with synthetic outcomes) against real OTLP
+//! receivers nobody here wrote: Arize Phoenix (ids, parents, times,
+//! attributes, status and events read back over its REST API) and rotel
+//! (span kind and resource, from its debug log). `tlsdoctor_tests::receivers`
+//! installs and runs them; see there for how a test skips, or fails under
+//! `TLSDOCTOR_REQUIRE_RECEIVERS=1`, when they are missing.
 //!
-//! * Arize Phoenix (`phoenix serve`): OTLP gRPC and HTTP/protobuf in, REST
-//!   (`GET /v1/projects/{project}/spans/otlpv1`, OTLP-shaped JSON) out.
-//!   Phoenix keeps names, ids, parents, times, attributes, status and events,
-//!   but not the OTLP span kind (it reports every span as INTERNAL);
-//! * rotel: a small collector whose debug exporter prints every span it
-//!   receives, kind and resource included.
-//!
-//! `tests/receivers.sh` installs both from PyPI into a cached virtualenv on
-//! first use (about a minute). The tests start them on free loopback ports in
-//! temporary directories and stop them (by process group) when done.
-//!
-//! When the receivers cannot be installed or started, each test prints a
-//! loud SKIPPED banner saying why and passes — unless
-//! `TLSDOCTOR_REQUIRE_RECEIVERS=1`, which turns that into a failure (CI).
+//! `tests/otlp_agent.rs` does the same with the real agent and real failing
+//! handshakes.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -32,417 +21,11 @@ use agent::outcome::{Endpoint, HandshakeOutcome, Result as HsResult, Role};
 use agent::sinks::otlp::{OtlpConfig, OtlpExporter, Protocol, SpanIds, attr, event};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value as Json;
-
-// --- receivers -------------------------------------------------------------------
-
-struct Receivers {
-    phoenix: PathBuf,
-    rotel: PathBuf,
-}
-
-fn install_receivers() -> Result<Receivers, String> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/receivers.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{} failed ({}): could not install arize-phoenix/rotel from PyPI",
-            script.display(),
-            out.status
-        ));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let path = |key: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .map(PathBuf::from)
-            .filter(|p| p.exists())
-            .ok_or_else(|| format!("{} printed no usable {key}: {stdout}", script.display()))
-    };
-    Ok(Receivers {
-        phoenix: path("PHOENIX=")?,
-        rotel: path("ROTEL=")?,
-    })
-}
-
-fn receivers(test: &str) -> Option<&'static Receivers> {
-    static RECEIVERS: OnceLock<Result<Receivers, String>> = OnceLock::new();
-    match RECEIVERS.get_or_init(install_receivers) {
-        Ok(r) => Some(r),
-        Err(why) => {
-            skip(test, why);
-            None
-        }
-    }
-}
-
-fn skip(test: &str, why: &str) {
-    let banner = "!".repeat(78);
-    // Straight to stderr: libtest captures eprintln! of passing tests, and
-    // a skip must not go unnoticed.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n{banner}\nSKIPPED {test}: {why}\n{banner}\n"
-    );
-    if std::env::var_os("TLSDOCTOR_REQUIRE_RECEIVERS").is_some_and(|v| v == "1") {
-        panic!("TLSDOCTOR_REQUIRE_RECEIVERS=1 and {test} could not run: {why}");
-    }
-}
-
-/// A receiver process, stopped with its whole process group on drop.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(mut cmd: Command, log: PathBuf) -> std::io::Result<Proc> {
-        let out = std::fs::File::create(&log)?;
-        let err = out.try_clone()?;
-        // The receivers must not pick up an OTLP configuration meant for
-        // someone else (they are OTel-instrumented themselves).
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy();
-            if k.starts_with("OTEL_") || k.starts_with("PHOENIX_") || k.starts_with("ROTEL_") {
-                cmd.env_remove(k.as_ref());
-            }
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .process_group(0);
-        // If this test process dies without running Drop, take the receiver
-        // down with it rather than leave it listening.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        Ok(Proc {
-            child: cmd.spawn()?,
-            log,
-        })
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn log_tail(&self) -> String {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let group = -(self.child.id() as i32);
-        unsafe { libc::kill(group, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.exited().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        unsafe { libc::kill(group, libc::SIGKILL) };
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
-fn port_open(port: u16) -> bool {
-    TcpStream::connect_timeout(
-        &SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_millis(200),
-    )
-    .is_ok()
-}
-
-/// GET over HTTP/1.0, so the body comes unchunked; over TLS, verified
-/// against `ca`, when one is given.
-fn http_get(port: u16, path: &str, ca: Option<&Path>) -> Result<(u16, String), String> {
-    let tcp = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    let request =
-        format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n\r\n");
-    let raw = match ca {
-        None => exchange(tcp, &request)?,
-        Some(ca) => {
-            let mut connector = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls())
-                .map_err(|e| e.to_string())?;
-            connector.set_ca_file(ca).map_err(|e| e.to_string())?;
-            // The test certificate names localhost as well as 127.0.0.1.
-            let stream = connector
-                .build()
-                .connect("localhost", tcp)
-                .map_err(|e| e.to_string())?;
-            exchange(stream, &request)?
-        }
-    };
-    let raw = String::from_utf8_lossy(&raw);
-    let (head, body) = raw.split_once("\r\n\r\n").ok_or("no HTTP header")?;
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or("no HTTP status")?;
-    Ok((status, body.to_string()))
-}
-
-fn exchange(mut stream: impl Read + Write, request: &str) -> Result<Vec<u8>, String> {
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| e.to_string())?;
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => raw.extend_from_slice(&buf[..n]),
-            // A TLS server may close without close_notify once it has
-            // sent the whole (HTTP/1.0, close-delimited) answer.
-            Err(_) if !raw.is_empty() => break,
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    Ok(raw)
-}
-
-struct Phoenix {
-    proc: Proc,
-    http_port: u16,
-    grpc_port: u16,
-    /// Set when Phoenix serves TLS: the CA its certificate chains to.
-    ca: Option<PathBuf>,
-    _dir: tempfile::TempDir,
-}
-
-impl Phoenix {
-    fn get(&self, path: &str) -> Result<(u16, String), String> {
-        http_get(self.http_port, path, self.ca.as_deref())
-    }
-}
-
-/// Starts Phoenix; with `tls`, both its HTTP and gRPC ports serve TLS with
-/// a certificate from a throwaway CA.
-fn start_phoenix(bin: &Path, tls: bool) -> Result<Phoenix, String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let (http_port, grpc_port) = (free_port(), free_port());
-    let mut cmd = Command::new(bin);
-    cmd.arg("serve")
-        .current_dir(dir.path())
-        .env("PHOENIX_WORKING_DIR", dir.path())
-        .env("PHOENIX_HOST", "127.0.0.1")
-        .env("PHOENIX_PORT", http_port.to_string())
-        .env("PHOENIX_GRPC_PORT", grpc_port.to_string())
-        // Offline and quiet: no usage telemetry, no assistant features.
-        .env("PHOENIX_TELEMETRY_ENABLED", "false")
-        .env("PHOENIX_DISABLE_AGENT_ASSISTANT", "true")
-        .env("PHOENIX_LOG_MIGRATIONS", "false")
-        .env("PHOENIX_LOGGING_LEVEL", "warning");
-    let ca = if tls {
-        let pki =
-            test_pki(dir.path()).map_err(|e| format!("cannot make test certificates: {e}"))?;
-        cmd.env("PHOENIX_TLS_ENABLED", "true")
-            .env("PHOENIX_TLS_CERT_FILE", &pki.cert)
-            .env("PHOENIX_TLS_KEY_FILE", &pki.key);
-        Some(pki.ca)
-    } else {
-        None
-    };
-    let mut proc = Proc::spawn(cmd, dir.path().join("phoenix.log"))
-        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-    let started = Instant::now();
-    loop {
-        if let Some(status) = proc.exited() {
-            return Err(format!(
-                "phoenix exited ({status}) while starting:\n{}",
-                proc.log_tail()
-            ));
-        }
-        if port_open(grpc_port)
-            && http_get(http_port, "/v1/projects", ca.as_deref()).is_ok_and(|(code, _)| code == 200)
-        {
-            eprintln!("phoenix (tls: {tls}) up after {:.1?}", started.elapsed());
-            return Ok(Phoenix {
-                proc,
-                http_port,
-                grpc_port,
-                ca,
-                _dir: dir,
-            });
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            return Err(format!(
-                "phoenix did not answer within 120 s:\n{}",
-                proc.log_tail()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-struct Pki {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-/// A CA and a server certificate for 127.0.0.1 signed by it, valid for a day.
-fn test_pki(dir: &Path) -> Result<Pki, openssl::error::ErrorStack> {
-    use openssl::asn1::Asn1Time;
-    use openssl::bn::BigNum;
-    use openssl::ec::{EcGroup, EcKey};
-    use openssl::hash::MessageDigest;
-    use openssl::nid::Nid;
-    use openssl::pkey::PKey;
-    use openssl::x509::extension::{
-        BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
-    };
-    use openssl::x509::{X509, X509NameBuilder};
-
-    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
-    let name = |cn: &str| {
-        let mut n = X509NameBuilder::new()?;
-        n.append_entry_by_nid(Nid::COMMONNAME, cn)?;
-        Ok::<_, openssl::error::ErrorStack>(n.build())
-    };
-    let ca_key = PKey::from_ec_key(EcKey::generate(&group)?)?;
-    let mut ca = X509::builder()?;
-    ca.set_version(2)?;
-    ca.set_serial_number(&*BigNum::from_u32(1)?.to_asn1_integer()?)?;
-    ca.set_subject_name(&*name("tlsdoctor test CA")?)?;
-    ca.set_issuer_name(&*name("tlsdoctor test CA")?)?;
-    ca.set_pubkey(&ca_key)?;
-    ca.set_not_before(&*Asn1Time::days_from_now(0)?)?;
-    ca.set_not_after(&*Asn1Time::days_from_now(1)?)?;
-    ca.append_extension(BasicConstraints::new().critical().ca().build()?)?;
-    ca.append_extension(
-        KeyUsage::new()
-            .critical()
-            .key_cert_sign()
-            .crl_sign()
-            .build()?,
-    )?;
-    ca.sign(&ca_key, MessageDigest::sha256())?;
-    let ca = ca.build();
-
-    let key = PKey::from_ec_key(EcKey::generate(&group)?)?;
-    let mut cert = X509::builder()?;
-    cert.set_version(2)?;
-    cert.set_serial_number(&*BigNum::from_u32(2)?.to_asn1_integer()?)?;
-    cert.set_subject_name(&*name("127.0.0.1")?)?;
-    cert.set_issuer_name(ca.subject_name())?;
-    cert.set_pubkey(&key)?;
-    cert.set_not_before(&*Asn1Time::days_from_now(0)?)?;
-    cert.set_not_after(&*Asn1Time::days_from_now(1)?)?;
-    cert.append_extension(BasicConstraints::new().build()?)?;
-    cert.append_extension(KeyUsage::new().critical().digital_signature().build()?)?;
-    cert.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
-    let san = SubjectAlternativeName::new()
-        .ip("127.0.0.1")
-        .dns("localhost")
-        .build(&cert.x509v3_context(Some(&ca), None))?;
-    cert.append_extension(san)?;
-    cert.sign(&ca_key, MessageDigest::sha256())?;
-    let cert = cert.build();
-
-    let pki = Pki {
-        ca: dir.join("ca.pem"),
-        cert: dir.join("server.pem"),
-        key: dir.join("server-key.pem"),
-    };
-    let write = |path: &Path, pem: Vec<u8>| {
-        std::fs::write(path, pem).map_err(|_| openssl::error::ErrorStack::get())
-    };
-    write(&pki.ca, ca.to_pem()?)?;
-    write(&pki.cert, cert.to_pem()?)?;
-    write(&pki.key, key.private_key_to_pem_pkcs8()?)?;
-    Ok(pki)
-}
-
-struct Rotel {
-    proc: Proc,
-    grpc_port: u16,
-    http_port: u16,
-    _dir: tempfile::TempDir,
-}
-
-fn start_rotel(bin: &Path) -> Result<Rotel, String> {
-    start_rotel_on(bin, free_port(), free_port())
-}
-
-/// One span as rotel's debug exporter printed it.
-#[derive(Debug, Default)]
-struct RotelSpan {
-    trace_id: String,
-    parent_id: String,
-    id: String,
-    name: String,
-    kind: String,
-    start: String,
-    end: String,
-    status_code: String,
-    status_message: String,
-    /// The text of the span's block (attributes and events).
-    text: String,
-    /// The text of the enclosing ResourceSpans block's resource attributes.
-    resource: String,
-}
-
-fn rotel_spans(log: &str) -> Vec<RotelSpan> {
-    let mut spans = Vec::new();
-    for resource_block in log.split("ResourceSpans #").skip(1) {
-        let resource = resource_block
-            .split("ScopeSpans #")
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        for block in resource_block.split("Span #").skip(1) {
-            let field = |name: &str| {
-                block
-                    .lines()
-                    .find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        (k.trim() == name).then(|| v.trim().to_string())
-                    })
-                    .unwrap_or_default()
-            };
-            spans.push(RotelSpan {
-                trace_id: field("Trace ID"),
-                parent_id: field("Parent ID"),
-                id: field("ID"),
-                name: field("Name"),
-                kind: field("Kind"),
-                start: field("Start time"),
-                end: field("End time"),
-                status_code: field("Status code"),
-                status_message: field("Status message"),
-                text: block.to_string(),
-                resource: resource.clone(),
-            });
-        }
-    }
-    spans
-}
+use tlsdoctor_tests::receivers::{
+    Phoenix, assert_time, attr_of, jint, jstr, jstrs, jtime, nanos, receivers, rotel_spans, skip,
+    start_phoenix, start_rotel, start_rotel_on,
+};
+use tlsdoctor_tests::{free_port, vm_rss_kib};
 
 // --- outcomes --------------------------------------------------------------------
 
@@ -456,10 +39,6 @@ fn now_ms() -> DateTime<Utc> {
 
 fn ms(base: DateTime<Utc>, n: i64) -> DateTime<Utc> {
     base + chrono::Duration::milliseconds(n)
-}
-
-fn nanos(t: DateTime<Utc>) -> i64 {
-    t.timestamp_nanos_opt().expect("time in range")
 }
 
 /// A 32-byte ClientHello random, distinct per `seed`.
@@ -708,81 +287,13 @@ fn test_config(protocol: Protocol, endpoint: String) -> OtlpConfig {
     }
 }
 
-// --- reading Phoenix's JSON -------------------------------------------------------
-
-fn attr_of<'a>(attrs: &'a Json, key: &str) -> Option<&'a Json> {
-    attrs
-        .as_array()?
-        .iter()
-        .find(|kv| kv["key"] == key)
-        .map(|kv| &kv["value"])
-}
-
-fn jstr(attrs: &Json, key: &str) -> String {
-    attr_of(attrs, key)
-        .and_then(|v| v["string_value"].as_str())
-        .unwrap_or_else(|| panic!("{key} is not a string attribute in {attrs}"))
-        .to_string()
-}
-
-fn jint(attrs: &Json, key: &str) -> i64 {
-    let v = attr_of(attrs, key).unwrap_or_else(|| panic!("no {key} in {attrs}"));
-    v["int_value"]
-        .as_i64()
-        .or_else(|| v["int_value"].as_str().and_then(|s| s.parse().ok()))
-        .unwrap_or_else(|| panic!("{key} is not an int: {v}"))
-}
-
-fn jstrs(attrs: &Json, key: &str) -> Vec<String> {
-    attr_of(attrs, key)
-        .and_then(|v| v["array_value"]["values"].as_array())
-        .unwrap_or_else(|| panic!("{key} is not an array attribute in {attrs}"))
-        .iter()
-        .map(|v| v["string_value"].as_str().unwrap_or_default().to_string())
-        .collect()
-}
-
-fn jtime(v: &Json) -> i64 {
-    v.as_i64()
-        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        .or_else(|| v.as_f64().map(|f| f as i64))
-        .unwrap_or_else(|| panic!("not a time: {v}"))
-}
-
-/// Phoenix stores microseconds and converts through a float: allow 1 µs.
-fn assert_time(got: &Json, want: DateTime<Utc>, what: &str) {
-    let (got, want) = (jtime(got), nanos(want));
-    assert!(
-        (got - want).abs() <= 1_000,
-        "{what}: got {got}, want {want} (diff {} ns)",
-        got - want
-    );
-}
-
 fn phoenix_spans(phoenix: &Phoenix, project: &str, want: usize) -> Vec<Json> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let path = format!("/v1/projects/{project}/spans/otlpv1?limit=1000");
-    let mut last = String::new();
-    while Instant::now() < deadline {
-        match phoenix.get(&path) {
-            Ok((200, body)) => {
-                let json: Json = serde_json::from_str(&body)
-                    .unwrap_or_else(|e| panic!("phoenix answered non-JSON ({e}): {body}"));
-                let spans = json["data"].as_array().cloned().unwrap_or_default();
-                if spans.len() >= want {
-                    return spans;
-                }
-                last = format!("{} spans so far", spans.len());
-            }
-            Ok((code, body)) => last = format!("HTTP {code}: {body}"),
-            Err(e) => last = e,
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    panic!(
-        "phoenix project {project}: fewer than {want} spans after 30 s ({last})\n{}",
-        phoenix.proc.log_tail()
-    );
+    phoenix.wait_for_spans(
+        project,
+        Duration::from_secs(30),
+        &format!("{want} spans"),
+        |spans| spans.len() >= want,
+    )
 }
 
 // --- tests -------------------------------------------------------------------------
@@ -1207,14 +718,7 @@ fn count_logs(endpoint: &str, text: &str) -> usize {
 }
 
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+    vm_rss_kib(std::process::id()).unwrap_or(0)
 }
 
 #[test]
@@ -1330,36 +834,4 @@ fn collector_down_then_up() {
         eprintln!("{protocol:?} collector up after {attempt} attempt(s): {up:?}");
         exporter.shutdown();
     }
-}
-
-fn start_rotel_on(bin: &Path, grpc_port: u16, http_port: u16) -> Result<Rotel, String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let mut cmd = Command::new(bin);
-    cmd.arg("start")
-        .args(["--exporter", "blackhole"])
-        .args(["--debug-log", "traces", "--debug-log-verbosity", "detailed"])
-        .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc_port}")])
-        .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http_port}")])
-        .current_dir(dir.path());
-    let mut proc = Proc::spawn(cmd, dir.path().join("rotel.log"))
-        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-    let started = Instant::now();
-    while !(port_open(grpc_port) && port_open(http_port)) {
-        if let Some(status) = proc.exited() {
-            return Err(format!("rotel exited ({status}):\n{}", proc.log_tail()));
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            return Err(format!(
-                "rotel did not listen within 30 s:\n{}",
-                proc.log_tail()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(Rotel {
-        proc,
-        grpc_port,
-        http_port,
-        _dir: dir,
-    })
 }

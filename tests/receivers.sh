@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the OTLP receivers the OTLP integration tests export to, and
+# Installs the OTLP receivers the OTLP tests (tests/tests/otlp_phoenix.rs,
+# tests/tests/otlp_agent.rs, through tests/src/receivers.rs) export to, and
 # prints where they are:
 #
 #   PHOENIX=/path/to/phoenix      Arize Phoenix: OTLP gRPC + HTTP, REST API to read spans back
@@ -10,8 +11,10 @@
 # once and reused. Needs python3 with venv and pip, and PyPI. Nothing here
 # listens on anything; the tests start the receivers on loopback ports.
 #
-#   bash agent/tests/receivers.sh          # install if needed, print paths
-#   AYA_BUILD_SKIP=1 cargo test -p agent --test otlp_phoenix
+#   bash tests/receivers.sh                # install if needed, print paths
+#   AYA_BUILD_SKIP=1 cargo test -p tlsdoctor-tests --test otlp_phoenix
+#
+# `cargo xtask setup` / `cargo xtask test` run it too.
 set -euo pipefail
 
 PHOENIX_VERSION=20.26.1

@@ -159,7 +159,6 @@ fn chain_incomplete_failure() -> HandshakeOutcome {
             encrypted_records: vec![],
             non_tls: None,
             anomalies: vec![],
-            server_chain_der: Vec::new(),
         },
         openssl: OpensslFacts {
             calls: vec![SslCallFact {

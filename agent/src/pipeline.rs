@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::Duration;
 
@@ -33,6 +33,8 @@ use crate::sinks::otlp::{OtlpConfig, OtlpExporter};
 /// cannot starve timeouts.
 const MAX_RECORDS_PER_WAKE: usize = 8192;
 const TICK: Duration = Duration::from_millis(100);
+/// How long records accumulate in the ring after a non-empty batch.
+const BATCH_INTERVAL: Duration = Duration::from_millis(2);
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// A new process is checked for TLS libraries this long after exec (the
 /// dynamic loader maps them right after) and once more later (dlopen).
@@ -57,6 +59,10 @@ pub struct Status {
     /// Ring-buffer records that could not be decoded, by error.
     pub decode_errors: BTreeMap<String, u64>,
     pub journal_errors: u64,
+    /// Failures appended to the journal since start.
+    pub journal_records: u64,
+    /// Journal records deleted by rotation (`--journal-max-mib`) since start.
+    pub journal_rotated_out: u64,
     /// OTLP spans dropped (queue full or collector unreachable).
     pub spans_dropped: u64,
     /// Connections with only non-TLS bytes whose port host state showed not
@@ -83,6 +89,8 @@ pub struct UncoveredProcess {
 #[derive(Default)]
 struct Shared {
     journal_errors: AtomicU64,
+    journal_records: AtomicU64,
+    journal_rotated_out: AtomicU64,
     spans_dropped: AtomicU64,
     /// Tentative outcomes host state showed to be plain traffic.
     not_tls_confirmed: AtomicU64,
@@ -146,11 +154,14 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             }
         });
     }
-    let (tx, rx) = sync_channel::<Vec<HandshakeOutcome>>(config.queue.max(1));
+    // Bounded in outcomes, not batches: a batch can hold thousands.
+    let (tx, rx) = sync_channel::<Vec<HandshakeOutcome>>(1024);
+    let queued = Arc::new(AtomicUsize::new(0));
     let plain_ports = Arc::new(PlainPorts::default());
     let sink = {
         let shared = shared.clone();
         let plain = plain_ports.clone();
+        let queued_by_sink = queued.clone();
         let sinks = Sinks {
             journal,
             exporter,
@@ -159,7 +170,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         };
         std::thread::Builder::new()
             .name("tlsdoctor-sinks".into())
-            .spawn(move || sink_loop(rx, sinks, &shared, &plain))
+            .spawn(move || sink_loop(rx, sinks, &shared, &plain, &queued_by_sink))
             .context("starting the sink thread")?
     };
 
@@ -175,6 +186,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     let mut assembler = Assembler::new(config.assembly(), tls_ports, plain_ports.clone());
     let mut queue = OutcomeQueue {
         tx: Some(tx),
+        queued,
+        capacity: config.queue.max(1),
         dropped: 0,
         warned_at: None,
         ports: config.ports.clone(),
@@ -191,15 +204,26 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         .duration
         .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    // Created once: re-creating timers and signal futures on every pass of a
+    // busy loop costs more than the events it handles.
+    let until_deadline = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(until_deadline);
+    // After a batch, the next one is collected for a moment instead of
+    // waking on every record: under load wake-ups stay bounded, and the
+    // first event after a quiet spell is still handled at once.
+    let mut collect = false;
     info!(journal = %config.journal.display(), "capturing TLS handshakes");
 
     loop {
-        let until_deadline = async {
-            match deadline {
-                Some(d) => tokio::time::sleep_until(d).await,
-                None => std::future::pending().await,
-            }
-        };
+        if collect {
+            tokio::time::sleep(BATCH_INTERVAL).await;
+        }
         tokio::select! {
             guard = ring.readable_mut() => {
                 let mut guard = guard.context("ring buffer")?;
@@ -229,6 +253,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                 if n < MAX_RECORDS_PER_WAKE {
                     guard.clear_ready();
                 }
+                collect = n > 0;
                 queue.send(out);
             }
             _ = tick.tick() => {
@@ -270,6 +295,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                 status.dropped_outcomes = queue.dropped;
                 status.decode_errors = decode_errors.clone();
                 status.journal_errors = shared.journal_errors.load(Ordering::Relaxed);
+                status.journal_records = shared.journal_records.load(Ordering::Relaxed);
+                status.journal_rotated_out = shared.journal_rotated_out.load(Ordering::Relaxed);
                 status.plain_connections = shared.not_tls_confirmed.load(Ordering::Relaxed);
                 status.open_connections = assembler.open_connections();
                 status.libraries = capture.libraries().cloned().collect();
@@ -287,9 +314,9 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                     lost_reported = lost;
                 }
             }
-            _ = tokio::signal::ctrl_c() => { info!("SIGINT: stopping"); break; }
+            _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
             _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
-            _ = until_deadline => { info!("duration reached: stopping"); break; }
+            _ = &mut until_deadline => { info!("duration reached: stopping"); break; }
         }
     }
 
@@ -305,6 +332,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     status.updated = Some(Utc::now());
     status.assembly = assembler.stats().clone();
     status.dropped_outcomes = queue.dropped;
+    status.journal_records = shared.journal_records.load(Ordering::Relaxed);
+    status.journal_rotated_out = shared.journal_rotated_out.load(Ordering::Relaxed);
     write_status(&config, &status);
     // Dropping the capture detaches every program and frees the maps.
     let detach_started = std::time::Instant::now();
@@ -321,6 +350,10 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
 /// The bounded queue to the sink thread.
 struct OutcomeQueue {
     tx: Option<SyncSender<Vec<HandshakeOutcome>>>,
+    /// Outcomes sent and not yet handled by the sink thread.
+    queued: Arc<AtomicUsize>,
+    /// Most outcomes waiting at once (`--queue`).
+    capacity: usize,
     dropped: u64,
     warned_at: Option<std::time::Instant>,
     /// Only these server ports (`--port`), when set.
@@ -335,22 +368,41 @@ impl OutcomeQueue {
         if batch.is_empty() {
             return;
         }
-        let Some(tx) = &self.tx else { return };
-        match tx.try_send(batch) {
-            Ok(()) => {}
-            Err(TrySendError::Full(batch)) | Err(TrySendError::Disconnected(batch)) => {
-                self.dropped += batch.len() as u64;
-                let quiet = self
-                    .warned_at
-                    .is_some_and(|t| t.elapsed() < Duration::from_secs(10));
-                if !quiet {
-                    warn!(
-                        dropped_total = self.dropped,
-                        "outcome queue full: outcomes dropped (counted)"
-                    );
-                    self.warned_at = Some(std::time::Instant::now());
-                }
+        if self.tx.is_none() {
+            return;
+        }
+        let waiting = self.queued.load(Ordering::Relaxed);
+        if waiting + batch.len() > self.capacity {
+            // Keep what fits; the rest is counted.
+            let room = self.capacity.saturating_sub(waiting).min(batch.len());
+            let over = batch.len() - room;
+            batch.truncate(room);
+            self.note_dropped(over as u64);
+            if batch.is_empty() {
+                return;
             }
+        }
+        let n = batch.len();
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        let Some(tx) = &self.tx else { return };
+        let sent = tx.try_send(batch);
+        if let Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) = sent {
+            self.queued.fetch_sub(n, Ordering::Relaxed);
+            self.note_dropped(batch.len() as u64);
+        }
+    }
+
+    fn note_dropped(&mut self, n: u64) {
+        self.dropped += n;
+        let quiet = self
+            .warned_at
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(10));
+        if !quiet {
+            warn!(
+                dropped_total = self.dropped,
+                "outcome queue full: outcomes dropped (counted)"
+            );
+            self.warned_at = Some(std::time::Instant::now());
         }
     }
 }
@@ -475,6 +527,7 @@ fn sink_loop(
     mut sinks: Sinks,
     shared: &Shared,
     plain_ports: &PlainPorts,
+    queued: &AtomicUsize,
 ) {
     let colour = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         Colour::Always
@@ -485,6 +538,7 @@ fn sink_loop(
     let mut journal_warned = false;
     let mut spans_dropped = 0;
     while let Ok(batch) = rx.recv() {
+        let n = batch.len();
         for mut outcome in batch {
             if !diagnoser.diagnose(&mut outcome) {
                 // Plain traffic on a port that does not serve TLS.
@@ -496,7 +550,12 @@ fn sink_loop(
             }
             sinks.metrics.record_outcome(&outcome);
             if let Some(exporter) = &sinks.exporter {
-                exporter.export(&outcome);
+                // Failures were parsed for diagnosis; a sampled success
+                // carries its certificate too.
+                if exporter.wants(&outcome) {
+                    diagnoser.parse_certificates(&mut outcome);
+                    exporter.export(&outcome);
+                }
             }
             if outcome.result == HsResult::Failure || sinks.show_success {
                 println!("{}", console::line(&outcome, colour));
@@ -520,6 +579,13 @@ fn sink_loop(
                 journal_warned = true;
             }
         }
+        queued.fetch_sub(n, Ordering::Relaxed);
+        shared
+            .journal_records
+            .store(sinks.journal.appended, Ordering::Relaxed);
+        shared
+            .journal_rotated_out
+            .store(sinks.journal.rotated_out, Ordering::Relaxed);
         if let Some(exporter) = &sinks.exporter {
             let now = exporter.dropped();
             if now > spans_dropped {

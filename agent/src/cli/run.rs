@@ -29,8 +29,9 @@ pub fn execute(args: RunArgs) -> ExitCode {
             }
         };
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread owns the ring buffer and the connection table; diagnosis,
+    // sinks and OTLP export run on threads of their own.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

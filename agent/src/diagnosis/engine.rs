@@ -2,6 +2,7 @@
 
 use crate::diagnosis::rules::after_handshake;
 use crate::diagnosis::{Facts, diagnose};
+use crate::evidence::certificates::CertificateCache;
 use crate::evidence::host::HostState;
 use crate::outcome::{HandshakeOutcome, Result};
 
@@ -9,6 +10,7 @@ use crate::outcome::{HandshakeOutcome, Result};
 #[derive(Default)]
 pub struct Diagnoser {
     host: HostState,
+    certificates: CertificateCache,
 }
 
 impl Diagnoser {
@@ -57,6 +59,11 @@ impl Diagnoser {
         });
         outcome.set_diagnosis(diagnosis);
         true
+    }
+
+    /// Fills a (sampled, exported) success's certificate facts.
+    pub fn parse_certificates(&mut self, outcome: &mut HandshakeOutcome) {
+        outcome.tls.parse_certificates(&mut self.certificates);
     }
 
     pub fn host_state(&mut self) -> &mut HostState {

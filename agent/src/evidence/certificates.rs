@@ -15,6 +15,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
+use foreign_types::{ForeignType, ForeignTypeRef};
 use openssl::error::ErrorStack;
 use openssl::nid::Nid;
 use openssl::pkey::Id;
@@ -185,6 +186,31 @@ fn ip_from_bytes(bytes: &[u8]) -> Option<std::net::IpAddr> {
     }
 }
 
+/// Parsed certificates by DER: a busy server sends the same chain to every
+/// client, and parsing is the expensive part of its facts. Bounded; cleared
+/// when full (refilling is cheap).
+#[derive(Default)]
+pub struct CertificateCache {
+    facts: std::collections::HashMap<Vec<u8>, CertificateFact>,
+}
+
+/// Certificates a [`CertificateCache`] holds.
+const CACHED_CERTIFICATES: usize = 1024;
+
+impl CertificateCache {
+    pub fn fact(&mut self, der: &[u8]) -> Result<CertificateFact, CertError> {
+        if let Some(fact) = self.facts.get(der) {
+            return Ok(fact.clone());
+        }
+        let fact = CertificateFact::from_der(der)?;
+        if self.facts.len() >= CACHED_CERTIFICATES {
+            self.facts.clear();
+        }
+        self.facts.insert(der.to_vec(), fact.clone());
+        Ok(fact)
+    }
+}
+
 /// A problem found in a certificate chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -336,6 +362,9 @@ pub fn load_pem_chain(path: &Path) -> Result<Vec<Vec<u8>>, CertError> {
 #[derive(Clone)]
 pub struct TrustStore {
     anchors: Vec<X509>,
+    /// `anchors` as an OpenSSL store, built on first use (shared by clones:
+    /// the anchors are the same).
+    store: std::sync::Arc<std::sync::OnceLock<X509Store>>,
     /// Subjects as [`CertificateFact::subject`] formats them.
     subjects: HashSet<String>,
     /// SHA-256 of each anchor's DER.
@@ -408,6 +437,7 @@ impl TrustStore {
     pub fn from_der_certificates(ders: &[Vec<u8>], source: &str) -> Result<TrustStore, CertError> {
         let mut store = TrustStore {
             anchors: Vec::new(),
+            store: Default::default(),
             subjects: HashSet::new(),
             digests: HashSet::new(),
             source: source.to_string(),
@@ -469,13 +499,12 @@ impl TrustStore {
         self.anchors.iter().find(|a| signed_by(cert, a))
     }
 
-    /// An OpenSSL store for one verification: the verification time and the
-    /// host name live in the store's parameters, so it is built per call.
-    fn verify_store(
-        &self,
-        now: DateTime<Utc>,
-        name: Option<&str>,
-    ) -> Result<X509Store, ErrorStack> {
+    /// The OpenSSL store of the anchors, built once: adding ~150 system
+    /// anchors sorts them, which cost more than the verifications using it.
+    fn anchor_store(&self) -> Result<&X509Store, ErrorStack> {
+        if let Some(store) = self.store.get() {
+            return Ok(store);
+        }
         let mut builder = X509StoreBuilder::new()?;
         for anchor in &self.anchors {
             builder.add_cert(anchor.clone())?;
@@ -483,6 +512,16 @@ impl TrustStore {
         // What a TLS client checks: the server purpose (EKU), like
         // SSL_CTX's default for clients.
         builder.set_purpose(X509PurposeId::SSL_SERVER)?;
+        Ok(self.store.get_or_init(|| builder.build()))
+    }
+
+    /// One verification's parameters: its time, the security level, and
+    /// the host (or IP) a client would check.
+    fn verify_param(
+        &self,
+        now: DateTime<Utc>,
+        name: Option<&str>,
+    ) -> Result<X509VerifyParam, ErrorStack> {
         let mut param = X509VerifyParam::new()?;
         param.set_time(now.timestamp() as libc::time_t);
         param.set_auth_level(i32::try_from(self.security_level).unwrap_or(i32::MAX));
@@ -496,9 +535,20 @@ impl TrustStore {
                 None => param.set_host(name),
             };
         }
-        builder.set_param(&param)?;
-        Ok(builder.build())
+        Ok(param)
     }
+}
+
+// Not wrapped by openssl-sys: a store context's own parameters, which take
+// the per-verification time and host without rebuilding the store.
+unsafe extern "C" {
+    fn X509_STORE_CTX_get0_param(
+        ctx: *mut openssl_sys::X509_STORE_CTX,
+    ) -> *mut openssl_sys::X509_VERIFY_PARAM;
+    fn X509_VERIFY_PARAM_set1(
+        to: *mut openssl_sys::X509_VERIFY_PARAM,
+        from: *const openssl_sys::X509_VERIFY_PARAM,
+    ) -> libc::c_int;
 }
 
 /// The CA file and directories OpenSSL's `X509_STORE_set_default_paths`
@@ -721,7 +771,8 @@ fn openssl_verify(
     now: DateTime<Utc>,
     trust: &TrustStore,
 ) -> Result<(i32, String), ErrorStack> {
-    let store = trust.verify_store(now, name)?;
+    let store = trust.anchor_store()?;
+    let param = trust.verify_param(now, name)?;
     let mut untrusted = Stack::new()?;
     for cert in certs.iter().skip(1) {
         untrusted.push(cert.clone())?;
@@ -730,7 +781,15 @@ fn openssl_verify(
         return Ok((VERIFY_NOT_RUN, "no certificate".to_string()));
     };
     let mut ctx = X509StoreContext::new()?;
-    ctx.init(&store, leaf, &untrusted, |c| {
+    ctx.init(store, leaf, &untrusted, |c| {
+        // SAFETY: `c` is an initialised store context whose parameters live
+        // as long as it; set1 copies the values out of `param`.
+        let copied = unsafe {
+            X509_VERIFY_PARAM_set1(X509_STORE_CTX_get0_param(c.as_ptr()), param.as_ptr())
+        };
+        if copied != 1 {
+            return Err(ErrorStack::get());
+        }
         c.verify_cert()?;
         let result = c.error();
         Ok((result.as_raw(), result.error_string().to_string()))

@@ -76,7 +76,7 @@ impl Default for HostStateConfig {
         HostStateConfig {
             configs_every: Duration::from_secs(5),
             listeners_every: Duration::from_secs(2),
-            chain_ttl: Duration::from_secs(60),
+            chain_ttl: Duration::from_secs(30),
             log_every: Duration::from_millis(500),
             // nginx stamps whole seconds; a wider window mixes up clients
             // that share an address.
@@ -84,6 +84,9 @@ impl Default for HostStateConfig {
         }
     }
 }
+
+/// A served chain (DER, leaf first) and the name it was checked for.
+type WireChainKey = (Vec<Vec<u8>>, Option<String>);
 
 struct Timed<T> {
     at: Instant,
@@ -99,7 +102,9 @@ pub struct HostState {
     listeners: Option<Timed<ListenerTable>>,
     trust: Option<Result<TrustStore, String>>,
     chains: HashMap<(Vec<PathBuf>, Option<String>), Timed<ChainReport>>,
-    logs: HashMap<PathBuf, Timed<Vec<LogLine>>>,
+    /// Served chains (DER) analysed, by chain and name.
+    wire_chains: HashMap<WireChainKey, Timed<ChainReport>>,
+    logs: HashMap<PathBuf, Timed<logs::LogFollower>>,
     local_addrs: Option<Timed<Vec<IpAddr>>>,
 }
 
@@ -112,8 +117,8 @@ impl Default for HostState {
 /// Bounds on what one failure carries from the logs and configs.
 const MAX_LOG_LINES: usize = 12;
 const MAX_CONFIG_PROBLEMS: usize = 20;
-/// Lines kept per log tail in the cache.
-const LOG_TAIL_LINES: usize = 2000;
+/// Served chains whose analysis is kept.
+const MAX_CACHED_CHAINS: usize = 256;
 
 impl HostState {
     pub fn new(config: HostStateConfig) -> HostState {
@@ -124,6 +129,7 @@ impl HostState {
             listeners: None,
             trust: None,
             chains: HashMap::new(),
+            wire_chains: HashMap::new(),
             logs: HashMap::new(),
             local_addrs: None,
         }
@@ -273,31 +279,56 @@ impl HostState {
         Some(report)
     }
 
-    /// An error log's recent SSL lines (cached tail, re-read when stale).
-    fn log_tail(&mut self, path: &PathBuf, now: DateTime<Utc>) -> &[LogLine] {
-        let stale = self
-            .logs
-            .get(path)
-            .is_none_or(|l| l.at.elapsed() >= self.config.log_every);
-        if stale {
-            // A wide window around now: individual failures filter it.
-            let lines = logs::read_near(path, now, chrono::Duration::minutes(10), LOG_TAIL_LINES)
-                .unwrap_or_else(|e| {
-                    debug!(path = %path.display(), error = %e, "error log not read");
-                    Vec::new()
-                });
-            self.logs.insert(
-                path.clone(),
-                Timed {
-                    at: Instant::now(),
-                    value: lines,
-                },
-            );
+    /// The analysis of a served chain, cached per chain and name: a server
+    /// sends the same chain to every client, and verifying it (parsing,
+    /// signatures) is the expensive part of a failure's host facts. An
+    /// analysis is reused for `chain_ttl` (its date findings may lag by
+    /// that much).
+    fn wire_chain(
+        &mut self,
+        chain: &[Vec<u8>],
+        name: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Option<ChainReport> {
+        let key = (chain.to_vec(), name.map(str::to_string));
+        if let Some(cached) = self.wire_chains.get(&key)
+            && cached.at.elapsed() < self.config.chain_ttl
+        {
+            return Some(cached.value.clone());
         }
-        self.logs
-            .get(path)
-            .map(|l| l.value.as_slice())
-            .unwrap_or(&[])
+        let report = {
+            let trust = self.trust().ok()?;
+            certificates::analyze_chain(chain, name, now, trust, "wire")
+        };
+        if self.wire_chains.len() >= MAX_CACHED_CHAINS {
+            self.wire_chains.clear();
+        }
+        self.wire_chains.insert(
+            key,
+            Timed {
+                at: Instant::now(),
+                value: report.clone(),
+            },
+        );
+        Some(report)
+    }
+
+    /// An error log's follower, refreshed (it reads what was appended) at
+    /// most every `log_every`.
+    fn log_follower(&mut self, path: &std::path::Path) -> &logs::LogFollower {
+        let every = self.config.log_every;
+        let entry = self.logs.entry(path.to_path_buf()).or_insert_with(|| Timed {
+            // Due at once.
+            at: Instant::now() - every,
+            value: logs::LogFollower::new(path),
+        });
+        if entry.at.elapsed() >= every {
+            if let Err(e) = entry.value.refresh() {
+                debug!(path = %path.display(), error = %e, "error log not read");
+            }
+            entry.at = Instant::now();
+        }
+        &entry.value
     }
 
     /// Whether a local server config serves TLS on the outcome's server port.
@@ -348,16 +379,8 @@ impl HostState {
         let now = outcome.end_time;
 
         // The chain the wire showed, against this host's trust store.
-        if !outcome.tls.server_chain_der.is_empty()
-            && let Ok(trust) = self.trust()
-        {
-            facts.wire_chain = Some(certificates::analyze_chain(
-                &outcome.tls.server_chain_der,
-                sni.as_deref(),
-                now,
-                trust,
-                "wire",
-            ));
+        if !outcome.tls.server_chain_der.is_empty() {
+            facts.wire_chain = self.wire_chain(&outcome.tls.server_chain_der, sni.as_deref(), now);
         }
         if !facts.server_is_local {
             return facts;
@@ -375,8 +398,8 @@ impl HostState {
 
         // The server config that serves this port: the running one owning the
         // listener first, then any (running or installed) that names the port.
-        let mut configs: Vec<DiscoveredConfig> = self.configs().to_vec();
-        let rediscover = !configs_cover(&configs, port, &facts.listeners_on_port)
+        let covered = configs_cover(self.configs(), port, &facts.listeners_on_port);
+        let rediscover = !covered
             && self
                 .configs
                 .as_ref()
@@ -385,10 +408,11 @@ impl HostState {
             // A server started (or restarted with another config), or a
             // config was written, since the last discovery.
             self.configs = None;
-            configs = self.configs().to_vec();
         }
+        // Borrowed, not cloned: only the blocks this failure needs are copied.
+        let configs = self.configs();
         let mut chosen: Option<&ServerConfig> = None;
-        for d in &configs {
+        for d in configs {
             let Ok(cfg) = &d.result else { continue };
             if cfg.blocks_on_port(port).is_empty() {
                 continue;
@@ -444,26 +468,41 @@ impl HostState {
         now: DateTime<Utc>,
     ) -> Vec<LogLine> {
         let client_ip = outcome.client.ip.map(|ip| ip.to_string());
+        // Apache names the client as ip:port.
+        let client_prefix = client_ip.as_ref().map(|ip| format!("{ip}:"));
         let window = self.config.log_window;
+        // Load failures are said at start-up, possibly well before the
+        // failure; not hours before.
+        let load_window = chrono::Duration::minutes(30);
+        let oldest = now - window.max(load_window);
         let mut out = Vec::new();
         for file in files {
             if !file.is_absolute() {
                 continue; // "stderr", syslog targets
             }
-            for line in self.log_tail(file, now) {
-                let near = line.time.is_some_and(|t| (t - now).abs() <= window);
-                let ours = match (&line.client, &client_ip) {
-                    (Some(c), Some(ip)) => c == ip || c.starts_with(&format!("{ip}:")),
-                    (None, _) => true,
+            // Newest first: a busy log's older lines are never looked at.
+            for line in self.log_follower(file).lines().rev() {
+                let Some(t) = line.time else { continue };
+                if t < oldest {
+                    break;
+                }
+                let near = (t - now).abs() <= window;
+                let ours = match (&line.client, &client_ip, &client_prefix) {
+                    (Some(c), Some(ip), Some(prefix)) => c == ip || c.starts_with(prefix.as_str()),
+                    (None, _, _) => true,
                     _ => false,
                 };
                 let load_failure =
                     line.indicates == Some(crate::diagnosis::Cause::ServerCannotLoadCertificate);
                 if (near && ours) || load_failure {
                     out.push(line.clone());
+                    if out.len() >= MAX_LOG_LINES * 4 {
+                        break;
+                    }
                 }
             }
         }
+        out.reverse();
         // The most recent ones are the most telling.
         if out.len() > MAX_LOG_LINES {
             out.drain(..out.len() - MAX_LOG_LINES);

@@ -161,6 +161,124 @@ fn select(
     kept.into_iter().map(|(_, _, l)| l).collect()
 }
 
+/// Follows one error log: each refresh reads only what was appended since
+/// the last one (the whole tail again after a rotation or truncation), and
+/// keeps the recent SSL lines. Diagnosing a flood of failures then costs the
+/// log's growth, not a re-read of its tail per failure.
+#[derive(Debug)]
+pub struct LogFollower {
+    path: std::path::PathBuf,
+    /// Device and inode of the file read so far (a rotation replaces it).
+    identity: Option<(u64, u64)>,
+    /// Bytes consumed: up to the end of the last whole line.
+    offset: u64,
+    /// Line number of the line at `offset`, when known.
+    next_line: Option<u64>,
+    lines: std::collections::VecDeque<LogLine>,
+}
+
+/// SSL lines a follower keeps.
+const FOLLOWED_LINES: usize = 4096;
+
+impl LogFollower {
+    pub fn new(path: &Path) -> LogFollower {
+        LogFollower {
+            path: path.to_path_buf(),
+            identity: None,
+            offset: 0,
+            next_line: Some(1),
+            lines: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Reads what was appended since the last refresh.
+    pub fn refresh(&mut self) -> Result<(), LogError> {
+        use std::os::unix::fs::MetadataExt;
+        let shown = self.path.display().to_string();
+        let io = |source| LogError::Io {
+            path: shown.clone(),
+            source,
+        };
+        let mut file = File::open(&self.path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(LogError::NotAFile { path: shown });
+        }
+        let identity = (meta.dev(), meta.ino());
+        let len = meta.len();
+        if self.identity != Some(identity) || len < self.offset {
+            // New file (first read, rotation) or truncated: start over from
+            // its tail.
+            self.identity = Some(identity);
+            self.lines.clear();
+            self.offset = len.saturating_sub(MAX_TAIL_BYTES);
+            self.next_line = if self.offset == 0 {
+                Some(1)
+            } else if self.offset <= MAX_COUNTED_PREFIX {
+                count_newlines(&mut file, self.offset)
+                    .map_err(io)?
+                    .map(|n| n + 1)
+            } else {
+                None
+            };
+            if self.offset > 0 {
+                // Mid-file: skip to the next whole line.
+                self.skip_partial_line(&mut file).map_err(io)?;
+            }
+        } else if len - self.offset > MAX_TAIL_BYTES {
+            // More was appended than is worth reading: jump to the tail.
+            self.offset = len - MAX_TAIL_BYTES;
+            self.next_line = None;
+            self.skip_partial_line(&mut file).map_err(io)?;
+        }
+        if len <= self.offset {
+            return Ok(());
+        }
+        file.seek(SeekFrom::Start(self.offset)).map_err(io)?;
+        let mut appended = Vec::new();
+        file.take(len - self.offset)
+            .read_to_end(&mut appended)
+            .map_err(io)?;
+        // Only whole lines; a line being written is read next time.
+        let Some(end) = appended.iter().rposition(|&b| b == b'\n') else {
+            return Ok(());
+        };
+        let whole = &appended[..end];
+        let newlines = whole.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+        for line in parse_lines(whole, &shown, self.next_line, |_| true) {
+            if self.lines.len() >= FOLLOWED_LINES {
+                self.lines.pop_front();
+            }
+            self.lines.push_back(line);
+        }
+        self.offset += end as u64 + 1;
+        self.next_line = self.next_line.map(|n| n + newlines);
+        Ok(())
+    }
+
+    fn skip_partial_line(&mut self, file: &mut File) -> std::io::Result<()> {
+        file.seek(SeekFrom::Start(self.offset))?;
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            if let Some(i) = buf[..n].iter().position(|&b| b == b'\n') {
+                self.offset += i as u64 + 1;
+                self.next_line = self.next_line.map(|l| l + 1);
+                return Ok(());
+            }
+            self.offset += n as u64;
+        }
+    }
+
+    /// The kept SSL lines, oldest first.
+    pub fn lines(&self) -> impl DoubleEndedIterator<Item = &LogLine> {
+        self.lines.iter()
+    }
+}
+
 /// Parses the SSL-related lines of an nginx or Apache error log whose time
 /// passes `keep` (tested first: most lines of a busy log are skipped there).
 fn parse_lines(
@@ -590,6 +708,67 @@ fn cause_for_verify_code(code: i32) -> Option<Cause> {
         62 | 64 => Some(Cause::HostnameMismatch),
         66..=68 => Some(Cause::WeakCryptoRejected),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod follower_tests {
+    use super::*;
+    use std::io::Write as _;
+
+    const LINE: &str = "2026/11/29 01:53:17 [info] 1234#1234: *5 SSL_do_handshake() failed (SSL: error:0A000418:SSL routines::tlsv1 alert unknown ca:SSL alert number 48) while SSL handshaking, client: 127.0.0.1, server: 0.0.0.0:443\n";
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("tlsdoctor-follow-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("error.log")
+    }
+
+    #[test]
+    fn reads_only_appended_whole_lines_and_survives_rotation() {
+        let path = temp("rotate");
+        let mut f = File::create(&path).unwrap();
+        f.write_all(LINE.as_bytes()).unwrap();
+        f.write_all(b"2026/11/29 01:53:18 [info] 1#1: unrelated\n")
+            .unwrap();
+        let mut follower = LogFollower::new(&path);
+        follower.refresh().unwrap();
+        assert_eq!(follower.lines().count(), 1);
+        assert_eq!(follower.lines().next().unwrap().line, 1);
+        // A line still being written is not read yet.
+        f.write_all(&LINE.as_bytes()[..40]).unwrap();
+        follower.refresh().unwrap();
+        assert_eq!(follower.lines().count(), 1);
+        f.write_all(&LINE.as_bytes()[40..]).unwrap();
+        follower.refresh().unwrap();
+        let lines: Vec<u64> = follower.lines().map(|l| l.line).collect();
+        assert_eq!(lines, vec![1, 3]);
+        // Rotation: a new file under the same name starts over.
+        drop(f);
+        std::fs::rename(&path, path.with_extension("1")).unwrap();
+        std::fs::write(&path, LINE).unwrap();
+        follower.refresh().unwrap();
+        let lines: Vec<u64> = follower.lines().map(|l| l.line).collect();
+        assert_eq!(lines, vec![1]);
+    }
+
+    #[test]
+    fn truncation_starts_over_and_a_missing_file_is_an_error() {
+        let path = temp("truncate");
+        std::fs::write(&path, LINE.repeat(3)).unwrap();
+        let mut follower = LogFollower::new(&path);
+        follower.refresh().unwrap();
+        assert_eq!(follower.lines().count(), 3);
+        std::fs::write(&path, LINE).unwrap();
+        follower.refresh().unwrap();
+        assert_eq!(follower.lines().count(), 1);
+        assert!(
+            LogFollower::new(&path.with_extension("none"))
+                .refresh()
+                .is_err()
+        );
     }
 }
 

@@ -22,7 +22,7 @@ use tls_parser::{
     parse_tls_message_changecipherspec, parse_tls_server_hello_extensions,
 };
 
-use crate::evidence::certificates::CertificateFact;
+use crate::evidence::certificates::{CertificateCache, CertificateFact};
 use crate::outcome::Role;
 
 /// Everything the wire showed about one connection's handshake.
@@ -880,11 +880,11 @@ impl Stream {
         match self.sender {
             Role::Client => sh.facts.client_certificate_count = Some(cert.cert_chain.len()),
             Role::Server => {
-                if !sh.facts.server_certificates.is_empty() {
+                if !sh.facts.server_chain_der.is_empty() {
                     return;
                 }
-                for (i, raw) in cert.cert_chain.iter().enumerate() {
-                    server_certificate(i, raw.data, sh);
+                for raw in &cert.cert_chain {
+                    server_certificate(raw.data, sh);
                 }
             }
         }
@@ -893,7 +893,7 @@ impl Stream {
     /// The stream was cut inside the server's Certificate message: keep the
     /// certificates that arrived whole (the leaf comes first).
     fn salvage_certificates(&mut self, time: DateTime<Utc>, sh: &mut Shared) {
-        if self.sender != Role::Server || sh.tls13 || !sh.facts.server_certificates.is_empty() {
+        if self.sender != Role::Server || sh.tls13 || !sh.facts.server_chain_der.is_empty() {
             return;
         }
         // The partial record body continues the message.
@@ -918,7 +918,7 @@ impl Stream {
             let Some((der, tail)) = rest.split_at_checked(len) else {
                 break;
             };
-            server_certificate(recovered, der, sh);
+            server_certificate(der, sh);
             recovered += 1;
             list = tail;
         }
@@ -982,15 +982,33 @@ fn len_u32(bytes: &[u8]) -> u32 {
     u32::try_from(bytes.len()).unwrap_or(u32::MAX)
 }
 
-fn server_certificate(index: usize, der: &[u8], sh: &mut Shared) {
-    match CertificateFact::from_der(der) {
-        Ok(fact) => {
-            sh.facts.server_certificates.push(fact);
-            sh.facts.server_chain_der.push(der.to_vec());
+/// Keeps a served certificate's DER; [`TlsFacts::parse_certificates`] turns
+/// it into facts later, off the capture path (only outcomes that are
+/// journaled or exported need them, and X.509 parsing is the most expensive
+/// step of a handshake's assembly).
+fn server_certificate(der: &[u8], sh: &mut Shared) {
+    sh.facts.server_chain_der.push(der.to_vec());
+}
+
+impl TlsFacts {
+    /// Parses the served chain (`server_chain_der`) into
+    /// `server_certificates`, once; a certificate that does not parse is an
+    /// anomaly.
+    pub fn parse_certificates(&mut self, cache: &mut CertificateCache) {
+        if !self.server_certificates.is_empty() {
+            return;
         }
-        Err(e) => sh.anomaly(format!(
-            "server certificate #{index} could not be parsed: {e}"
-        )),
+        for (index, der) in self.server_chain_der.iter().enumerate() {
+            match cache.fact(der) {
+                Ok(fact) => self.server_certificates.push(fact),
+                Err(e) => {
+                    let text = format!("server certificate #{index} could not be parsed: {e}");
+                    if self.anomalies.len() < MAX_ANOMALIES && !self.anomalies.contains(&text) {
+                        self.anomalies.push(text);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -1481,7 +1499,9 @@ mod tests {
     fn run(chunks: &[Owned]) -> (TlsFacts, WireProgress) {
         let w = assembler(chunks);
         let p = w.progress();
-        (w.into_facts(), p)
+        let mut facts = w.into_facts();
+        facts.parse_certificates(&mut CertificateCache::default());
+        (facts, p)
     }
 
     /// What the kernel would send for these syscalls.
@@ -2395,7 +2415,9 @@ mod tests {
                 flags: 0,
                 bytes: &flight.bytes[cut..],
             });
-            let f = w.facts();
+            let mut f = w.facts().clone();
+            f.parse_certificates(&mut CertificateCache::default());
+            let f = &f;
             assert_eq!(f.server_certificates.len(), 1);
             assert_eq!(f.server_certificates[0].subject, "CN=server.test");
             assert!(has_anomaly(

@@ -482,6 +482,7 @@ pub fn run(
 /// client (here, the probe) reads them. The facts say what the probe saw
 /// decrypted, in the fields the rules read.
 fn supplement_wire(tls: &mut TlsFacts, attempt: &Attempt, spec: &AttemptSpec) {
+    tls.parse_certificates(&mut crate::evidence::certificates::CertificateCache::default());
     if tls.sni.is_none() {
         tls.sni.clone_from(&spec.sni);
     }

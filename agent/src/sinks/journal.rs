@@ -34,8 +34,17 @@ pub enum JournalError {
 pub struct JournalWriter {
     path: PathBuf,
     out: BufWriter<File>,
+    /// Bytes in the current file.
     written: u64,
     max_bytes: u64,
+    /// Records in the current file and in the rotated generation.
+    current_records: u64,
+    rotated_records: u64,
+    /// Records appended since the writer opened.
+    pub appended: u64,
+    /// Records deleted by rotation since the writer opened (the oldest
+    /// generation makes room): retention, counted, never silent.
+    pub rotated_out: u64,
 }
 
 impl JournalWriter {
@@ -58,6 +67,10 @@ impl JournalWriter {
             out: BufWriter::new(file),
             written,
             max_bytes,
+            current_records: count_lines(path),
+            rotated_records: count_lines(&rotated_path(path)),
+            appended: 0,
+            rotated_out: 0,
         })
     }
 
@@ -82,6 +95,8 @@ impl JournalWriter {
                 source,
             })?;
         self.written += line.len() as u64;
+        self.current_records += 1;
+        self.appended += 1;
         Ok(())
     }
 
@@ -107,8 +122,22 @@ impl JournalWriter {
             .map_err(io_err)?;
         self.out = BufWriter::new(file);
         self.written = 0;
+        self.rotated_out += self.rotated_records;
+        self.rotated_records = self.current_records;
+        self.current_records = 0;
         Ok(())
     }
+}
+
+/// Lines of an existing journal file (0 when there is none).
+fn count_lines(path: &Path) -> u64 {
+    let Ok(file) = File::open(path) else {
+        return 0;
+    };
+    BufReader::new(file)
+        .split(b'\n')
+        .filter(|l| l.as_ref().is_ok_and(|l| !l.is_empty()))
+        .count() as u64
 }
 
 fn rotated_path(path: &Path) -> PathBuf {
@@ -230,6 +259,10 @@ mod tests {
         }
         w.flush().unwrap();
         assert!(rotated_path(&path).exists());
+        // Every record is either on disk or counted as rotated out.
+        let on_disk = count_lines(&path) + count_lines(&rotated_path(&path));
+        assert_eq!(w.appended, 6);
+        assert_eq!(on_disk + w.rotated_out, 6);
         let (records, _) = read(&path, None).unwrap();
         assert!(records.len() >= 2);
         assert_eq!(records.last().unwrap().id, "id-5");

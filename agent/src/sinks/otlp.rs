@@ -1565,6 +1565,16 @@ impl OtlpExporter {
     /// Queues the span of `outcome` for export, unless it is a success that
     /// sampling leaves out. Never blocks: with the queue full the span is
     /// dropped and counted.
+    /// Whether [`OtlpExporter::export`] sends this outcome: every failure,
+    /// and the successes sampling keeps.
+    pub fn wants(&self, outcome: &HandshakeOutcome) -> bool {
+        outcome.is_failure()
+            || sample_success(
+                SpanIds::for_outcome(outcome).trace_id,
+                self.sample_success_ratio,
+            )
+    }
+
     pub fn export(&self, outcome: &HandshakeOutcome) {
         let ids = SpanIds::for_outcome(outcome);
         if !outcome.is_failure() && !sample_success(ids.trace_id, self.sample_success_ratio) {

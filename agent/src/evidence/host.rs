@@ -317,11 +317,14 @@ impl HostState {
     /// most every `log_every`.
     fn log_follower(&mut self, path: &std::path::Path) -> &logs::LogFollower {
         let every = self.config.log_every;
-        let entry = self.logs.entry(path.to_path_buf()).or_insert_with(|| Timed {
-            // Due at once.
-            at: Instant::now() - every,
-            value: logs::LogFollower::new(path),
-        });
+        let entry = self
+            .logs
+            .entry(path.to_path_buf())
+            .or_insert_with(|| Timed {
+                // Due at once.
+                at: Instant::now() - every,
+                value: logs::LogFollower::new(path),
+            });
         if entry.at.elapsed() >= every {
             if let Err(e) = entry.value.refresh() {
                 debug!(path = %path.display(), error = %e, "error log not read");

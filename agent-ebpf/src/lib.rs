@@ -28,8 +28,6 @@ pub const NON_TLS_SNIPPET: u32 = 24;
 pub const TRAILING_RECORD_HEADERS: u16 = 8;
 /// OpenSSL errors kept per SSL call.
 pub const MAX_SSL_ERRORS: usize = 4;
-/// Bytes kept of the C function name OpenSSL attaches to an error.
-pub const ERR_FUNC_LEN: usize = 40;
 
 /// What follows the [`EventHeader`].
 #[repr(u32)]
@@ -217,10 +215,10 @@ pub enum SslFunc {
     DoHandshake = 1,
     Connect = 2,
     Accept = 3,
-    Read = 4,
-    Write = 5,
-    ReadEx = 6,
-    WriteEx = 7,
+    /// Not a call: an error (or a failed verify result) raised on a thread
+    /// outside any followed call, e.g. inside `SSL_read`, which is not
+    /// probed. Userspace attributes it to the thread's connection.
+    Outside = 4,
 }
 
 impl SslFunc {
@@ -229,21 +227,9 @@ impl SslFunc {
             1 => Self::DoHandshake,
             2 => Self::Connect,
             3 => Self::Accept,
-            4 => Self::Read,
-            5 => Self::Write,
-            6 => Self::ReadEx,
-            7 => Self::WriteEx,
+            4 => Self::Outside,
             _ => return None,
         })
-    }
-
-    /// `SSL_read`/`SSL_write` and their `_ex` forms: they drive a handshake
-    /// only when one is pending.
-    pub fn is_io(self) -> bool {
-        matches!(
-            self,
-            Self::Read | Self::Write | Self::ReadEx | Self::WriteEx
-        )
     }
 }
 
@@ -254,11 +240,9 @@ pub struct SslError {
     /// `ERR_LIB_SSL` (20) or `ERR_LIB_X509` (11).
     pub lib: u32,
     pub reason: u32,
-    /// Source line from `ERR_set_debug`, 0 if unknown.
+    /// Source line (OpenSSL 1.1's `ERR_put_error` passes it), 0 if unknown.
     pub line: u32,
     pub _pad: u32,
-    /// NUL-terminated function name from `ERR_set_debug`, empty if unknown.
-    pub func: [u8; ERR_FUNC_LEN],
 }
 
 pub const ERR_LIB_X509: u32 = 11;

@@ -117,18 +117,12 @@ pub struct SslKey {
 
 /// `SslState.flags`: the handshake completed.
 pub const SSL_STATE_DONE: u32 = 1;
-/// `SSL_read`/`SSL_write` calls still followed after the handshake completed:
-/// a TLS 1.3 server's rejection of a client certificate arrives at the
-/// client's first read.
-pub const IO_CALLS_AFTER_DONE: u32 = 4;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct SslState {
     pub fd: i32,
     pub flags: u32,
-    pub io_after_done: u32,
-    pub _pad: u32,
 }
 
 /// The OpenSSL call a thread is inside.
@@ -137,9 +131,6 @@ pub struct SslState {
 pub struct SslCall {
     pub ssl: u64,
     pub entry_ts: u64,
-    /// Pending `ERR_set_debug` function-name pointer for the next error.
-    pub pending_func: u64,
-    pub pending_line: u32,
     pub fd: i32,
     pub verify_result: i32,
     pub func: u8,

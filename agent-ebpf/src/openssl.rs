@@ -1,26 +1,33 @@
 //! OpenSSL uprobes (libssl/libcrypto 1.1 and 3.x, attached per library file).
 //!
 //! A thread entering a handshake-driving call (`SSL_do_handshake`,
-//! `SSL_connect`, `SSL_accept`, and `SSL_read`/`SSL_write` while a handshake
-//! may be pending) gets an entry in `SSL_CALLS`. While it is there, SSL and
-//! X509 errors the library raises and the X.509 verify result are collected
-//! into it; socket syscalls inside the call name its fd. On return, one
-//! `SslEvent` reports a finished handshake, or a failed one with OpenSSL's
-//! own reasons. Non-blocking WANT_READ/WANT_WRITE returns are only counted.
+//! `SSL_connect`, `SSL_accept`) gets an entry in `SSL_CALLS`. While it is
+//! there, SSL and X509 errors the library raises and the X.509 verify result
+//! are collected into it; socket syscalls inside the call name its fd. On
+//! return, one `SslEvent` reports a finished handshake, or a failed one with
+//! OpenSSL's own reasons. Non-blocking WANT_READ/WANT_WRITE returns are only
+//! counted.
+//!
+//! `SSL_read`/`SSL_write` are deliberately not probed: a uprobe hit costs
+//! microseconds (about 12 µs on the VMs this was measured on, see
+//! BENCHMARKS.md), and those calls run for every record of every established
+//! connection. Handshakes driven from inside them (`openssl s_client`) and a
+//! TLS 1.3 server's late rejection of a client certificate still raise their
+//! errors through `ERR_vset_error`; those arrive as `SslFunc::Outside` events.
 
 use agent_ebpf::{
     Counter, ERR_LIB_SSL, ERR_LIB_X509, EventKind, MAX_SSL_ERRORS, SSL_FLAG_ERRORS_TRUNCATED,
-    SSL_FLAG_HANDSHAKE_DONE_BEFORE, SSL_FLAG_VERIFY_RESULT, SslEvent, SslFunc,
+    SSL_FLAG_HANDSHAKE_DONE_BEFORE, SSL_FLAG_VERIFY_RESULT, SslError, SslEvent, SslFunc,
 };
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user_str_bytes},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::{uprobe, uretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
 
 use crate::maps::{
-    ARGS, ARGS_BIO_NEW_SOCKET, BIO_FD, IO_CALLS_AFTER_DONE, SSL_CALLS, SSL_SCRATCH, SSL_STATE,
-    SSL_STATE_DONE, SslKey, SslState, SysArgs, count, header, is_self, mark_active, reserve,
+    ARGS, ARGS_BIO_NEW_SOCKET, BIO_FD, SSL_CALLS, SSL_SCRATCH, SSL_STATE, SSL_STATE_DONE, SslKey,
+    SslState, SysArgs, count, header, is_self, mark_active, reserve,
 };
 
 /// An inner call entered within this long of the outer one on the same
@@ -52,10 +59,6 @@ macro_rules! ssl_call_hooks {
 ssl_call_hooks!(ssl_do_handshake, ssl_do_handshake_ret, SslFunc::DoHandshake);
 ssl_call_hooks!(ssl_connect, ssl_connect_ret, SslFunc::Connect);
 ssl_call_hooks!(ssl_accept, ssl_accept_ret, SslFunc::Accept);
-ssl_call_hooks!(ssl_read, ssl_read_ret, SslFunc::Read);
-ssl_call_hooks!(ssl_write, ssl_write_ret, SslFunc::Write);
-ssl_call_hooks!(ssl_read_ex, ssl_read_ex_ret, SslFunc::ReadEx);
-ssl_call_hooks!(ssl_write_ex, ssl_write_ex_ret, SslFunc::WriteEx);
 
 #[inline(always)]
 fn call_enter(ctx: &ProbeContext, func: SslFunc) -> Result<(), ()> {
@@ -71,18 +74,9 @@ fn call_enter(ctx: &ProbeContext, func: SslFunc) -> Result<(), ()> {
     let mut done_before = false;
     let mut fd = -1;
     if let Some(state) = state {
-        let state = unsafe { &mut *state };
+        let state = unsafe { &*state };
         fd = state.fd;
-        if state.flags & SSL_STATE_DONE != 0 {
-            done_before = true;
-            if func.is_io() {
-                // Established connections cost one lookup per call.
-                if state.io_after_done >= IO_CALLS_AFTER_DONE {
-                    return Ok(());
-                }
-                state.io_after_done += 1;
-            }
-        }
+        done_before = state.flags & SSL_STATE_DONE != 0;
     }
 
     if let Some(existing) = SSL_CALLS.get_ptr_mut(pid_tgid) {
@@ -100,8 +94,6 @@ fn call_enter(ctx: &ProbeContext, func: SslFunc) -> Result<(), ()> {
     let call = unsafe { &mut *scratch };
     call.ssl = ssl;
     call.entry_ts = now;
-    call.pending_func = 0;
-    call.pending_line = 0;
     call.fd = fd;
     call.verify_result = 0;
     call.func = func as u8;
@@ -131,7 +123,6 @@ fn call_exit(ctx: &RetProbeContext) -> Result<(), ()> {
     }
     let ret: i32 = ctx.ret();
     let tgid = (pid_tgid >> 32) as u32;
-    let func = SslFunc::from_u8(call.func).ok_or(())?;
     let done_before = call.flags & SSL_FLAG_HANDSHAKE_DONE_BEFORE != 0;
     // SSL_read/SSL_write return bytes (> 0); the _ex forms and the handshake
     // functions return 1 on success.
@@ -143,17 +134,12 @@ fn call_exit(ctx: &RetProbeContext) -> Result<(), ()> {
     let key = ssl_key(tgid, call.ssl);
     let mut state = match unsafe { SSL_STATE.get(&key) } {
         Some(s) => *s,
-        None => SslState {
-            fd: -1,
-            flags: 0,
-            io_after_done: 0,
-            _pad: 0,
-        },
+        None => SslState { fd: -1, flags: 0 },
     };
     if call.fd >= 0 {
         state.fd = call.fd;
     }
-    if completes || (succeeded && func.is_io()) {
+    if completes {
         state.flags |= SSL_STATE_DONE;
     }
     let _ = SSL_STATE.insert(&key, &state, 0);
@@ -214,9 +200,19 @@ fn record_error(lib: u32, reason: u32, line: u32) {
     if lib != ERR_LIB_SSL && lib != ERR_LIB_X509 {
         return;
     }
-    // Only errors raised inside a followed SSL call: other code raises and
-    // clears errors all the time.
     let Some(call) = SSL_CALLS.get_ptr_mut(bpf_get_current_pid_tgid()) else {
+        // SSL and X509 errors are rare outside a failing connection (other
+        // libraries' errors, raised and cleared all the time, were dropped
+        // above); userspace keeps the ones it can tie to a connection.
+        emit_outside(
+            Some(SslError {
+                lib,
+                reason,
+                line,
+                _pad: 0,
+            }),
+            None,
+        );
         return;
     };
     let call = unsafe { &mut *call };
@@ -226,47 +222,29 @@ fn record_error(lib: u32, reason: u32, line: u32) {
         count(Counter::SslErrorsTruncated);
         return;
     }
-    let pending_func = call.pending_func;
-    let pending_line = call.pending_line;
-    call.pending_func = 0;
-    call.pending_line = 0;
     let Some(slot) = call.errors.get_mut(idx) else {
         return;
     };
     slot.lib = lib;
     slot.reason = reason;
-    slot.line = if line != 0 { line } else { pending_line };
+    slot.line = line;
     slot._pad = 0;
-    slot.func[0] = 0;
-    if pending_func != 0 {
-        let _ = unsafe { bpf_probe_read_user_str_bytes(pending_func as *const u8, &mut slot.func) };
-    }
     call.error_count += 1;
-}
-
-/// OpenSSL 3.x: `ERR_set_debug(file, line, func)`, called just before the
-/// error is set.
-#[uprobe]
-pub fn err_set_debug(ctx: ProbeContext) -> u32 {
-    let Some(call) = SSL_CALLS.get_ptr_mut(bpf_get_current_pid_tgid()) else {
-        return 0;
-    };
-    let line: Option<i32> = ctx.arg(1);
-    let func: Option<u64> = ctx.arg(2);
-    let call = unsafe { &mut *call };
-    call.pending_line = line.unwrap_or(0) as u32;
-    call.pending_func = func.unwrap_or(0);
-    0
 }
 
 /// libssl reads the chain verification result with this right after
 /// `X509_verify_cert`.
 #[uretprobe]
 pub fn x509_store_ctx_get_error_ret(ctx: RetProbeContext) -> u32 {
+    let result: i32 = ctx.ret();
     let Some(call) = SSL_CALLS.get_ptr_mut(bpf_get_current_pid_tgid()) else {
+        // A failed verdict outside a followed call (s_client verifies inside
+        // SSL_read); a passing one says nothing.
+        if result != 0 {
+            emit_outside(None, Some(result));
+        }
         return 0;
     };
-    let result: i32 = ctx.ret();
     let call = unsafe { &mut *call };
     // Keep the first failure: later calls (callbacks) may read it again.
     if call.flags & SSL_FLAG_VERIFY_RESULT == 0 || (call.verify_result == 0 && result != 0) {
@@ -274,6 +252,45 @@ pub fn x509_store_ctx_get_error_ret(ctx: RetProbeContext) -> u32 {
         call.flags |= SSL_FLAG_VERIFY_RESULT;
     }
     0
+}
+
+/// Reports an error or a failed verify result raised outside any followed
+/// call, for userspace to tie to the thread's connection.
+#[inline(always)]
+fn emit_outside(error: Option<SslError>, verify_result: Option<i32>) {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if is_self(tgid) {
+        return;
+    }
+    let Some(mut e) = reserve::<SslEvent>() else {
+        return;
+    };
+    let ev = unsafe { e.assume_init_mut() };
+    ev.header = header(EventKind::Ssl);
+    ev.ssl = 0;
+    ev.entry_ts_ns = ev.header.ts_ns;
+    ev.fd = -1;
+    ev.ret = 0;
+    ev.func = SslFunc::Outside as u8;
+    ev.flags = if verify_result.is_some() {
+        SSL_FLAG_VERIFY_RESULT
+    } else {
+        0
+    };
+    ev._pad = 0;
+    ev.verify_result = verify_result.unwrap_or(0);
+    ev.errors = [SslError {
+        lib: 0,
+        reason: 0,
+        line: 0,
+        _pad: 0,
+    }; MAX_SSL_ERRORS];
+    ev.error_count = 0;
+    if let Some(error) = error {
+        ev.errors[0] = error;
+        ev.error_count = 1;
+    }
+    e.submit(0);
 }
 
 /// `SSL_set_fd(ssl, fd)` and `SSL_set_rfd(ssl, fd)`: nginx, python.
@@ -305,12 +322,7 @@ fn bind_fd(ssl: u64, fd: i32) {
     if is_self(tgid) {
         return;
     }
-    let state = SslState {
-        fd,
-        flags: 0,
-        io_after_done: 0,
-        _pad: 0,
-    };
+    let state = SslState { fd, flags: 0 };
     // A new binding starts a new connection on a possibly reused SSL*.
     let _ = SSL_STATE.insert(&ssl_key(tgid, ssl), &state, 0);
 }

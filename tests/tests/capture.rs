@@ -133,6 +133,23 @@ fn untrusted_certificate_is_recorded_for_python_and_s_client() {
     assert_tuple(r, port);
     assert_eq!(r.client.comm.as_deref(), Some("openssl"));
     assert_eq!(r.tls.alert.as_ref().map(|a| a.code), Some(48));
+    // s_client handshakes inside SSL_read, which is not probed: its reasons
+    // come from the errors raised outside a followed call, tied to its
+    // connection by thread.
+    assert!(
+        r.openssl
+            .reasons
+            .iter()
+            .any(|reason| reason.contains("certificate verify failed")),
+        "{r:#?}"
+    );
+    assert!(
+        r.openssl
+            .verify_result
+            .as_ref()
+            .is_some_and(|v| v.code != 0),
+        "{r:#?}"
+    );
 }
 
 #[test]

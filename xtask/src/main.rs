@@ -123,7 +123,10 @@ fn main() -> Result<()> {
             setup(true)?;
             require_root()?;
             mount_tracefs();
-            cargo(&["build", "--release", "-p", "agent", "-p", "tlsdoctor-tests"])?;
+            // The agent on its own: built together with the test crate, cargo
+            // would unify features and the binary would not be the one users run.
+            cargo(&["build", "--release", "-p", "agent"])?;
+            cargo(&["bench", "-p", "agent", "--bench", "pipeline"])?;
             let mut bench_args = vec![
                 "run",
                 "--release",
@@ -134,7 +137,9 @@ fn main() -> Result<()> {
                 "--",
             ];
             bench_args.extend(args.iter().map(String::as_str));
-            cargo(&bench_args)?;
+            run(Command::new(cargo_bin())
+                .args(&bench_args)
+                .env("TLSDOCTOR_AGENT_BIN", root.join("target/release/agent")))?;
         }
     }
     Ok(())

@@ -13,7 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use agent_ebpf::{ConnEvent, SockStateEvent, sock_key};
+use agent_ebpf::{ConnEvent, SockStateEvent, SslEvent, SslFunc, sock_key};
 use chrono::{DateTime, Utc};
 
 use crate::capture::events::{KernelEvent, c_str, endpoint_addr};
@@ -25,6 +25,10 @@ use crate::outcome::{Endpoint, HandshakeOutcome, Result as HsResult, Role};
 use conn::{Conn, Decision};
 
 const EINPROGRESS: i32 = 115;
+/// How recent a thread's handshake I/O must be for an OpenSSL error raised
+/// outside a followed call to be tied to it (a TLS 1.3 server's rejection of
+/// a client certificate follows the client's last handshake bytes at once).
+const OUTSIDE_WINDOW_NS: u64 = 2_000_000_000;
 const TCP_SYN_SENT: u32 = 2;
 
 /// Converts the kernel's monotonic timestamps to wall-clock time.
@@ -190,6 +194,13 @@ pub struct AssemblyStats {
     pub successes: u64,
     /// Failed handshakes.
     pub failures: u64,
+    /// OpenSSL errors raised outside a followed call (inside `SSL_read`,
+    /// say) tied to their thread's connection.
+    pub openssl_outside_attributed: u64,
+    /// Such errors with no connection to tie them to (no recent handshake
+    /// I/O on that thread, or a server thread whose handshakes all run
+    /// inside followed calls): counted, not reported.
+    pub openssl_outside_unattributed: u64,
 }
 
 type Addr = (IpAddr, u16);
@@ -270,6 +281,9 @@ pub struct Assembler {
     early_states: HashMap<u64, Vec<SockStateEvent>>,
     tuples: TupleIndex,
     processes: ProcessCache,
+    /// The connection each thread last did handshake I/O on, and when: an
+    /// OpenSSL error raised outside a followed call belongs to it.
+    thread_conn: HashMap<u32, (u64, u64)>,
     stats: AssemblyStats,
     host: Option<String>,
     next_id: u64,
@@ -293,6 +307,7 @@ impl Assembler {
             early_states: HashMap::new(),
             tuples: TupleIndex::new(),
             processes: ProcessCache::default(),
+            thread_conn: HashMap::new(),
             stats: AssemblyStats::default(),
             host: hostname(),
             next_id: 0,
@@ -323,10 +338,25 @@ impl Assembler {
             KernelEvent::Connect(ev) => self.on_connect(ev, clock, out),
             KernelEvent::Accept(ev) => self.on_accept(ev, clock, out),
             KernelEvent::SockState(ev) => self.on_state(ev, clock),
-            KernelEvent::Data(d) => match self.open.get_mut(&sock_key(d.header.tgid, d.fd)) {
-                Some(conn) => conn.on_data(d, clock),
-                None => self.stats.untracked_events += 1,
-            },
+            KernelEvent::Data(d) => {
+                let key = sock_key(d.header.tgid, d.fd);
+                match self.open.get_mut(&key) {
+                    Some(conn) => {
+                        conn.on_data(d, clock);
+                        self.note_thread_io(d.header.tid, key, d.header.ts_ns);
+                    }
+                    None => self.stats.untracked_events += 1,
+                }
+            }
+            KernelEvent::Ssl(ev) if SslFunc::from_u8(ev.func) == Some(SslFunc::Outside) => {
+                match self.outside_conn(ev) {
+                    Some(conn) => {
+                        conn.on_ssl(ev, clock);
+                        self.stats.openssl_outside_attributed += 1;
+                    }
+                    None => self.stats.openssl_outside_unattributed += 1,
+                }
+            }
             KernelEvent::Ssl(ev) => {
                 let conn = (ev.fd >= 0)
                     .then(|| self.open.get_mut(&sock_key(ev.header.tgid, ev.fd)))
@@ -367,6 +397,29 @@ impl Assembler {
                 self.processes.forget(tgid);
             }
         }
+    }
+
+    fn note_thread_io(&mut self, tid: u32, key: u64, ts: u64) {
+        // Bounded like the process cache: cheap to refill.
+        if self.thread_conn.len() >= self.config.max_connections {
+            self.thread_conn.clear();
+        }
+        self.thread_conn.insert(tid, (key, ts));
+    }
+
+    /// The connection an OpenSSL error raised outside a followed call belongs
+    /// to: the one its thread did handshake I/O on within the last
+    /// `OUTSIDE_WINDOW_NS`. Not a server connection whose handshake ran inside
+    /// followed calls: a server thread (nginx) serves many connections, and
+    /// its errors outside those calls come from established ones.
+    fn outside_conn(&mut self, ev: &SslEvent) -> Option<&mut Conn> {
+        let &(key, at) = self.thread_conn.get(&ev.header.tid)?;
+        if ev.header.ts_ns.saturating_sub(at) > OUTSIDE_WINDOW_NS {
+            return None;
+        }
+        self.open
+            .get_mut(&key)
+            .filter(|conn| !(conn.ssl_seen && conn.role == Role::Server))
     }
 
     fn start_closing(
@@ -586,7 +639,10 @@ impl Assembler {
             self.stats.learned_tls_ports += 1;
         }
         let tls_port = server_port.is_some_and(|p| self.tls_ports.contains(p));
-        let involved_tls = spoke_tls || conn.ssl_seen || (tls_port && facts.non_tls.is_some());
+        let involved_tls = spoke_tls
+            || conn.ssl_seen
+            || !conn.openssl.errors.is_empty()
+            || (tls_port && facts.non_tls.is_some());
         if involved_tls || conn.connect_failed && tls_port {
             return Some(self.finish(conn, clock));
         }
@@ -873,5 +929,90 @@ mod tests {
         assert_eq!(out.len(), 1, "{out:#?}");
         assert!(out[0].tentative);
         assert_eq!(out[0].socket.connect_errno, Some(libc::ECONNREFUSED));
+    }
+
+    /// An error OpenSSL raised on `tid` outside a followed call (in
+    /// `SSL_read`, which is not probed): certificate verify failed.
+    fn outside_error(tid: u32, ts_ns: u64) -> KernelEvent {
+        let none = agent_ebpf::SslError {
+            lib: 0,
+            reason: 0,
+            line: 0,
+            _pad: 0,
+        };
+        let mut errors = [none; agent_ebpf::MAX_SSL_ERRORS];
+        errors[0] = agent_ebpf::SslError {
+            lib: agent_ebpf::ERR_LIB_SSL,
+            reason: 134,
+            line: 0,
+            _pad: 0,
+        };
+        KernelEvent::Ssl(Box::new(SslEvent {
+            header: EventHeader {
+                kind: 6,
+                _pad: 0,
+                ts_ns,
+                tid,
+                tgid: CURL,
+            },
+            ssl: 0,
+            entry_ts_ns: ts_ns,
+            fd: -1,
+            ret: 0,
+            func: SslFunc::Outside as u8,
+            flags: 0,
+            error_count: 1,
+            _pad: 0,
+            verify_result: 0,
+            errors,
+        }))
+    }
+
+    #[test]
+    fn an_error_outside_a_followed_call_belongs_to_its_threads_connection() {
+        let mut a = assembler(Arc::new(PlainPorts::default()));
+        let clock = WallClock::now();
+        let mut out = Vec::new();
+        a.on_event(&connect(443, 0), &clock, &mut out);
+        // The start of a ClientHello, written by curl's thread.
+        a.on_event(
+            &KernelEvent::Data(crate::capture::events::DataRecord {
+                header: header(4, 2_000),
+                fd: 5,
+                direction: agent_ebpf::Direction::Egress,
+                flags: 0,
+                syscall: 0,
+                stream_offset: 0,
+                syscall_len: 5,
+                bytes: vec![0x16, 0x03, 0x01, 0x00, 0x40],
+            }),
+            &clock,
+            &mut out,
+        );
+        // Another thread of the process, and a stale one, own nothing.
+        a.on_event(&outside_error(CURL + 1, 3_000), &clock, &mut out);
+        a.on_event(
+            &outside_error(CURL, 3_000 + 5_000_000_000),
+            &clock,
+            &mut out,
+        );
+        assert_eq!(a.stats().openssl_outside_unattributed, 2);
+        a.on_event(&outside_error(CURL, 4_000), &clock, &mut out);
+        assert_eq!(a.stats().openssl_outside_attributed, 1);
+        a.on_event(
+            &KernelEvent::Close(agent_ebpf::CloseEvent {
+                header: header(5, 5_000),
+                fd: 5,
+                _pad: 0,
+            }),
+            &clock,
+            &mut out,
+        );
+        a.tick(10_000_000_000, &clock, &mut out);
+        assert_eq!(out.len(), 1, "{:#?}", a.stats());
+        let o = &out[0];
+        assert_eq!(o.result, HsResult::Failure, "{o:#?}");
+        assert_eq!(o.openssl.errors.len(), 1);
+        assert!(o.openssl.calls.is_empty(), "no followed call is invented");
     }
 }

@@ -201,19 +201,23 @@ fn overhead(s: &Settings) -> String {
     load(port, &pki.ca_file, s.threads, 1);
     let mut off = Vec::new();
     let mut on = Vec::new();
+    let mut agent_cpu = Vec::new();
     for _ in 0..s.rounds {
         off.push(load(port, &pki.ca_file, s.threads, s.phase));
         let agent = Agent::start(&[]);
+        let t0 = proc_cpu_ticks(agent.pid());
         on.push(load(port, &pki.ca_file, s.threads, s.phase));
+        // USER_HZ ticks → % of one core over the phase.
+        agent_cpu.push((proc_cpu_ticks(agent.pid()) - t0) as f64 / s.phase as f64);
         agent.stop();
     }
     let mut out = format!(
-        "## Handshake overhead\n\nnginx (1 worker, ECDSA P-256, TLS 1.3) on loopback; {} client threads, a new TLS connection per request (connect, handshake, GET, close); {} s per phase, agent off and on interleaved {} times. Both ends run OpenSSL on this host, so the agent's probes fire on the client and the server: this is twice what a server-only host pays.\n\n| round | off: handshakes/s | on: handshakes/s | ratio | off p50/p99 µs | on p50/p99 µs | Δp99 µs |\n|---|---|---|---|---|---|---|\n",
+        "## Handshake overhead\n\nnginx (1 worker, ECDSA P-256, TLS 1.3) on loopback; {} client threads, a new TLS connection per request (connect, handshake, GET, close); {} s per phase, agent off and on interleaved {} times. Both ends run OpenSSL on this host, so the agent's probes fire on the client and the server: this is twice what a server-only host pays.\n\n| round | off: handshakes/s | on: handshakes/s | ratio | off p50/p99 µs | on p50/p99 µs | Δp99 µs | agent CPU (% of a core) |\n|---|---|---|---|---|---|---|---|\n",
         s.threads, s.phase, s.rounds
     );
-    for (i, (a, b)) in off.iter().zip(&on).enumerate() {
+    for (i, ((a, b), cpu)) in off.iter().zip(&on).zip(&agent_cpu).enumerate() {
         out.push_str(&format!(
-            "| {} | {:.0} | {:.0} | {:.3} | {}/{} | {}/{} | {:+} |\n",
+            "| {} | {:.0} | {:.0} | {:.3} | {}/{} | {}/{} | {:+} | {cpu:.1} |\n",
             i + 1,
             a.rate(),
             b.rate(),
@@ -241,7 +245,7 @@ fn overhead(s: &Settings) -> String {
     let (mo, mn) = (merged(&off), merged(&on));
     let errors: u64 = off.iter().chain(&on).map(|p| p.errors).sum();
     out.push_str(&format!(
-        "| all | {:.0} | {:.0} | **{:.3}** | {}/{} | {}/{} | **{:+}** |\n\nErrors: {errors}.\n\n",
+        "| all | {:.0} | {:.0} | **{:.3}** | {}/{} | {}/{} | **{:+}** | {:.1} |\n\nErrors: {errors}.\n\n",
         total(&off),
         total(&on),
         total(&on) / total(&off),
@@ -249,7 +253,8 @@ fn overhead(s: &Settings) -> String {
         mo.pct(0.99),
         mn.pct(0.5),
         mn.pct(0.99),
-        mn.pct(0.99) as i64 - mo.pct(0.99) as i64
+        mn.pct(0.99) as i64 - mo.pct(0.99) as i64,
+        agent_cpu.iter().sum::<f64>() / agent_cpu.len().max(1) as f64
     ));
     out
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::diagnosis::{Cause, Diagnosis, checks};
 use crate::evidence::certificates::{self, CertificateFact, TrustStore};
 use crate::evidence::clock::{self, ClockState};
+use crate::evidence::fsroot::FsRoot;
 use crate::evidence::listeners::{Listener, ListenerTable};
 use crate::evidence::server_config::{
     self, DiscoveredConfig, ServerBlock, ServerKind, effective_protocols,
@@ -59,6 +60,12 @@ pub struct ServerReport {
     pub running: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pids: Vec<u32>,
+    /// The filesystem the server sees, when it is not the host's (a
+    /// container): its paths are its own, read through `read_through`.
+    #[serde(default, skip_serializing_if = "FsRoot::is_host")]
+    pub root: FsRoot,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_through: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     pub blocks: Vec<BlockReport>,
@@ -146,6 +153,16 @@ impl HostReport {
         .map_err(|e| limitations.push(format!("trust store: {e}")))
         .ok();
         let configs = server_config::discover();
+        // A containerised server whose files could not be read (the
+        // process left, or its root is closed to us) is a blind spot.
+        for d in &configs {
+            if let (Some(context), Err(e)) = (d.root.context(), &d.result) {
+                limitations.push(format!(
+                    "{} {context}: its config could not be read: {e}",
+                    format!("{:?}", d.kind).to_lowercase()
+                ));
+            }
+        }
 
         let mut findings = Vec::new();
         let mut advice = Vec::new();
@@ -207,6 +224,8 @@ fn server_report(
         main_file: d.main_file.clone(),
         running: d.running,
         pids: d.pids.clone(),
+        root: d.root.clone(),
+        read_through: d.root.base(),
         error: None,
         blocks: Vec::new(),
     };
@@ -295,11 +314,14 @@ fn check_chain(
     let mut der = Vec::new();
     let mut unreadable = Vec::new();
     for file in &files {
-        match certificates::load_pem_chain(file) {
+        match certificates::load_pem_chain_in(&block.root, file) {
             Ok(mut certs) => der.append(&mut certs),
             Err(e) => unreadable.push(certificates::ChainFinding::Unreadable {
                 path: file.display().to_string(),
-                error: e.to_string(),
+                error: match block.root.context() {
+                    Some(context) => format!("{e} ({context})"),
+                    None => e.to_string(),
+                },
             }),
         }
     }
@@ -544,9 +566,15 @@ pub fn render(report: &HostReport, style: Style) -> String {
         } else {
             style.dim("not running")
         };
+        let container = match (server.root.context(), &server.read_through) {
+            (Some(context), Some(base)) => {
+                format!(", {context}, read through {}", base.display())
+            }
+            _ => String::new(),
+        };
         let _ = writeln!(
             out,
-            "\n{} {} ({state})",
+            "\n{} {} ({state}{container})",
             style.bold(&format!("{:?}", server.kind).to_lowercase()),
             server.main_file.display()
         );

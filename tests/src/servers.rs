@@ -237,3 +237,119 @@ pub fn nginx_tls_block(port: u16, name: &str, cert: &Path, key: &Path, extra: &s
         key.display()
     )
 }
+
+/// nginx in its own mount namespace, as in a container: a tmpfs mounted
+/// over `root` (an empty directory on the host) holds its config,
+/// certificates, pid file and error log, so those files exist only in the
+/// namespace and the agent can only see them through `/proc/PID/root`.
+pub struct ContainerNginx {
+    /// Killed (and with it the namespace and its tmpfs) before `root` is
+    /// removed from the host.
+    pub server: Server,
+    /// The directory, the same path inside the namespace and on the host
+    /// (where it stays empty).
+    pub root: PathBuf,
+    /// nginx.conf as written (inside: `root`/nginx.conf).
+    pub config_text: String,
+}
+
+impl ContainerNginx {
+    /// The main config, as the server names it.
+    pub fn config(&self) -> PathBuf {
+        self.root.join("nginx.conf")
+    }
+
+    /// `file:line` of the one config line containing `needle`, as the
+    /// server names it.
+    pub fn line_of(&self, needle: &str) -> String {
+        let hits: Vec<usize> = self
+            .config_text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| l.contains(needle))
+            .map(|(i, _)| i + 1)
+            .collect();
+        assert_eq!(hits.len(), 1, "`{needle}` once in:\n{}", self.config_text);
+        format!("{}:{}", self.config().display(), hits[0])
+    }
+}
+
+impl Drop for ContainerNginx {
+    fn drop(&mut self) {
+        // Server's own drop runs after this body: stop it here so the
+        // namespace (and its mount) is gone before the directory is.
+        // SAFETY: kill on our own child's pid.
+        unsafe { libc::kill(self.server.pid as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && Path::new(&format!("/proc/{}", self.server.pid)).exists()
+        {
+            if let Ok(Some(_)) = self.server.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = std::fs::remove_dir(&self.root);
+    }
+}
+
+/// Starts nginx in a private mount namespace (`unshare --mount`). `files`
+/// (name, host file) are copied into its tmpfs root; `http_body` goes
+/// inside `http {}` with `{root}` replaced by that root, and refers to the
+/// copies there. Waits for `ports`.
+pub fn nginx_in_mount_namespace(
+    ports: &[u16],
+    files: &[(&str, &Path)],
+    http_body: &str,
+) -> ContainerNginx {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let root = PathBuf::from(format!("/srv/tlsdoctor-e2e-ct-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&root).expect("the mount point on the host");
+    let r = root.display().to_string();
+    let config_text = format!(
+        "user root;\nworker_processes 1;\npid {r}/nginx.pid;\nerror_log {r}/error.log info;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {r}/body;\n  proxy_temp_path {r}/proxy;\n\
+         fastcgi_temp_path {r}/fastcgi;\n  uwsgi_temp_path {r}/uwsgi;\n  scgi_temp_path {r}/scgi;\n{}\n}}\n",
+        http_body.replace("{root}", &r)
+    );
+    // Staged on the host, copied into the tmpfs, then removed: afterwards
+    // no file of this server exists on the host.
+    let stage = TempDir::new("ct-stage");
+    std::fs::write(stage.join("nginx.conf"), &config_text).expect("staging nginx.conf");
+    for (name, from) in files {
+        std::fs::copy(from, stage.join(name)).expect("staging a file");
+    }
+    let script = format!(
+        "set -e; mount -t tmpfs tmpfs '{r}'; cp -a '{}'/. '{r}'/; \
+         mkdir -p '{r}'/body '{r}'/proxy '{r}'/fastcgi '{r}'/uwsgi '{r}'/scgi; \
+         exec nginx -p '{r}' -c '{r}/nginx.conf' -g 'daemon off;'",
+        stage.path().display()
+    );
+    let child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting nginx in a mount namespace");
+    let pid = child.id();
+    let server = Server {
+        child,
+        port: ports.first().copied().unwrap_or(0),
+        pid,
+        error_log: None,
+        config: None,
+        _dir: None,
+    };
+    let nginx = ContainerNginx {
+        server,
+        root,
+        config_text,
+    };
+    for &port in ports {
+        wait_listening(port);
+    }
+    drop(stage);
+    nginx
+}

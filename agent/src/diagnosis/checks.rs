@@ -116,7 +116,8 @@ pub fn key_findings(block: &ServerBlock) -> Vec<Diagnosis> {
         .iter()
         .chain(block.extra_certificate_keys.iter())
     {
-        let problem = match std::fs::metadata(&key.value) {
+        // Looked up in the server's own filesystem (its container's).
+        let problem = match block.root.metadata(&key.value) {
             Ok(m) if m.is_file() => continue,
             Ok(_) => "is not a regular file".to_string(),
             Err(e) => e.to_string(),
@@ -126,7 +127,15 @@ pub fn key_findings(block: &ServerBlock) -> Vec<Diagnosis> {
             Diagnosis::new(
                 Cause::ServerCannotLoadCertificate,
                 Confidence::High,
-                format!("the private key {} {problem}", key.value.display()),
+                format!(
+                    "the private key {}{} {problem}",
+                    key.value.display(),
+                    block
+                        .root
+                        .context()
+                        .map(|c| format!(" ({c})"))
+                        .unwrap_or_default()
+                ),
             )
             .evidence(
                 Evidence::new(Source::Host, format!("{directive} {}", key.value.display()))

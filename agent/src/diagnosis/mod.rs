@@ -375,7 +375,41 @@ pub fn diagnose(facts: &Facts) -> Diagnosis {
         first
     });
     diagnosis.alternatives = alternatives;
+    note_container(&mut diagnosis, facts);
     diagnosis
+}
+
+/// When the files a diagnosis cites belong to a containerised server, says
+/// so: the paths are the container's, and the fix is made inside it (or in
+/// the image or volume it comes from), not on the host.
+fn note_container(diagnosis: &mut Diagnosis, facts: &Facts) {
+    let Some(block) = &facts.host.selected_block else {
+        return;
+    };
+    let (Some(context), Some(base)) = (block.root.context(), block.root.base()) else {
+        return;
+    };
+    let cites_files = diagnosis.fix_location.is_some()
+        || diagnosis
+            .evidence
+            .iter()
+            .any(|e| e.source == Source::Host && e.location.is_some());
+    if !cites_files {
+        return;
+    }
+    diagnosis.evidence.push(Evidence::new(
+        Source::Host,
+        format!(
+            "the server runs {context}: its files are named as it sees them, read through {}",
+            base.display()
+        ),
+    ));
+    if diagnosis.fix_location.is_some() && !diagnosis.remediation.is_empty() {
+        diagnosis.remediation = format!(
+            "{} (the file is {context}: change it there, or in the image or volume it comes from)",
+            diagnosis.remediation
+        );
+    }
 }
 
 fn confidence_word(confidence: Confidence) -> &'static str {

@@ -9,7 +9,6 @@
 
 use std::collections::HashSet;
 use std::ffi::CStr;
-use std::fs::File;
 use std::io::Read;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -26,6 +25,8 @@ use openssl::x509::verify::{X509CheckFlags, X509VerifyParam};
 use openssl::x509::{X509, X509PurposeId, X509Ref, X509StoreContext};
 use serde::{Deserialize, Serialize};
 use x509_parser::prelude::*;
+
+use crate::evidence::fsroot::FsRoot;
 
 /// Largest certificate (chain) file read: a served chain is a few KiB; a
 /// multi-megabyte "certificate" is a wrong path, not a chain.
@@ -276,12 +277,18 @@ pub struct ChainReport {
 /// Reads a whole regular file, refusing anything larger than `limit` (and
 /// FIFOs or devices, which could block or never end).
 fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, CertError> {
+    read_capped_in(&FsRoot::Host, path, limit)
+}
+
+/// [`read_capped`] of a file of `root`; errors name the path as `root`
+/// names it.
+fn read_capped_in(root: &FsRoot, path: &Path, limit: u64) -> Result<Vec<u8>, CertError> {
     let shown = path.display().to_string();
     let io = |source| CertError::Io {
         path: shown.clone(),
         source,
     };
-    let file = File::open(path).map_err(io)?;
+    let file = root.open(path).map_err(io)?;
     if !file.metadata().map_err(io)?.is_file() {
         return Err(CertError::NotAFile { path: shown });
     }
@@ -348,7 +355,13 @@ fn pem_certificates(pem: &[u8], path: &str) -> Result<Vec<Vec<u8>>, CertError> {
 /// Every `CERTIFICATE` block of a PEM file, as DER, in file order. Private
 /// key blocks in the same file are skipped, never decoded or kept.
 pub fn load_pem_chain(path: &Path) -> Result<Vec<Vec<u8>>, CertError> {
-    let bytes = read_capped(path, MAX_CHAIN_FILE)?;
+    load_pem_chain_in(&FsRoot::Host, path)
+}
+
+/// [`load_pem_chain`] of a file of `root` (a containerised server's
+/// certificate, named as the server names it).
+pub fn load_pem_chain_in(root: &FsRoot, path: &Path) -> Result<Vec<Vec<u8>>, CertError> {
+    let bytes = read_capped_in(root, path, MAX_CHAIN_FILE)?;
     let shown = path.display().to_string();
     let chain = pem_certificates(&bytes, &shown)?;
     if chain.is_empty() {
@@ -1575,7 +1588,7 @@ mod tests {
             load_pem_chain(Path::new("/dev/zero")),
             Err(CertError::NotAFile { .. })
         ));
-        let big = File::create(&path).unwrap();
+        let big = std::fs::File::create(&path).unwrap();
         big.set_len(MAX_CHAIN_FILE + 1).unwrap();
         assert!(matches!(
             load_pem_chain(&path),

@@ -17,6 +17,7 @@ use tracing::debug;
 
 use crate::evidence::certificates::{self, ChainFinding, ChainReport, TrustStore};
 use crate::evidence::clock::{self, ClockState};
+use crate::evidence::fsroot::FsRoot;
 use crate::evidence::listeners::{ListenCounters, Listener, ListenerTable};
 use crate::evidence::logs::{self, LogLine};
 use crate::evidence::server_config::{
@@ -101,10 +102,12 @@ pub struct HostState {
     config_prints: HashMap<PathBuf, u64>,
     listeners: Option<Timed<ListenerTable>>,
     trust: Option<Result<TrustStore, String>>,
-    chains: HashMap<(Vec<PathBuf>, Option<String>), Timed<ChainReport>>,
+    /// Configured chains analysed, by the filesystem they are in (two
+    /// containers may both have /etc/nginx/cert.pem), files and name.
+    chains: HashMap<(FsRoot, Vec<PathBuf>, Option<String>), Timed<ChainReport>>,
     /// Served chains (DER) analysed, by chain and name.
     wire_chains: HashMap<WireChainKey, Timed<ChainReport>>,
-    logs: HashMap<PathBuf, Timed<logs::LogFollower>>,
+    logs: HashMap<(FsRoot, PathBuf), Timed<logs::LogFollower>>,
     local_addrs: Option<Timed<Vec<IpAddr>>>,
 }
 
@@ -229,7 +232,7 @@ impl HostState {
         if files.is_empty() {
             return None;
         }
-        let key = (files.clone(), name.map(str::to_string));
+        let key = (block.root.clone(), files.clone(), name.map(str::to_string));
         if let Some(cached) = self.chains.get(&key)
             && cached.at.elapsed() < self.config.chain_ttl
         {
@@ -243,11 +246,11 @@ impl HostState {
         let mut der = Vec::new();
         let mut unreadable = Vec::new();
         for file in &files {
-            match certificates::load_pem_chain(file) {
+            match certificates::load_pem_chain_in(&block.root, file) {
                 Ok(mut certs) => der.append(&mut certs),
                 Err(e) => unreadable.push(ChainFinding::Unreadable {
                     path: file.display().to_string(),
-                    error: e.to_string(),
+                    error: in_context(e.to_string(), &block.root),
                 }),
             }
         }
@@ -315,19 +318,19 @@ impl HostState {
 
     /// An error log's follower, refreshed (it reads what was appended) at
     /// most every `log_every`.
-    fn log_follower(&mut self, path: &std::path::Path) -> &logs::LogFollower {
+    fn log_follower(&mut self, root: &FsRoot, path: &std::path::Path) -> &logs::LogFollower {
         let every = self.config.log_every;
         let entry = self
             .logs
-            .entry(path.to_path_buf())
+            .entry((root.clone(), path.to_path_buf()))
             .or_insert_with(|| Timed {
                 // Due at once.
                 at: Instant::now() - every,
-                value: logs::LogFollower::new(path),
+                value: logs::LogFollower::in_root(root, path),
             });
         if entry.at.elapsed() >= every {
             if let Err(e) = entry.value.refresh() {
-                debug!(path = %path.display(), error = %e, "error log not read");
+                debug!(path = %path.display(), root = ?root, error = %e, "error log not read");
             }
             entry.at = Instant::now();
         }
@@ -456,7 +459,7 @@ impl HostState {
                     .collect();
                 log_files.dedup();
             }
-            facts.log_lines = self.log_lines_for(&log_files, outcome, now);
+            facts.log_lines = self.log_lines_for(&block.root, &log_files, outcome, now);
         }
         facts.selected_block = selected_block;
         facts
@@ -466,6 +469,7 @@ impl HostState {
     /// recent lines saying the server could not load its certificate.
     fn log_lines_for(
         &mut self,
+        root: &FsRoot,
         files: &[PathBuf],
         outcome: &HandshakeOutcome,
         now: DateTime<Utc>,
@@ -484,7 +488,7 @@ impl HostState {
                 continue; // "stderr", syslog targets
             }
             // Newest first: a busy log's older lines are never looked at.
-            for line in self.log_follower(file).lines().rev() {
+            for line in self.log_follower(root, file).lines().rev() {
                 let Some(t) = line.time else { continue };
                 if t < oldest {
                     break;
@@ -511,6 +515,15 @@ impl HostState {
             out.drain(..out.len() - MAX_LOG_LINES);
         }
         out
+    }
+}
+
+/// An error about a file of `root`, saying whose filesystem it is in when
+/// that is not the host's.
+fn in_context(error: String, root: &FsRoot) -> String {
+    match root.context() {
+        Some(context) => format!("{error} ({context})"),
+        None => error,
     }
 }
 
@@ -621,6 +634,7 @@ mod tests {
             main_file: "/etc/nginx/nginx.conf".into(),
             running: !pids.is_empty(),
             pids,
+            root: crate::evidence::fsroot::FsRoot::Host,
             result: Ok(cfg),
         }
     }

@@ -16,6 +16,7 @@ use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, Offset, TimeZone, Timeli
 use serde::{Deserialize, Serialize};
 
 use crate::diagnosis::Cause;
+use crate::evidence::fsroot::FsRoot;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
@@ -167,7 +168,9 @@ fn select(
 /// log's growth, not a re-read of its tail per failure.
 #[derive(Debug)]
 pub struct LogFollower {
+    /// The log as the server names it (inside its container, if any).
     path: std::path::PathBuf,
+    root: FsRoot,
     /// Device and inode of the file read so far (a rotation replaces it).
     identity: Option<(u64, u64)>,
     /// Bytes consumed: up to the end of the last whole line.
@@ -182,8 +185,15 @@ const FOLLOWED_LINES: usize = 4096;
 
 impl LogFollower {
     pub fn new(path: &Path) -> LogFollower {
+        LogFollower::in_root(&FsRoot::Host, path)
+    }
+
+    /// A follower of a log of `root` (a containerised server's); its lines
+    /// name the file as the server does.
+    pub fn in_root(root: &FsRoot, path: &Path) -> LogFollower {
         LogFollower {
             path: path.to_path_buf(),
+            root: root.clone(),
             identity: None,
             offset: 0,
             next_line: Some(1),
@@ -199,7 +209,7 @@ impl LogFollower {
             path: shown.clone(),
             source,
         };
-        let mut file = File::open(&self.path).map_err(io)?;
+        let mut file = self.root.open(&self.path).map_err(io)?;
         let meta = file.metadata().map_err(io)?;
         if !meta.is_file() {
             return Err(LogError::NotAFile { path: shown });

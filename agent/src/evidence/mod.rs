@@ -3,6 +3,7 @@
 
 pub mod certificates;
 pub mod clock;
+pub mod fsroot;
 pub mod host;
 pub mod listeners;
 pub mod logs;

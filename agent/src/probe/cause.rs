@@ -155,7 +155,7 @@ fn recheck_configured_chain(facts: &mut HostFacts, view: &ClientView, now: DateT
         .collect();
     let mut der = Vec::new();
     for file in &files {
-        match certificates::load_pem_chain(file) {
+        match certificates::load_pem_chain_in(&block.root, file) {
             Ok(mut certs) => der.append(&mut certs),
             // Keep host state's verdict: the file problem is the finding.
             Err(_) => return,

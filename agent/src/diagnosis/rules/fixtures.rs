@@ -143,6 +143,7 @@ pub fn nginx_block() -> ServerBlock {
         log_level: Some(setting("info".to_string(), 18)),
         extra_certificates: Vec::new(),
         extra_certificate_keys: Vec::new(),
+        root: Default::default(),
     }
 }
 
@@ -186,6 +187,7 @@ pub fn default_block() -> ServerBlock {
         log_level: None,
         extra_certificates: Vec::new(),
         extra_certificate_keys: Vec::new(),
+        root: Default::default(),
     }
 }
 

@@ -12,10 +12,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-pub use super::apache_env::{config_path_from_cmdline, options_from_cmdline, parse_envvars};
+pub use super::apache_env::{
+    config_path_from_cmdline, config_path_from_cmdline_in, options_from_cmdline, parse_envvars,
+};
 use super::apache_syntax::{self, Node};
 use super::loader::{self, IncludeKind, Loader, MAX_DIRECTIVES};
 use super::{ConfigError, ListenSpec, ServerBlock, ServerConfig, ServerKind, Setting};
+use crate::evidence::fsroot::FsRoot;
 
 /// Debian's main file and ServerRoot.
 pub const DEBIAN_CONFIG: &str = "/etc/apache2/apache2.conf";
@@ -36,6 +39,8 @@ pub struct ApacheOptions {
     /// The server's environment (from /proc/PID/environ); wins over
     /// variables read from the `envvars` file.
     pub env: HashMap<String, String>,
+    /// The filesystem the server sees (its container's, if it has one).
+    pub root: FsRoot,
 }
 
 /// Parses the installation whose main file is `main_file`.
@@ -45,7 +50,7 @@ pub fn parse(main_file: &Path) -> Result<ServerConfig, ConfigError> {
 
 /// [`parse`] with command-line options.
 pub fn parse_with(main_file: &Path, options: &ApacheOptions) -> Result<ServerConfig, ConfigError> {
-    let mut loader = Loader::default();
+    let mut loader = Loader::in_root(&options.root);
     let text = loader.read_main(main_file)?;
     let server_root = options
         .server_root
@@ -57,7 +62,7 @@ pub fn parse_with(main_file: &Path, options: &ApacheOptions) -> Result<ServerCon
     // (never execute) it; the live process environment wins.
     let mut env = HashMap::new();
     for candidate in envvars_candidates(main_file, &server_root) {
-        if let Ok(text) = loader::read_text(&candidate) {
+        if let Ok(text) = loader::read_text(&options.root, &candidate) {
             loader.record_file(&candidate);
             env.extend(parse_envvars(&text));
             break;
@@ -99,6 +104,7 @@ pub fn parse_with(main_file: &Path, options: &ApacheOptions) -> Result<ServerCon
     config.watched = loader.watched;
     config.blocks = blocks;
     config.listens = listens;
+    config.set_root(&options.root);
     Ok(config)
 }
 
@@ -213,11 +219,11 @@ impl Walker<'_> {
         let Some(pattern) = pattern.to_str() else {
             return;
         };
-        let Ok(paths) = glob::glob(pattern) else {
+        let Ok(paths) = self.loader.root.glob(pattern, glob::MatchOptions::new()) else {
             return;
         };
-        for path in paths.flatten().take(loader::MAX_FILES) {
-            let Ok(text) = loader::read_text(&path) else {
+        for path in paths.into_iter().flatten().take(loader::MAX_FILES) {
+            let Ok(text) = loader::read_text(&self.loader.root, &path) else {
                 continue;
             };
             for line in text.lines() {
@@ -340,7 +346,7 @@ impl Walker<'_> {
         let Some(path) = words.first() else {
             return true;
         };
-        self.resolve(path).exists() != negated
+        self.loader.root.exists(&self.resolve(path)) != negated
     }
 
     fn resolve(&self, arg: &str) -> PathBuf {

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::apache::{ApacheOptions, DEBIAN_CONFIG, DEBIAN_ROOT, RHEL_ROOT};
+use crate::evidence::fsroot::FsRoot;
 
 /// `export NAME=value` / `NAME=value` lines of a shell file, with `$NAME` /
 /// `${NAME}` expanded from earlier lines. Lines inside `if`/`case`/loops
@@ -187,6 +188,12 @@ fn parse_cmdline(args: &[String]) -> Cmdline {
 /// default: /etc/apache2/apache2.conf if it exists, else
 /// /etc/httpd/conf/httpd.conf. `args` may start with the program name.
 pub fn config_path_from_cmdline(args: &[String]) -> PathBuf {
+    config_path_from_cmdline_in(args, &FsRoot::Host)
+}
+
+/// [`config_path_from_cmdline`] for a server that sees `root`: which
+/// layout it uses is decided by the files in its own filesystem.
+pub fn config_path_from_cmdline_in(args: &[String], root: &FsRoot) -> PathBuf {
     let cmd = parse_cmdline(args);
     let binary_name = cmd
         .binary
@@ -195,7 +202,7 @@ pub fn config_path_from_cmdline(args: &[String]) -> PathBuf {
     let httpd_layout = match binary_name.as_deref() {
         Some(name) if name.starts_with("httpd") => true,
         Some(name) if name.starts_with("apache2") => false,
-        _ => !Path::new(DEBIAN_CONFIG).exists(),
+        _ => !root.exists(Path::new(DEBIAN_CONFIG)),
     };
     let root = cmd
         .root
@@ -217,5 +224,6 @@ pub fn options_from_cmdline(args: &[String]) -> ApacheOptions {
         server_root: cmd.root,
         defines: Some(cmd.defines),
         env: HashMap::new(),
+        root: FsRoot::Host,
     }
 }

@@ -2,11 +2,18 @@
 //! ones from /proc (their command lines name the config they use), plus
 //! the distribution default configs no running server uses (a config that
 //! names a port while its server is down is evidence for port-not-listening).
+//!
+//! A server in another mount namespace (a container) is read through its
+//! own root ([`FsRoot`]): its config, includes, certificates and logs are
+//! the ones it sees, under the paths it names them by.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use tracing::debug;
+
 use super::{ServerConfig, ServerKind, apache, nginx};
+use crate::evidence::fsroot::FsRoot;
 
 /// One installation found on the host.
 #[derive(Clone, Debug)]
@@ -17,6 +24,9 @@ pub struct DiscoveredConfig {
     /// hold the listening sockets). Empty when not running.
     pub pids: Vec<u32>,
     pub running: bool,
+    /// The filesystem the server sees: [`FsRoot::Host`] unless it runs in
+    /// a container; `main_file` and every path of the parse are its.
+    pub root: FsRoot,
     /// The parse, or why the main file could not be read.
     pub result: Result<ServerConfig, String>,
 }
@@ -29,12 +39,12 @@ struct Proc {
 }
 
 /// Every nginx master and apache parent on the host with its parsed
-/// config, then the default config paths that exist and that no running
-/// server of the same kind uses (`running: false`).
+/// config, then the host's default config paths that exist and that no
+/// running server of the same kind uses (`running: false`).
 ///
 /// Processes in other mount namespaces (containers) are reported with the
-/// path as they see it, which is read here from the host's filesystem; the
-/// caller should treat such a parse with care.
+/// paths as they see them, read through `/proc/PID/root`; a master without
+/// `-c` there uses the default config inside its container.
 pub fn discover() -> Vec<DiscoveredConfig> {
     let procs = list_processes();
     let by_pid: HashMap<u32, &Proc> = procs.iter().map(|p| (p.pid, p)).collect();
@@ -66,28 +76,38 @@ pub fn discover() -> Vec<DiscoveredConfig> {
         }
         let mut pids = vec![p.pid];
         pids.extend(procs.iter().filter(|c| c.ppid == p.pid).map(|c| c.pid));
+        let root = FsRoot::of_process(p.pid);
+        if !root.is_host() {
+            debug!(
+                pid = p.pid,
+                ?kind,
+                "server in another mount namespace: read through its root"
+            );
+        }
         let (main_file, result) = match kind {
             ServerKind::Nginx => {
                 let args = nginx_original_args(&args);
                 let main = nginx::config_path_from_cmdline(&args);
-                let options = nginx::options_from_cmdline(&args);
-                let result = nginx::parse_with(&main, &options).map_err(|e| e.to_string());
+                let mut options = nginx::options_from_cmdline(&args);
+                options.root = root.clone();
+                let result = nginx::parse_with(&main, &options).map_err(|e| describe(&e, &root));
                 (main, result)
             }
             ServerKind::Apache => {
-                let main = apache::config_path_from_cmdline(&args);
+                let main = apache::config_path_from_cmdline_in(&args, &root);
                 let mut options = apache::options_from_cmdline(&args);
                 options.env = environ(p.pid);
-                let result = apache::parse_with(&main, &options).map_err(|e| e.to_string());
+                options.root = root.clone();
+                let result = apache::parse_with(&main, &options).map_err(|e| describe(&e, &root));
                 (main, result)
             }
         };
         // Two masters on one config (rare: a stale master after a failed
-        // upgrade) are one installation.
-        if let Some(existing) = out
-            .iter_mut()
-            .find(|d| d.kind == kind && same_file(&d.main_file, &main_file))
-        {
+        // upgrade) are one installation. The same path in two containers
+        // is two.
+        if let Some(existing) = out.iter_mut().find(|d| {
+            d.kind == kind && d.root.same_view(&root) && root.same_file(&d.main_file, &main_file)
+        }) {
             existing.pids.extend(pids);
             continue;
         }
@@ -96,6 +116,7 @@ pub fn discover() -> Vec<DiscoveredConfig> {
             main_file,
             pids,
             running: true,
+            root,
             result,
         });
     }
@@ -110,10 +131,10 @@ pub fn discover() -> Vec<DiscoveredConfig> {
         if !path.exists() {
             continue;
         }
-        if out
-            .iter()
-            .any(|d| d.kind == kind && same_file(&d.main_file, path))
-        {
+        // A container's /etc/nginx/nginx.conf is not the host's.
+        if out.iter().any(|d| {
+            d.kind == kind && d.root.is_host() && FsRoot::Host.same_file(&d.main_file, path)
+        }) {
             continue;
         }
         let result = match kind {
@@ -126,6 +147,7 @@ pub fn discover() -> Vec<DiscoveredConfig> {
             main_file: path.to_path_buf(),
             pids: Vec::new(),
             running: false,
+            root: FsRoot::Host,
             result,
         });
     }
@@ -195,12 +217,13 @@ pub(crate) fn nginx_original_args(cmdline: &[String]) -> Vec<String> {
     cmdline.to_vec()
 }
 
-fn same_file(a: &Path, b: &Path) -> bool {
-    if a == b {
-        return true;
-    }
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
+/// Why a main config could not be read, saying where it was looked for
+/// when that is not the host's filesystem.
+fn describe(e: &super::ConfigError, root: &FsRoot) -> String {
+    match (root.context(), root.base()) {
+        (Some(context), Some(base)) => {
+            format!("{e} ({context}, read through {})", base.display())
+        }
+        _ => e.to_string(),
     }
 }

@@ -7,11 +7,11 @@
 //! include bombs) or panic on it.
 
 use std::collections::HashSet;
-use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use super::{ConfigError, ConfigProblem};
+use crate::evidence::fsroot::FsRoot;
 
 /// Largest config file read; real configs are a few KiB, so anything bigger
 /// is a mistake or an attack.
@@ -67,17 +67,17 @@ impl ReadFailure {
     }
 }
 
-/// Reads one file as text, refusing anything that is not a regular file
-/// (a FIFO would block forever), over the size cap, or binary.
-pub(crate) fn read_text(path: &Path) -> Result<String, ReadFailure> {
-    let meta = fs::metadata(path).map_err(ReadFailure::Io)?;
+/// Reads one file of `root` as text, refusing anything that is not a
+/// regular file (a FIFO would block forever), over the size cap, or binary.
+pub(crate) fn read_text(root: &FsRoot, path: &Path) -> Result<String, ReadFailure> {
+    let meta = root.metadata(path).map_err(ReadFailure::Io)?;
     if !meta.is_file() {
         return Err(ReadFailure::NotAFile);
     }
     if meta.len() > MAX_FILE_BYTES {
         return Err(ReadFailure::TooLarge(meta.len()));
     }
-    let file = fs::File::open(path).map_err(ReadFailure::Io)?;
+    let file = root.open(path).map_err(ReadFailure::Io)?;
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     // The file may grow between stat and read: read one byte past the cap to notice.
     file.take(MAX_FILE_BYTES + 1)
@@ -128,9 +128,20 @@ pub(crate) struct Loader {
     stack: Vec<PathBuf>,
     /// Directives kept so far, against [`MAX_DIRECTIVES`].
     pub directives: usize,
+    /// The filesystem the paths are read from (a container's, for a
+    /// containerised server).
+    pub root: FsRoot,
 }
 
 impl Loader {
+    /// A loader reading from `root`.
+    pub(crate) fn in_root(root: &FsRoot) -> Loader {
+        Loader {
+            root: root.clone(),
+            ..Loader::default()
+        }
+    }
+
     pub(crate) fn problem(&mut self, file: &Path, line: Option<u32>, message: impl Into<String>) {
         if self.problems.len() >= MAX_PROBLEMS {
             self.problems_dropped += 1;
@@ -171,10 +182,10 @@ impl Loader {
     /// Reads the main file: failures here are the caller's error, not a problem.
     pub(crate) fn read_main(&mut self, path: &Path) -> Result<String, ConfigError> {
         self.reads += 1;
-        match read_text(path) {
+        match read_text(&self.root, path) {
             Ok(text) => {
                 self.record_file(path);
-                self.stack.push(canonical(path));
+                self.stack.push(self.root.canonical(path));
                 Ok(text)
             }
             Err(e) => Err(e.into_config_error(path)),
@@ -185,7 +196,7 @@ impl Loader {
     /// it. On success the caller must call [`Loader::leave`] when done.
     /// On failure a problem naming the including directive is recorded.
     pub(crate) fn enter(&mut self, path: &Path, from: &Path, line: u32) -> Option<String> {
-        let canon = canonical(path);
+        let canon = self.root.canonical(path);
         if let Some(pos) = self.stack.iter().position(|p| *p == canon) {
             let chain: Vec<String> = self
                 .stack
@@ -224,7 +235,7 @@ impl Loader {
             return None;
         }
         self.reads += 1;
-        match read_text(path) {
+        match read_text(&self.root, path) {
             Ok(text) => {
                 self.record_file(path);
                 self.stack.push(canon);
@@ -265,11 +276,11 @@ impl Loader {
         match kind {
             IncludeKind::Nginx => vec![pattern.to_path_buf()],
             IncludeKind::ApacheInclude | IncludeKind::ApacheOptional => {
-                if pattern.is_dir() {
+                if self.root.is_dir(pattern) {
                     let mut out = Vec::new();
                     self.list_dir_recursive(pattern, from, line, 0, &mut out);
                     out
-                } else if kind == IncludeKind::ApacheOptional && !pattern.exists() {
+                } else if kind == IncludeKind::ApacheOptional && !self.root.exists(pattern) {
                     // httpd ignores a missing IncludeOptional target; watch
                     // it so that creating it triggers a re-parse.
                     self.watch(pattern);
@@ -304,7 +315,7 @@ impl Loader {
             // leading dot with a wildcard: editor backups like .foo.swp stay out.
             require_literal_leading_dot: true,
         };
-        let paths = match glob::glob_with(pattern, options) {
+        let paths = match self.root.glob(pattern, options) {
             Ok(paths) => paths,
             Err(e) => {
                 self.problem(
@@ -319,7 +330,7 @@ impl Loader {
         for entry in paths {
             match entry {
                 Ok(path) => {
-                    if kind != IncludeKind::Nginx && path.is_dir() {
+                    if kind != IncludeKind::Nginx && self.root.is_dir(&path) {
                         self.list_dir_recursive(&path, from, line, 0, &mut out);
                     } else {
                         out.push(path);
@@ -357,7 +368,7 @@ impl Loader {
             return;
         }
         self.watch(dir);
-        let entries = match fs::read_dir(dir) {
+        let entries = match self.root.read_dir(dir) {
             Ok(entries) => entries,
             Err(e) => {
                 self.problem(
@@ -368,13 +379,13 @@ impl Loader {
                 return;
             }
         };
-        let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        let mut names = entries;
         names.sort();
         for path in names {
             if is_backup_name(&path) {
                 continue;
             }
-            if path.is_dir() {
+            if self.root.is_dir(&path) {
                 self.list_dir_recursive(&path, from, line, depth + 1, out);
             } else {
                 out.push(path);
@@ -396,9 +407,4 @@ fn is_backup_name(path: &Path) -> bool {
         || [".dpkg-", ".ucf-", ".rpmnew", ".rpmsave", ".bak", ".orig"]
             .iter()
             .any(|marker| name.contains(marker))
-}
-
-/// The path with symlinks resolved when possible, for loop detection.
-fn canonical(path: &Path) -> PathBuf {
-    fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }

@@ -31,6 +31,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::evidence::fsroot::FsRoot;
+
 pub use discover::{DiscoveredConfig, discover, server_kind};
 pub use select::{Selection, name_matches};
 
@@ -135,6 +137,10 @@ pub struct ServerBlock {
     /// to mod_ssl, so `LogLevel warn ssl:info` gives "info"). None = not
     /// configured, see [`effective_log_level`].
     pub log_level: Option<Setting<String>>,
+    /// The filesystem the block's paths belong to: a containerised
+    /// server's files are read through its root, named as it names them.
+    #[serde(default, skip_serializing_if = "FsRoot::is_host")]
+    pub root: FsRoot,
 }
 
 impl ServerBlock {
@@ -157,6 +163,7 @@ impl ServerBlock {
             client_ca: None,
             error_log: None,
             log_level: None,
+            root: FsRoot::Host,
         }
     }
 
@@ -217,6 +224,9 @@ pub struct ServerConfig {
     #[serde(default)]
     pub listens: Vec<ListenSpec>,
     pub problems: Vec<ConfigProblem>,
+    /// The filesystem every path above belongs to (see [`FsRoot`]).
+    #[serde(default, skip_serializing_if = "FsRoot::is_host")]
+    pub root: FsRoot,
 }
 
 impl ServerConfig {
@@ -230,6 +240,7 @@ impl ServerConfig {
             blocks: Vec::new(),
             listens: Vec::new(),
             problems: Vec::new(),
+            root: FsRoot::Host,
         }
     }
 
@@ -242,7 +253,15 @@ impl ServerConfig {
             .chain(self.watched.iter())
             .cloned()
             .collect();
-        fingerprint(&all)
+        fingerprint_in(&self.root, &all)
+    }
+
+    /// Marks the config and its blocks as read from `root`.
+    pub(crate) fn set_root(&mut self, root: &FsRoot) {
+        self.root = root.clone();
+        for block in &mut self.blocks {
+            block.root = root.clone();
+        }
     }
 }
 
@@ -252,10 +271,15 @@ impl ServerConfig {
 /// their appearance changes the value. Stable within one agent process
 /// only (std's hasher), which is all a cache needs.
 pub fn fingerprint(files: &[PathBuf]) -> u64 {
+    fingerprint_in(&FsRoot::Host, files)
+}
+
+/// [`fingerprint`] of files under `root`.
+pub fn fingerprint_in(root: &FsRoot, files: &[PathBuf]) -> u64 {
     let mut hasher = DefaultHasher::new();
     for path in files {
         path.hash(&mut hasher);
-        match std::fs::metadata(path) {
+        match root.metadata(path) {
             Ok(meta) => {
                 1u8.hash(&mut hasher);
                 meta.mtime().hash(&mut hasher);

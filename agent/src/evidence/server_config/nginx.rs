@@ -15,6 +15,7 @@ use std::rc::Rc;
 use super::loader::{IncludeKind, Loader, MAX_DIRECTIVES};
 use super::nginx_syntax::{self, Directive};
 use super::{ConfigError, ListenSpec, ServerBlock, ServerConfig, ServerKind, Setting};
+use crate::evidence::fsroot::FsRoot;
 
 /// Debian's compiled-in `--conf-path`.
 pub const DEFAULT_CONFIG: &str = "/etc/nginx/nginx.conf";
@@ -27,6 +28,8 @@ pub const DEFAULT_PREFIX: &str = "/usr/share/nginx";
 pub struct NginxOptions {
     /// `-p prefix`; None = [`DEFAULT_PREFIX`].
     pub prefix: Option<PathBuf>,
+    /// The filesystem the server sees (its container's, if it has one).
+    pub root: FsRoot,
 }
 
 /// Parses the installation whose main file is `main_file`.
@@ -36,7 +39,7 @@ pub fn parse(main_file: &Path) -> Result<ServerConfig, ConfigError> {
 
 /// [`parse`] with command-line options.
 pub fn parse_with(main_file: &Path, options: &NginxOptions) -> Result<ServerConfig, ConfigError> {
-    let mut loader = Loader::default();
+    let mut loader = Loader::in_root(&options.root);
     let text = loader.read_main(main_file)?;
     // nginx resolves relative `include` and certificate paths against the
     // directory of the main file (its "conf prefix").
@@ -75,6 +78,7 @@ pub fn parse_with(main_file: &Path, options: &NginxOptions) -> Result<ServerConf
     config.watched = loader.watched;
     config.blocks = blocks;
     config.listens = listens;
+    config.set_root(&options.root);
     Ok(config)
 }
 
@@ -615,6 +619,7 @@ pub fn config_path_from_cmdline(args: &[String]) -> PathBuf {
 pub fn options_from_cmdline(args: &[String]) -> NginxOptions {
     NginxOptions {
         prefix: cmdline_options(args).1,
+        root: FsRoot::Host,
     }
 }
 

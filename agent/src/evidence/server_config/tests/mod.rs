@@ -7,6 +7,7 @@ mod apache_tests;
 mod hostile;
 mod nginx_tests;
 mod real_system;
+mod rooted;
 mod selection;
 
 use std::fs;

@@ -213,6 +213,7 @@ http {
         &main,
         &NginxOptions {
             prefix: Some(PathBuf::from("/opt/nginx")),
+            ..Default::default()
         },
     )
     .unwrap();

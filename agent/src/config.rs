@@ -65,6 +65,18 @@ pub struct RunConfig {
     #[arg(long)]
     pub duration: Option<u64>,
 
+    /// Pod and namespace names from the Kubernetes API server: `auto` (only
+    /// when KUBERNETES_SERVICE_HOST is set, with the pod's service account),
+    /// `on` (kubeconfig, else the service account) or `off`. Container ids
+    /// and pod UIDs come from cgroup paths in every mode.
+    #[arg(long, env = "TLSDOCTOR_K8S_METADATA", value_enum, default_value_t = crate::k8s::Mode::Auto)]
+    pub k8s_metadata: crate::k8s::Mode,
+
+    /// This node's name (the downward API's `spec.nodeName`; `NODE_NAME` is
+    /// read too): only this node's pods are watched.
+    #[arg(long, env = "K8S_NODE_NAME")]
+    pub k8s_node_name: Option<String>,
+
     /// OTLP export (off unless an endpoint is set by flag or OTEL_* variable).
     /// Not printed by --print-config: headers may carry credentials.
     #[command(flatten)]

@@ -2,7 +2,8 @@
 //!
 //! Data flows one way: kernel events (`capture`) → connection and handshake
 //! assembly (`assembly`) → evidence (`evidence`) → diagnosis (`diagnosis`) →
-//! sinks (`sinks`: journal, OTLP, console).
+//! sinks (`sinks`: journal, OTLP, console). `k8s` names the pods of the
+//! processes when the agent runs in a Kubernetes cluster.
 
 pub mod assembly;
 pub mod capture;
@@ -10,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod diagnosis;
 pub mod evidence;
+pub mod k8s;
 pub mod outcome;
 pub mod pipeline;
 pub mod probe;

@@ -61,8 +61,32 @@ pub struct Endpoint {
     /// Container id parsed from the process's cgroup path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
+    /// Runtime of that container (`docker`, `containerd`, `cri-o`,
+    /// `podman`), from the cgroup path or the API server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_runtime: Option<String>,
+    /// Kubernetes pod of the process: the UID from the cgroup path, names
+    /// from the API server when the agent runs in a cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k8s: Option<K8sPod>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<String>,
+}
+
+/// Where a process runs in Kubernetes. Each field is set when known: the
+/// pod UID comes from the cgroup path alone, the names need the API server
+/// (and a pod the agent's index already holds).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct K8sPod {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+    /// The container's name in the pod spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 /// A handshake outcome: the facts, and the diagnosis of a failure.

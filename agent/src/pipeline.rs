@@ -77,6 +77,9 @@ pub struct Status {
     /// `no-tls-library`: wire evidence only, `exited`, `unsupported`,
     /// `unreadable`).
     pub coverage: BTreeMap<&'static str, u64>,
+    /// The pod watch, when the agent runs in a Kubernetes cluster.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k8s: Option<crate::k8s::K8sStatus>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -135,6 +138,23 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         }
         None => None,
     };
+    // Pod names from the API server, in a cluster only; off it, nothing starts.
+    let pod_watch =
+        match crate::k8s::plan_from_env(config.k8s_metadata, config.k8s_node_name.as_deref()) {
+            crate::k8s::Plan::Watch { node, source } => {
+                match crate::k8s::watch::PodWatch::start(&node, source) {
+                    Ok(watch) => Some(watch),
+                    Err(e) => {
+                        warn!(error = %e, "pod metadata off");
+                        None
+                    }
+                }
+            }
+            crate::k8s::Plan::Off(reason) => {
+                debug!(reason, "pod names not looked up");
+                None
+            }
+        };
     let metrics = Arc::new(Metrics::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let Some(addr) = config.metrics.metrics_addr {
@@ -167,6 +187,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             exporter,
             metrics: metrics.clone(),
             show_success: config.show_success,
+            pods: pod_watch.as_ref().map(|w| w.metadata()),
         };
         std::thread::Builder::new()
             .name("tlsdoctor-sinks".into())
@@ -303,6 +324,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                 status.covered_processes = coverage.covered.len();
                 status.coverage = coverage.counts.clone();
                 status.uncovered = coverage.uncovered.clone();
+                status.k8s = pod_watch.as_ref().map(|w| w.metadata().status());
                 write_status(&config, &status);
                 let lost = status.kernel.get("ringbuf_full").copied().unwrap_or(0);
                 if lost > lost_reported {
@@ -328,6 +350,9 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     if sink.join().is_err() {
         warn!("the sink thread panicked");
+    }
+    if let Some(watch) = pod_watch {
+        watch.stop();
     }
     status.updated = Some(Utc::now());
     status.assembly = assembler.stats().clone();
@@ -519,6 +544,8 @@ struct Sinks {
     exporter: Option<OtlpExporter>,
     metrics: Arc<Metrics>,
     show_success: bool,
+    /// Pod names by UID and container id (in a Kubernetes cluster).
+    pods: Option<Arc<crate::k8s::PodMetadata>>,
 }
 
 /// The sink thread: diagnosis, then console, journal, OTLP and metrics.
@@ -540,6 +567,9 @@ fn sink_loop(
     while let Ok(batch) = rx.recv() {
         let n = batch.len();
         for mut outcome in batch {
+            if let Some(pods) = &sinks.pods {
+                pods.enrich(&mut outcome);
+            }
             if !diagnoser.diagnose(&mut outcome) {
                 // Plain traffic on a port that does not serve TLS.
                 if let Some(port) = outcome.server.port {

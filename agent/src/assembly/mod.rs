@@ -698,6 +698,8 @@ impl Assembler {
             comm: Some(p.comm.clone()),
             exe: p.exe.clone(),
             container_id: p.container_id.clone(),
+            container_runtime: p.container_runtime.clone(),
+            k8s: pod_of(p),
             cgroup: p.cgroup.clone(),
         };
         let mut peer_ep = Endpoint {
@@ -710,6 +712,13 @@ impl Assembler {
         {
             peer_ep.pid = Some(pid);
             peer_ep.comm = Some(comm);
+            // The peer's container, when its process is already cached (it
+            // is, having a connection of its own): no procfs read here.
+            if let Some(p) = self.processes.cached(pid) {
+                peer_ep.container_id = p.container_id.clone();
+                peer_ep.container_runtime = p.container_runtime.clone();
+                peer_ep.k8s = pod_of(p);
+            }
         }
         let me = local_ep(conn.local, &conn.process);
         let (client, server) = match conn.role {
@@ -748,6 +757,14 @@ fn index_live(tuples: &mut TupleIndex, conn: &mut Conn) {
         tuples.insert(local, remote, conn.tgid, &conn.process.comm, conn.last_ns);
         conn.indexed = true;
     }
+}
+
+/// The pod a process's cgroup names; names come later from the pod index.
+fn pod_of(p: &ProcessInfo) -> Option<crate::outcome::K8sPod> {
+    p.pod_uid.as_ref().map(|uid| crate::outcome::K8sPod {
+        pod_uid: Some(uid.clone()),
+        ..Default::default()
+    })
 }
 
 fn hostname() -> Option<String> {

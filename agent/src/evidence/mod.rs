@@ -2,6 +2,7 @@
 //! decides a cause (that is `diagnosis`).
 
 pub mod certificates;
+pub mod cgroup;
 pub mod clock;
 pub mod fsroot;
 pub mod host;

@@ -7,6 +7,8 @@ use std::fs;
 
 use serde::{Deserialize, Serialize};
 
+use super::cgroup;
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessInfo {
     pub pid: u32,
@@ -20,6 +22,13 @@ pub struct ProcessInfo {
     /// podman, kubepods).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_id: Option<String>,
+    /// Runtime that named the cgroup (`docker`, `containerd`, `cri-o`,
+    /// `podman`), when the path tells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_runtime: Option<String>,
+    /// Kubernetes pod UID from a kubepods cgroup path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
 }
 
 impl ProcessInfo {
@@ -31,46 +40,18 @@ impl ProcessInfo {
             .ok()
             .map(|p| p.display().to_string());
         let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup"))
-            .ok()
-            .and_then(|text| cgroup_path(&text));
-        let container_id = cgroup.as_deref().and_then(container_id);
+            .map(|text| cgroup::parse(&text))
+            .unwrap_or_default();
         Some(ProcessInfo {
             pid,
             comm: comm.trim_end().to_string(),
             exe,
-            cgroup,
-            container_id,
+            cgroup: cgroup.path,
+            container_id: cgroup.container_id,
+            container_runtime: cgroup.runtime.map(|r| r.as_str().to_string()),
+            pod_uid: cgroup.pod_uid,
         })
     }
-}
-
-/// The unified (v2) cgroup path, else the first controller's.
-fn cgroup_path(text: &str) -> Option<String> {
-    let mut first = None;
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(id), Some(_controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        if id == "0" {
-            return Some(path.to_string());
-        }
-        first.get_or_insert_with(|| path.to_string());
-    }
-    first
-}
-
-/// A 64-hex-digit container id in a cgroup path, as runtimes name them:
-/// `/docker/<id>`, `.../cri-containerd-<id>.scope`, `.../crio-<id>.scope`,
-/// `.../libpod-<id>.scope`, `/kubepods/.../<id>`.
-pub fn container_id(cgroup: &str) -> Option<String> {
-    cgroup.rsplit('/').find_map(|segment| {
-        let segment = segment.strip_suffix(".scope").unwrap_or(segment);
-        let candidate = segment.rsplit(['-', ':']).next().unwrap_or(segment);
-        (candidate.len() == 64 && candidate.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| candidate.to_ascii_lowercase())
-    })
 }
 
 /// Per-process cache, invalidated on exec and exit.
@@ -101,6 +82,11 @@ impl ProcessCache {
         info
     }
 
+    /// The cached info of a process, without reading procfs.
+    pub fn cached(&self, pid: u32) -> Option<&ProcessInfo> {
+        self.entries.get(&pid)
+    }
+
     /// Forget a process (it exec'd a new image, or exited).
     pub fn forget(&mut self, pid: u32) {
         self.entries.remove(&pid);
@@ -110,34 +96,6 @@ impl ProcessCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn container_ids_from_runtime_cgroup_paths() {
-        let id = "3f4e2b1a9c8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f";
-        for path in [
-            format!("/docker/{id}"),
-            format!("/system.slice/cri-containerd-{id}.scope"),
-            format!("/kubepods.slice/kubepods-burstable.slice/crio-{id}.scope"),
-            format!("/machine.slice/libpod-{id}.scope"),
-            format!("/kubepods/besteffort/pod1234/{id}"),
-        ] {
-            assert_eq!(container_id(&path).as_deref(), Some(id), "{path}");
-        }
-        assert_eq!(
-            container_id("/user.slice/user-0.slice/session-1.scope"),
-            None
-        );
-    }
-
-    #[test]
-    fn unified_cgroup_is_preferred() {
-        let text = "12:cpu:/a\n0::/system.slice/nginx.service\n";
-        assert_eq!(
-            cgroup_path(text).as_deref(),
-            Some("/system.slice/nginx.service")
-        );
-        assert_eq!(cgroup_path("3:memory:/x\n").as_deref(), Some("/x"));
-    }
 
     #[test]
     fn reads_this_process_and_caches_it() {

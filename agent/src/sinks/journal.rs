@@ -231,6 +231,42 @@ mod tests {
     }
 
     #[test]
+    fn pod_metadata_in_the_process_objects() {
+        let mut o = outcome(1);
+        o.client.container_id = Some("ab".repeat(32));
+        o.client.container_runtime = Some("containerd".into());
+        o.client.k8s = Some(crate::outcome::K8sPod {
+            pod: Some("web-0".into()),
+            namespace: Some("shop".into()),
+            pod_uid: Some("5f9c2a4e-1b7d-4c3a-9e8f-0a1b2c3d4e5f".into()),
+            container: None,
+        });
+        let v = serde_json::to_value(&o).unwrap();
+        assert_eq!(
+            v["client"]["k8s"],
+            serde_json::json!({
+                "pod": "web-0",
+                "namespace": "shop",
+                "pod_uid": "5f9c2a4e-1b7d-4c3a-9e8f-0a1b2c3d4e5f",
+            })
+        );
+        assert_eq!(v["client"]["container_runtime"], "containerd");
+        // A host process or a remote peer: no key at all.
+        let server = v["server"].as_object().unwrap();
+        for absent in ["k8s", "container_id", "container_runtime"] {
+            assert!(!server.contains_key(absent), "{absent}");
+        }
+        let back: HandshakeOutcome = serde_json::from_value(v).unwrap();
+        assert_eq!(back, o);
+        // Records written before these fields existed still read.
+        let mut old = serde_json::to_value(outcome(2)).unwrap();
+        old["client"]["container_id"] = serde_json::json!("cd".repeat(32));
+        let old: HandshakeOutcome = serde_json::from_value(old).unwrap();
+        assert_eq!(old.client.k8s, None);
+        assert_eq!(old.client.container_runtime, None);
+    }
+
+    #[test]
     fn records_round_trip_with_required_fields() {
         let path = temp_path("roundtrip");
         let mut w = JournalWriter::open(&path, 1 << 20).unwrap();

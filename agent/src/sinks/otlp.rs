@@ -151,6 +151,9 @@ pub mod attr {
     pub const PEER_PID: &str = "tlsdoctor.peer.pid";
     pub const PEER_COMM: &str = "tlsdoctor.peer.comm";
     pub const PEER_CONTAINER_ID: &str = "tlsdoctor.peer.container.id";
+    /// The other end's pod, when it runs in a pod on this node.
+    pub const PEER_K8S_POD_NAME: &str = "tlsdoctor.peer.k8s.pod.name";
+    pub const PEER_K8S_NAMESPACE_NAME: &str = "tlsdoctor.peer.k8s.namespace.name";
     /// SNI as sent (absent: the client sent none).
     pub const TLS_SNI: &str = "tlsdoctor.tls.sni";
     /// Array of versions the client offered, e.g. ["TLS 1.3", "TLS 1.2"].
@@ -863,6 +866,16 @@ fn process_attrs(a: &mut Attrs, local: &Endpoint) {
     a.opt_str(semconv::PROCESS_EXECUTABLE_PATH, local.exe.as_deref());
     a.opt_str(attr::PROCESS_COMM, local.comm.as_deref());
     a.opt_str(semconv::CONTAINER_ID, local.container_id.as_deref());
+    a.opt_str(
+        semconv::CONTAINER_RUNTIME_NAME,
+        local.container_runtime.as_deref(),
+    );
+    if let Some(k8s) = &local.k8s {
+        a.opt_str(semconv::K8S_POD_UID, k8s.pod_uid.as_deref());
+        a.opt_str(semconv::K8S_POD_NAME, k8s.pod.as_deref());
+        a.opt_str(semconv::K8S_NAMESPACE_NAME, k8s.namespace.as_deref());
+        a.opt_str(semconv::K8S_CONTAINER_NAME, k8s.container.as_deref());
+    }
     a.opt_str(attr::PROCESS_CGROUP, local.cgroup.as_deref());
 }
 
@@ -930,6 +943,10 @@ pub fn span_attributes(outcome: &HandshakeOutcome) -> Vec<KeyValue> {
     }
     a.opt_str(attr::PEER_COMM, peer.comm.as_deref());
     a.opt_str(attr::PEER_CONTAINER_ID, peer.container_id.as_deref());
+    if let Some(k8s) = &peer.k8s {
+        a.opt_str(attr::PEER_K8S_POD_NAME, k8s.pod.as_deref());
+        a.opt_str(attr::PEER_K8S_NAMESPACE_NAME, k8s.namespace.as_deref());
+    }
 
     // TLS, semantic conventions first.
     let negotiated = tls

@@ -17,6 +17,7 @@ use crate::evidence::sockets::{SocketFacts, TcpStateFact};
 use crate::evidence::wire::{
     AlertFact, ClientHelloFacts, EncryptedRecordFact, MessageFact, ServerHelloFacts, TlsFacts,
 };
+use crate::outcome::K8sPod;
 use crate::outcome::Result as HsResult;
 
 const RANDOM: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
@@ -70,6 +71,13 @@ fn chain_incomplete_failure() -> HandshakeOutcome {
             comm: Some("curl".into()),
             exe: Some("/usr/bin/curl".into()),
             container_id: Some("3f4e5d6c7b8a".into()),
+            container_runtime: Some("containerd".into()),
+            k8s: Some(K8sPod {
+                pod: Some("curl-7d9f".into()),
+                namespace: Some("shop".into()),
+                pod_uid: Some("5f9c2a4e-1b7d-4c3a-9e8f-0a1b2c3d4e5f".into()),
+                container: Some("curl".into()),
+            }),
             cgroup: Some("/kubepods/besteffort/pod1234/3f4e5d6c7b8a".into()),
         },
         server: Endpoint {
@@ -382,6 +390,11 @@ fn failure_attributes() {
     assert_eq!(s(&a, "process.executable.name"), "curl");
     assert_eq!(s(&a, "process.executable.path"), "/usr/bin/curl");
     assert_eq!(s(&a, "container.id"), "3f4e5d6c7b8a");
+    assert_eq!(s(&a, "container.runtime.name"), "containerd");
+    assert_eq!(s(&a, "k8s.pod.uid"), "5f9c2a4e-1b7d-4c3a-9e8f-0a1b2c3d4e5f");
+    assert_eq!(s(&a, "k8s.pod.name"), "curl-7d9f");
+    assert_eq!(s(&a, "k8s.namespace.name"), "shop");
+    assert_eq!(s(&a, "k8s.container.name"), "curl");
     assert_eq!(s(&a, "tls.protocol.name"), "tls");
     assert_eq!(s(&a, "tls.protocol.version"), "1.2");
     assert_eq!(s(&a, "tls.cipher"), "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256");
@@ -482,6 +495,45 @@ fn refused_connect_attributes() {
         assert_eq!(get(&a, absent), None, "{absent}");
     }
     assert!(!SpanIds::for_outcome(&o).derived);
+}
+
+#[test]
+fn pod_attributes_describe_the_spans_own_side() {
+    // The server's agent: the span is the server's, the client is the peer.
+    let mut o = chain_incomplete_failure();
+    o.role = Role::Server;
+    o.server.pid = Some(77);
+    o.server.comm = Some("nginx".into());
+    o.server.container_id = Some("aa".repeat(32));
+    o.server.k8s = Some(K8sPod {
+        pod_uid: Some("11111111-2222-3333-4444-555555555555".into()),
+        ..K8sPod::default()
+    });
+    let a = span_attributes(&o);
+    assert_eq!(i(&a, "process.pid"), 77);
+    assert_eq!(s(&a, "container.id"), "aa".repeat(32));
+    // The pod UID from the cgroup path alone; names not (yet) known.
+    assert_eq!(s(&a, "k8s.pod.uid"), "11111111-2222-3333-4444-555555555555");
+    for absent in [
+        "k8s.pod.name",
+        "k8s.namespace.name",
+        "k8s.container.name",
+        "container.runtime.name",
+    ] {
+        assert_eq!(get(&a, absent), None, "{absent}");
+    }
+    // The client's pod, as the peer's.
+    assert_eq!(s(&a, attr::PEER_CONTAINER_ID), "3f4e5d6c7b8a");
+    assert_eq!(s(&a, attr::PEER_K8S_POD_NAME), "curl-7d9f");
+    assert_eq!(s(&a, attr::PEER_K8S_NAMESPACE_NAME), "shop");
+
+    // A host process: no container or pod attribute at all.
+    o.server.container_id = None;
+    o.server.k8s = None;
+    let a = span_attributes(&o);
+    for absent in ["container.id", "k8s.pod.uid", "k8s.pod.name"] {
+        assert_eq!(get(&a, absent), None, "{absent}");
+    }
 }
 
 #[test]

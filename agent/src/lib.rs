@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod diagnosis;
 pub mod evidence;
+pub mod health;
 pub mod outcome;
 pub mod pipeline;
 pub mod probe;

@@ -20,7 +20,7 @@ JAEGER = os.path.join(DEPLOY, "jaeger.yaml")
 
 # Capabilities tests/tests/deploy_caps.rs shows the agent needs: each is
 # required, and nothing beyond them is allowed until a test proves it needed.
-PROVEN_CAPABILITIES = {"BPF", "PERFMON", "SYS_PTRACE", "DAC_READ_SEARCH"}
+PROVEN_CAPABILITIES = {"BPF", "PERFMON", "SYS_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH"}
 METRICS_PORT = 9464
 
 

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod diagnosis;
 pub mod evidence;
+pub mod health;
 pub mod k8s;
 pub mod outcome;
 pub mod pipeline;

@@ -23,6 +23,7 @@ use crate::capture::events::{self, KernelEvent};
 use crate::capture::tls_libs::{self, Coverage, FileId};
 use crate::capture::{Capture, LibraryReport};
 use crate::config::RunConfig;
+use crate::health::Health;
 use crate::outcome::{HandshakeOutcome, Result as HsResult};
 use crate::sinks::console::{self, Colour};
 use crate::sinks::journal::JournalWriter;
@@ -156,19 +157,28 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             }
         };
     let metrics = Arc::new(Metrics::new());
+    // Liveness and readiness (`/healthz`, `/readyz` beside `/metrics`).
+    let health = Arc::new(Health::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let Some(addr) = config.metrics.metrics_addr {
         let metrics = metrics.clone();
+        let health = health.clone();
         let mut stop = stop_rx.clone();
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the metrics endpoint {addr}"))?;
-        info!(addr = %addr, "serving Prometheus metrics at /metrics");
+        info!(addr = %addr, "serving Prometheus metrics at /metrics, health at /healthz and /readyz");
         tokio::spawn(async move {
             let stopped = async move {
                 let _ = stop.wait_for(|s| *s).await;
             };
-            if let Err(e) = crate::sinks::metrics::serve_listener(metrics, listener, stopped).await
+            if let Err(e) = crate::sinks::metrics::serve_listener_with_health(
+                metrics,
+                Some(health),
+                listener,
+                stopped,
+            )
+            .await
             {
                 warn!(error = %e, "metrics endpoint stopped");
             }
@@ -239,6 +249,12 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     // waking on every record: under load wake-ups stay bounded, and the
     // first event after a quiet spell is still handled at once.
     let mut collect = false;
+    // Losses seen so far (ring buffer full, outcome queue full): a rise marks
+    // the agent not ready for a while.
+    let mut losses_seen = 0u64;
+    health.set_probed_libraries(probed_libraries(&capture));
+    health.heartbeat();
+    health.set_attached(true);
     info!(journal = %config.journal.display(), "capturing TLS handshakes");
 
     loop {
@@ -274,10 +290,12 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                 if n < MAX_RECORDS_PER_WAKE {
                     guard.clear_ready();
                 }
+                health.ring_read(n < MAX_RECORDS_PER_WAKE);
                 collect = n > 0;
                 queue.send(out);
             }
             _ = tick.tick() => {
+                health.heartbeat();
                 let mut out = Vec::new();
                 let untracked = assembler.tick(monotonic_ns(), &WallClock::now(), &mut out);
                 if !untracked.is_empty()
@@ -327,6 +345,12 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                 status.k8s = pod_watch.as_ref().map(|w| w.metadata().status());
                 write_status(&config, &status);
                 let lost = status.kernel.get("ringbuf_full").copied().unwrap_or(0);
+                let losses = lost.saturating_add(queue.dropped);
+                if losses > losses_seen {
+                    health.lost_events();
+                }
+                losses_seen = losses;
+                health.set_probed_libraries(probed_libraries(&capture));
                 if lost > lost_reported {
                     warn!(
                         lost_total = lost,
@@ -342,6 +366,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         }
     }
 
+    health.set_stopping();
     debug!("draining open connections");
     let mut out = Vec::new();
     assembler.drain(&WallClock::now(), &mut out);
@@ -370,6 +395,14 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     );
     info!("detached");
     Ok(())
+}
+
+/// OpenSSL libraries with at least one uprobe attached.
+fn probed_libraries(capture: &Capture) -> usize {
+    capture
+        .libraries()
+        .filter(|l| !l.attached.is_empty())
+        .count()
 }
 
 /// The bounded queue to the sink thread.

@@ -48,10 +48,27 @@ impl Agent {
     /// Starts an agent with extra `agent run` arguments and waits until it
     /// captures.
     pub fn start(extra: &[&str]) -> Agent {
+        Agent::launch(&[], extra)
+            .unwrap_or_else(|log| panic!("the agent did not start capturing within 60 s:\n{log}"))
+    }
+
+    /// Starts `wrapper… AGENT run --journal … extra…` (`wrapper` empty: the
+    /// agent itself; e.g. `setpriv` with a reduced capability set, which must
+    /// `exec` the agent so that its pid is the agent's) and waits until it
+    /// captures. `Err` holds the agent's log (and exit status) when it
+    /// exited or did not capture within 60 s.
+    pub fn launch(wrapper: &[String], extra: &[&str]) -> Result<Agent, String> {
         crate::require_root();
         let dir = TempDir::new("agent");
         let journal = dir.join("journal.jsonl");
-        let mut cmd = Command::new(agent_binary());
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(agent_binary());
+                cmd
+            }
+            None => Command::new(agent_binary()),
+        };
         cmd.arg("run")
             .arg("--journal")
             .arg(&journal)
@@ -77,8 +94,8 @@ impl Agent {
         });
         let mut child = spawned_rx
             .recv()
-            .expect("the spawning thread")
-            .expect("starting the agent");
+            .map_err(|_| "the spawning thread is gone".to_string())?
+            .map_err(|e| format!("starting the agent: {e}"))?;
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         if let Some(pipe) = child.stderr.take() {
@@ -95,16 +112,20 @@ impl Agent {
             });
         }
         if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
-            let log = stderr.lock().map(|l| l.join("\n")).unwrap_or_default();
+            // Exited (its stderr closed) or too slow.
             let _ = child.kill();
-            panic!("the agent did not start capturing within 60 s:\n{log}");
+            let status = child.wait();
+            // The reader thread may still be copying the last lines.
+            std::thread::sleep(Duration::from_millis(100));
+            let log = stderr.lock().map(|l| l.join("\n")).unwrap_or_default();
+            return Err(format!("{log}\n(agent exit: {status:?})"));
         }
-        Agent {
+        Ok(Agent {
             _dir: dir,
             journal,
             child: Mutex::new(child),
             stderr,
-        }
+        })
     }
 
     pub fn journal(&self) -> &Path {

@@ -20,7 +20,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Install the toolchain and test dependencies that are missing.
-    Setup,
+    Setup {
+        /// Only what building the agent needs (no test servers, clients or
+        /// receivers; what deploy/Dockerfile's builder stage runs).
+        #[arg(long)]
+        build_only: bool,
+    },
     /// Build (release) and run the agent on its embedded default (the local journal).
     Run {
         /// Arguments for `agent run`.
@@ -65,14 +70,17 @@ const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
 /// Installs (once, into a cached virtualenv) the real OTLP receivers the OTLP
 /// tests export to; see the script.
 const RECEIVERS_SCRIPT: &str = "tests/receivers.sh";
+/// Checks deploy/ offline; `--install` installs (once, into a cached
+/// virtualenv) the validators it runs (kubernetes-validate, hadolint).
+const DEPLOY_CHECKS: &str = "deploy/check.sh";
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let root = workspace_root()?;
     std::env::set_current_dir(&root)?;
     match cli.task {
-        Task::Setup => {
-            setup(true)?;
+        Task::Setup { build_only } => {
+            setup(!build_only)?;
         }
         Task::Run { args } => {
             setup(false)?;
@@ -101,7 +109,10 @@ fn main() -> Result<()> {
             // The eBPF crate's host half (shared types, record walker).
             cargo(&["test", "-p", "agent-ebpf", "--lib"])?;
             cargo(&["test", "-p", "agent", "--lib", "--bins"])?;
-            run(Command::new("python3").arg("deploy/check_manifests.py"))?;
+            // deploy/: manifests against the Kubernetes schemas and their
+            // semantic checks, the Dockerfile linted and its build steps
+            // checked (offline: no cluster, no Docker daemon).
+            run(Command::new("bash").arg(DEPLOY_CHECKS))?;
             if !unit {
                 require_root()?;
                 mount_tracefs();
@@ -212,6 +223,8 @@ fn setup(for_tests: bool) -> Result<()> {
             .arg(RECEIVERS_SCRIPT)
             .stdout(std::process::Stdio::null()))
         .context("installing the OTLP receivers (arize-phoenix, rotel) the OTLP tests need")?;
+        run(Command::new("bash").arg(DEPLOY_CHECKS).arg("--install"))
+            .context("installing the deploy/ validators (kubernetes-validate, hadolint)")?;
     }
     Ok(())
 }

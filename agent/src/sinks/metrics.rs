@@ -9,7 +9,9 @@
 //! | `tlsdoctor_journal_write_errors_total` | | failed journal writes |
 //! | `tlsdoctor_build_info` | `version` | always 1 |
 //!
-//! The exposition is written by `prometheus-client`, not by hand.
+//! The exposition is written by `prometheus-client`, not by hand. The same
+//! server answers the health probes (`/healthz`, `/readyz`; see
+//! [`crate::health`]) when it is given the agent's [`Health`].
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -28,6 +30,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
+use crate::health::{self, Health};
 use crate::outcome::HandshakeOutcome;
 
 /// The path the metrics are served on.
@@ -204,6 +207,17 @@ pub async fn serve_listener(
     listener: TcpListener,
     shutdown: impl Future,
 ) -> std::io::Result<()> {
+    serve_listener_with_health(metrics, None, listener, shutdown).await
+}
+
+/// [`serve_listener`], answering [`health::LIVENESS_PATH`] and
+/// [`health::READINESS_PATH`] from `health` too (404 without it).
+pub async fn serve_listener_with_health(
+    metrics: Arc<Metrics>,
+    health: Option<Arc<Health>>,
+    listener: TcpListener,
+    shutdown: impl Future,
+) -> std::io::Result<()> {
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -220,10 +234,12 @@ pub async fn serve_listener(
             },
         };
         let metrics = Arc::clone(&metrics);
+        let health = health.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let metrics = Arc::clone(&metrics);
-                async move { Ok::<_, Infallible>(respond(&metrics, &req)) }
+                let health = health.clone();
+                async move { Ok::<_, Infallible>(respond(&metrics, health.as_deref(), &req)) }
             });
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -240,13 +256,23 @@ pub async fn serve_listener(
     }
 }
 
-fn respond<B>(metrics: &Metrics, req: &Request<B>) -> Response<Full<Bytes>> {
+fn respond<B>(
+    metrics: &Metrics,
+    health: Option<&Health>,
+    req: &Request<B>,
+) -> Response<Full<Bytes>> {
     let simple = |status: StatusCode, body: &'static str| {
         let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
         *resp.status_mut() = status;
         resp
     };
-    if req.uri().path() != METRICS_PATH {
+    let path = req.uri().path();
+    let probe = match (path, health) {
+        (health::LIVENESS_PATH, Some(h)) => Some(health::liveness(&h.snapshot())),
+        (health::READINESS_PATH, Some(h)) => Some(health::readiness(&h.snapshot())),
+        _ => None,
+    };
+    if probe.is_none() && path != METRICS_PATH {
         return simple(
             StatusCode::NOT_FOUND,
             "not found; metrics are at /metrics\n",
@@ -257,6 +283,17 @@ fn respond<B>(metrics: &Metrics, req: &Request<B>) -> Response<Full<Bytes>> {
         resp.headers_mut().insert(
             hyper::header::ALLOW,
             hyper::header::HeaderValue::from_static("GET, HEAD"),
+        );
+        return resp;
+    }
+    if let Some(verdict) = probe {
+        let mut resp = Response::new(Full::new(Bytes::from(verdict.body())));
+        if !verdict.ok {
+            *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+        }
+        resp.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
         );
         return resp;
     }
@@ -396,6 +433,51 @@ mod tests {
 
         let response = raw_get(addr, "/").await;
         assert!(response.starts_with("HTTP/1.1 404"), "{response}");
+        // No health given: no probes.
+        let response = raw_get(addr, "/readyz").await;
+        assert!(response.starts_with("HTTP/1.1 404"), "{response}");
+
+        stop_tx.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("server stops on shutdown")
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn serves_health_probes() {
+        let metrics = Arc::new(Metrics::new());
+        let health = Arc::new(Health::new());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_listener_with_health(
+            metrics,
+            Some(Arc::clone(&health)),
+            listener,
+            stop_rx,
+        ));
+
+        // Started, not attached: alive, not ready.
+        let response = raw_get(addr, "/healthz").await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        let response = raw_get(addr, "/readyz").await;
+        assert!(response.starts_with("HTTP/1.1 503"), "{response}");
+        assert!(response.contains("not attached"), "{response}");
+
+        health.set_attached(true);
+        health.heartbeat();
+        let response = raw_get(addr, "/readyz").await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.ends_with("\r\n\r\nok\ntracepoints attached; uprobes on 0 OpenSSL libraries\nring buffer empty since start\n"), "{response}");
+
+        health.lost_events();
+        let response = raw_get(addr, "/readyz").await;
+        assert!(response.starts_with("HTTP/1.1 503"), "{response}");
+        // /metrics still served alongside.
+        let response = raw_get(addr, "/metrics").await;
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
 
         stop_tx.send(()).unwrap();
         tokio::time::timeout(Duration::from_secs(5), server)

@@ -8,9 +8,9 @@
 //! OpenSSL's own reasons. Non-blocking WANT_READ/WANT_WRITE returns are only
 //! counted.
 //!
-//! `SSL_read`/`SSL_write` are deliberately not probed: a uprobe hit costs
-//! microseconds (about 12 µs on the VMs this was measured on, see
-//! BENCHMARKS.md), and those calls run for every record of every established
+//! `SSL_read`/`SSL_write` are deliberately not probed: a uprobe hit is a trap
+//! into the kernel (~0.8 µs here, see BENCHMARKS.md; more with an entry and a
+//! return probe), and those calls run for every record of every established
 //! connection. Handshakes driven from inside them (`openssl s_client`) and a
 //! TLS 1.3 server's late rejection of a client certificate still raise their
 //! errors through `ERR_vset_error`; those arrive as `SslFunc::Outside` events.

@@ -204,9 +204,9 @@ impl Conn {
                 reason: e.reason,
                 text,
                 // Not captured: the only source, a uprobe on OpenSSL 3's
-                // ERR_set_debug, fired ~9 times per successful handshake
-                // (OpenSSL 3.0's decoders raise and clear errors) at ~12 µs a
-                // uprobe hit on a VM. The reason code names the cause.
+                // ERR_set_debug, would fire ~9 times in every successful
+                // handshake (OpenSSL 3.0's decoders raise and clear errors),
+                // a trap each. The reason code names the cause.
                 function: None,
                 line: (e.line != 0).then_some(e.line),
             });

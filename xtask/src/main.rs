@@ -127,6 +127,17 @@ fn main() -> Result<()> {
                 run(Command::new(cargo_bin())
                     .args(&test_args)
                     .env("TLSDOCTOR_REQUIRE_RECEIVERS", "1"))?;
+                // The benchmark's smoke version, to keep it working: debug
+                // builds and seconds-long phases, so its figures mean nothing.
+                cargo(&[
+                    "run",
+                    "-p",
+                    "tlsdoctor-tests",
+                    "--bin",
+                    "bench",
+                    "--",
+                    "--quick",
+                ])?;
             }
             println!("xtask: all tests passed");
         }

@@ -276,19 +276,7 @@ fn untracked_syscalls(quick: bool) -> String {
         }
         t.elapsed().as_nanos() as f64 / n as f64
     };
-    let mut off = Vec::new();
-    let mut on = Vec::new();
-    for _ in 0..3 {
-        off.push(measure());
-        let agent = Agent::start(&[]);
-        on.push(measure());
-        agent.stop();
-    }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(|a, b| a.total_cmp(b));
-        v[v.len() / 2]
-    };
-    let (a, b) = (median(&mut off), median(&mut on));
+    let (a, b) = median_off_on(measure);
     format!(
         "## Untracked syscalls\n\n`read(2)` of 1 byte from /dev/zero, {n} calls, median of 3, agent off/on: {a:.0} ns / {b:.0} ns per call, **+{:.0} ns** (the sys_enter/sys_exit tracepoints and one map lookup each).\n\n",
         b - a
@@ -316,6 +304,16 @@ fn uprobe_hit(quick: bool) -> String {
         }
         t.elapsed().as_nanos() as f64 / n as f64
     };
+    let (a, b) = median_off_on(measure);
+    format!(
+        "## One uprobe hit\n\nAn OpenSSL error raised and cleared in another library (EVP), {n} times, median of 3, agent off/on: {a:.0} ns / {b:.0} ns, **+{:.0} ns** per uprobe hit (`ERR_vset_error`: a trap into the kernel, a BPF program that returns at once, the return to user space). OpenSSL 3.0 raises and clears about 9 such errors in every successful handshake.\n\n",
+        b - a
+    )
+}
+
+/// `measure` three times without the agent and three times with it,
+/// interleaved; the medians (off, on).
+fn median_off_on(measure: impl Fn() -> f64) -> (f64, f64) {
     let mut off = Vec::new();
     let mut on = Vec::new();
     for _ in 0..3 {
@@ -328,11 +326,7 @@ fn uprobe_hit(quick: bool) -> String {
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]
     };
-    let (a, b) = (median(&mut off), median(&mut on));
-    format!(
-        "## One uprobe hit\n\nAn OpenSSL error raised and cleared in another library (EVP), {n} times, median of 3, agent off/on: {a:.0} ns / {b:.0} ns, **+{:.0} ns** per uprobe hit (`ERR_vset_error`: a trap into the kernel, a BPF program that returns at once, the return to user space). OpenSSL 3.0 raises and clears about 9 such errors in every successful handshake.\n\n",
-        b - a
-    )
+    (median(&mut off), median(&mut on))
 }
 
 fn proc_cpu_ticks(pid: u32) -> u64 {

@@ -1314,9 +1314,12 @@ fn handshake_name(ty: u8) -> String {
     name.to_string()
 }
 
-/// RFC 8446 (and IANA registry) alert names.
-fn alert_name(code: u8) -> String {
-    let name = match code {
+/// RFC 8446 §6 (and IANA registry) name of a TLS alert, in snake_case;
+/// `None` for a code no registry names. Codes the RFC marks `_RESERVED` (TLS
+/// 1.2 and older only) are named without the suffix: TLS 1.2 peers still
+/// send them.
+pub fn known_alert_name(code: u8) -> Option<&'static str> {
+    Some(match code {
         0 => "close_notify",
         10 => "unexpected_message",
         20 => "bad_record_mac",
@@ -1352,9 +1355,13 @@ fn alert_name(code: u8) -> String {
         116 => "certificate_required",
         120 => "no_application_protocol",
         121 => "ech_required",
-        _ => return format!("unknown({code})"),
-    };
-    name.to_string()
+        _ => return None,
+    })
+}
+
+/// An alert's name as the wire facts show it, `unknown(N)` when unnamed.
+fn alert_name(code: u8) -> String {
+    known_alert_name(code).map_or_else(|| format!("unknown({code})"), str::to_string)
 }
 
 /// What a stream that is not TLS speaks, from its first bytes.

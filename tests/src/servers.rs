@@ -18,6 +18,24 @@ pub struct Server {
     _dir: Option<TempDir>,
 }
 
+impl Server {
+    /// A started server with no config or log of its own (`_dir` kept alive
+    /// with it), once something listens on `port`.
+    fn listening(child: Child, port: u16, dir: Option<TempDir>) -> Server {
+        let pid = child.id();
+        let server = Server {
+            child,
+            port,
+            pid,
+            error_log: None,
+            config: None,
+            _dir: dir,
+        };
+        wait_listening(port);
+        server
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         // SIGTERM lets nginx's master take its workers down too.
@@ -101,17 +119,7 @@ fn start_s_server(port: u16, cert: &Path, key: &Path, extra: &[&str], stdin: Std
         .stderr(Stdio::null())
         .spawn()
         .expect("starting openssl s_server");
-    let pid = child.id();
-    let server = Server {
-        child,
-        port,
-        pid,
-        error_log: None,
-        config: None,
-        _dir: None,
-    };
-    wait_listening(port);
-    server
+    Server::listening(child, port, None)
 }
 
 const SILENT_LISTENER: &str = r#"
@@ -139,17 +147,7 @@ pub fn silent_listener(port: u16) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .expect("starting a silent listener");
-    let pid = child.id();
-    let server = Server {
-        child,
-        port,
-        pid,
-        error_log: None,
-        config: None,
-        _dir: None,
-    };
-    wait_listening(port);
-    server
+    Server::listening(child, port, None)
 }
 
 /// Python's `http.server` (plain HTTP, no TLS) on 127.0.0.1:port.
@@ -164,17 +162,7 @@ pub fn python_http(port: u16) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .expect("starting python3 -m http.server");
-    let pid = child.id();
-    let server = Server {
-        child,
-        port,
-        pid,
-        error_log: None,
-        config: None,
-        _dir: Some(dir),
-    };
-    wait_listening(port);
-    server
+    Server::listening(child, port, Some(dir))
 }
 
 /// nginx in the foreground with `http_body` inside `http {}`. `{dir}` in the

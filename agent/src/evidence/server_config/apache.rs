@@ -98,14 +98,7 @@ pub fn parse_with(main_file: &Path, options: &ApacheOptions) -> Result<ServerCon
     walker.loader.leave();
 
     let (blocks, listens) = walker.finish();
-    let mut config = ServerConfig::new(ServerKind::Apache, main_file.to_path_buf());
-    config.problems = loader.take_problems(main_file);
-    config.files = loader.files;
-    config.watched = loader.watched;
-    config.blocks = blocks;
-    config.listens = listens;
-    config.set_root(&options.root);
-    Ok(config)
+    Ok(loader.into_config(ServerKind::Apache, main_file, blocks, listens))
 }
 
 /// httpd's compiled-in ServerRoot for the layout the main file sits in:

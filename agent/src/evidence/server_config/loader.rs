@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use super::{ConfigError, ConfigProblem};
+use super::{ConfigError, ConfigProblem, ListenSpec, ServerBlock, ServerConfig, ServerKind};
 use crate::evidence::fsroot::FsRoot;
 
 /// Largest config file read; real configs are a few KiB, so anything bigger
@@ -155,6 +155,25 @@ impl Loader {
     }
 
     /// The problem list, with a closing note on how many were not listed.
+    /// The parse of `main_file`: what was read, what went wrong, and the
+    /// blocks and listens the server's evaluator found, all in this root.
+    pub(crate) fn into_config(
+        mut self,
+        kind: ServerKind,
+        main_file: &Path,
+        blocks: Vec<ServerBlock>,
+        listens: Vec<ListenSpec>,
+    ) -> ServerConfig {
+        let mut config = ServerConfig::new(kind, main_file.to_path_buf());
+        config.problems = self.take_problems(main_file);
+        config.blocks = blocks;
+        config.listens = listens;
+        config.set_root(&self.root);
+        config.files = self.files;
+        config.watched = self.watched;
+        config
+    }
+
     pub(crate) fn take_problems(&mut self, main_file: &Path) -> Vec<ConfigProblem> {
         let mut problems = std::mem::take(&mut self.problems);
         if self.problems_dropped > 0 {

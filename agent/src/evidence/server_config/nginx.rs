@@ -72,14 +72,7 @@ pub fn parse_with(main_file: &Path, options: &NginxOptions) -> Result<ServerConf
     let blocks = eval.blocks;
     let listens = merge_listens(&blocks, &mut loader);
 
-    let mut config = ServerConfig::new(ServerKind::Nginx, main_file.to_path_buf());
-    config.problems = loader.take_problems(main_file);
-    config.files = loader.files;
-    config.watched = loader.watched;
-    config.blocks = blocks;
-    config.listens = listens;
-    config.set_root(&options.root);
-    Ok(config)
+    Ok(loader.into_config(ServerKind::Nginx, main_file, blocks, listens))
 }
 
 /// The leaf directives the evaluator reads; everything else is dropped at

@@ -2,6 +2,9 @@
 //! object in OUT_DIR, where `capture` embeds it.
 use anyhow::{Context as _, anyhow};
 
+#[path = "../agent-ebpf/toolchain.rs"]
+mod toolchain;
+
 const EBPF_PACKAGE: &str = "agent-ebpf";
 /// The object's name in OUT_DIR: the `[[bin]]` name of `agent-ebpf`.
 const EBPF_OBJECT: &str = "tlsdoctor";
@@ -33,12 +36,20 @@ fn main() -> anyhow::Result<()> {
         println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
         return Ok(());
     }
+    // The pinned toolchain, checked against bpf-linker before building: a
+    // mismatch is one sentence here, not an LLVM error deep in a build log.
+    let workspace_root = metadata.workspace_root.as_std_path();
+    println!(
+        "cargo:rerun-if-changed={}",
+        workspace_root.join(toolchain::TOOLCHAIN_FILE).display()
+    );
+    let channel = toolchain::preflight(workspace_root).map_err(|e| anyhow!("{e}"))?;
     aya_build::build_ebpf(
         [aya_build::Package {
             name: EBPF_PACKAGE,
             root_dir: root_dir.as_str(),
             ..Default::default()
         }],
-        aya_build::Toolchain::default(),
+        aya_build::Toolchain::Custom(&channel),
     )
 }

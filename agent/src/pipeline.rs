@@ -188,6 +188,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     let (tx, rx) = sync_channel::<Vec<HandshakeOutcome>>(1024);
     let queued = Arc::new(AtomicUsize::new(0));
     let plain_ports = Arc::new(PlainPorts::default());
+    let stdout_closed = Arc::new(tokio::sync::Notify::new());
     let sink = {
         let shared = shared.clone();
         let plain = plain_ports.clone();
@@ -198,6 +199,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             metrics: metrics.clone(),
             show_success: config.show_success,
             pods: pod_watch.as_ref().map(|w| w.metadata()),
+            stdout_closed: stdout_closed.clone(),
         };
         std::thread::Builder::new()
             .name("tlsdoctor-sinks".into())
@@ -363,6 +365,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
             _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
             _ = &mut until_deadline => { info!("duration reached: stopping"); break; }
+            _ = stdout_closed.notified() => { info!("stdout closed: stopping"); break; }
         }
     }
 
@@ -579,6 +582,8 @@ struct Sinks {
     show_success: bool,
     /// Pod names by UID and container id (in a Kubernetes cluster).
     pods: Option<Arc<crate::k8s::PodMetadata>>,
+    /// Raised when stdout's reader went away (EPIPE): the agent stops.
+    stdout_closed: Arc<tokio::sync::Notify>,
 }
 
 /// The sink thread: diagnosis, then console, journal, OTLP and metrics.
@@ -596,6 +601,7 @@ fn sink_loop(
     };
     let mut diagnoser = crate::diagnosis::engine::Diagnoser::new();
     let mut journal_warned = false;
+    let mut console_closed = false;
     let mut spans_dropped = 0;
     while let Ok(batch) = rx.recv() {
         let n = batch.len();
@@ -620,8 +626,18 @@ fn sink_loop(
                     exporter.export(&outcome);
                 }
             }
-            if outcome.result == HsResult::Failure || sinks.show_success {
-                println!("{}", console::line(&outcome, colour));
+            if (outcome.result == HsResult::Failure || sinks.show_success)
+                && !console_closed
+                && let Err(e) = console::print_line(&outcome, colour)
+            {
+                // `agent run | head`: the reader left. Stop as Unix tools
+                // do, through the same graceful path as SIGTERM.
+                console_closed = true;
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    sinks.stdout_closed.notify_one();
+                } else {
+                    warn!(error = %e, "console output failed; the console is off");
+                }
             }
             if outcome.result == HsResult::Failure
                 && let Err(e) = sinks.journal.append(&outcome)
@@ -632,14 +648,6 @@ fn sink_loop(
                     warn!(error = %e, "journal write failed (counted; logged once)");
                     journal_warned = true;
                 }
-            }
-        }
-        if let Err(e) = sinks.journal.flush() {
-            shared.journal_errors.fetch_add(1, Ordering::Relaxed);
-            sinks.metrics.inc_journal_errors();
-            if !journal_warned {
-                warn!(error = %e, "journal flush failed (counted; logged once)");
-                journal_warned = true;
             }
         }
         queued.fetch_sub(n, Ordering::Relaxed);

@@ -7,8 +7,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
+
+#[path = "../../agent-ebpf/toolchain.rs"]
+mod toolchain;
 
 #[derive(Parser)]
 #[command(name = "xtask", about = "tlsdoctor project tasks")]
@@ -48,6 +51,11 @@ enum Task {
     },
 }
 
+/// The LLVM that bpf-linker is built against: the pinned eBPF toolchain
+/// (agent-ebpf/rust-toolchain.toml) must emit bitcode of this major.
+const LLVM_MAJOR: u32 = 22;
+/// bpf-linker, pinned (installed `--locked`, so its own dependencies are too).
+const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages: build needs, then what the tests drive.
 const BUILD_PACKAGES: &[&str] = &[
     "llvm-22-dev",
@@ -108,6 +116,7 @@ fn main() -> Result<()> {
             ])?;
             // The eBPF crate's host half (shared types, record walker).
             cargo(&["test", "-p", "agent-ebpf", "--lib"])?;
+            cargo(&["test", "-p", "xtask"])?;
             cargo(&["test", "-p", "agent", "--lib", "--bins"])?;
             // deploy/: manifests against the Kubernetes schemas and their
             // semantic checks, the Dockerfile linted and its build steps
@@ -196,37 +205,7 @@ fn setup(for_tests: bool) -> Result<()> {
         // Installing nginx/apache2 starts them on port 80 under a service
         // manager on some machines; the tests start their own instances.
     }
-    if !nightly_has_rust_src() {
-        println!("xtask: installing rust-src for the nightly toolchain (eBPF build-std)");
-        run(Command::new("rustup").args([
-            "toolchain",
-            "install",
-            "nightly",
-            "--profile",
-            "minimal",
-        ]))?;
-        run(Command::new("rustup").args([
-            "component",
-            "add",
-            "rust-src",
-            "--toolchain",
-            "nightly",
-        ]))?;
-    }
-    if !bpf_linker_ok() {
-        println!("xtask: installing bpf-linker (LLVM 22), about 2 minutes");
-        let path = format!("{LLVM_BIN}:{}", std::env::var("PATH").unwrap_or_default());
-        run(Command::new("cargo")
-            .args([
-                "install",
-                "bpf-linker",
-                "--no-default-features",
-                "--features",
-                "llvm-22",
-                "--force",
-            ])
-            .env("PATH", path))?;
-    }
+    install_ebpf_toolchain()?;
     if for_tests {
         // Idempotent: quick when the pinned versions are there; says on
         // stderr when it installs. Its stdout only lists the paths.
@@ -247,30 +226,72 @@ fn dpkg_installed(package: &str) -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
 }
 
-fn nightly_has_rust_src() -> bool {
+/// The pinned eBPF toolchain with rust-src, and bpf-linker built against the
+/// LLVM that toolchain emits; then the same preflight `agent/build.rs` runs.
+fn install_ebpf_toolchain() -> Result<()> {
+    let channel = toolchain::pinned_channel(Path::new(".")).map_err(|e| anyhow!(e))?;
+    if !toolchain_has_rust_src(&channel) {
+        println!("xtask: installing the eBPF toolchain {channel} with rust-src");
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            &channel,
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src",
+        ]))?;
+    }
+    let rustc_llvm = toolchain::rustc_llvm_major(&channel).map_err(|e| anyhow!(e))?;
+    if rustc_llvm != LLVM_MAJOR {
+        bail!(
+            "the eBPF toolchain {channel} ({}) uses LLVM {rustc_llvm}, but xtask installs \
+             bpf-linker against LLVM {LLVM_MAJOR}; pin a nightly with LLVM {LLVM_MAJOR} \
+             or move LLVM_MAJOR and the llvm packages in xtask together",
+            toolchain::TOOLCHAIN_FILE
+        );
+    }
+    if !bpf_linker_ok() {
+        println!(
+            "xtask: installing bpf-linker {BPF_LINKER_VERSION} (LLVM {LLVM_MAJOR}), about 2 minutes"
+        );
+        let path = format!("{LLVM_BIN}:{}", std::env::var("PATH").unwrap_or_default());
+        run(Command::new(cargo_bin())
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--locked",
+                "--no-default-features",
+                "--features",
+                &format!("llvm-{LLVM_MAJOR}"),
+                "--force",
+            ])
+            .env("PATH", path))?;
+    }
+    toolchain::preflight(Path::new(".")).map_err(|e| anyhow!(e))?;
+    Ok(())
+}
+
+fn toolchain_has_rust_src(channel: &str) -> bool {
     Command::new("rustup")
-        .args(["component", "list", "--installed", "--toolchain", "nightly"])
+        .args(["component", "list", "--installed", "--toolchain", channel])
         .output()
         .is_ok_and(|o| {
             o.status.success() && String::from_utf8_lossy(&o.stdout).contains("rust-src")
         })
 }
 
-/// bpf-linker is present and built against LLVM 22 (its --version names it).
+/// bpf-linker is the pinned version and built against [`LLVM_MAJOR`].
 fn bpf_linker_ok() -> bool {
-    Command::new("bpf-linker")
+    let version_ok = Command::new("bpf-linker")
         .arg("--version")
         .output()
-        .is_ok_and(|o| o.status.success())
-        && Command::new("bpf-linker")
-            .arg("--llvm-args=--version")
-            .output()
-            .map(|o| {
-                let text = String::from_utf8_lossy(&o.stdout).to_string()
-                    + &String::from_utf8_lossy(&o.stderr);
-                !text.contains("LLVM version 14")
-            })
-            .unwrap_or(true)
+        .is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION)
+        });
+    version_ok && toolchain::bpf_linker_llvm_major() == Ok(LLVM_MAJOR)
 }
 
 fn require_root() -> Result<()> {

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::output;
 use crate::report::{self, HostReport, Style};
 
 #[derive(Args, Debug)]
@@ -85,16 +86,13 @@ fn host_report(args: &DiagnoseArgs) -> ExitCode {
         .ok()
         .map(|d| chrono::Utc::now() - d);
     let report = HostReport::gather(&args.journal, since, args.ca.as_deref());
-    if args.json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        }
+    let printed = if args.json {
+        output::print_json(&report)
     } else {
-        print!("{}", report::render(&report, style()));
+        output::print(&report::render(&report, style()))
+    };
+    if let Err(code) = printed {
+        return code;
     }
     if report.has_problems() {
         ExitCode::from(1)

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use super::diagnose::DiagnoseArgs;
+use super::output;
 use crate::evidence::host::HostState;
 use crate::probe::{ProbeOptions, ProbeReport, Verdict, probe};
 use crate::report::{Style, render_finding};
@@ -25,19 +26,16 @@ pub fn execute(args: &DiagnoseArgs, target: &str) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if args.json {
-        match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        }
+    let printed = if args.json {
+        output::print_json(&report)
     } else {
         let style = Style {
             colour: std::io::IsTerminal::is_terminal(&std::io::stdout()),
         };
-        print!("{}", render(&report, style));
+        output::print(&render(&report, style))
+    };
+    if let Err(code) = printed {
+        return code;
     }
     ExitCode::from(report.verdict.exit_code())
 }

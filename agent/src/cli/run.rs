@@ -18,15 +18,9 @@ pub struct RunArgs {
 
 pub fn execute(args: RunArgs) -> ExitCode {
     if args.print_config {
-        return match serde_json::to_string_pretty(&args.config) {
-            Ok(s) => {
-                println!("{s}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
+        return match super::output::print_json(&args.config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(code) => code,
         };
     }
     // One thread owns the ring buffer and the connection table; diagnosis,

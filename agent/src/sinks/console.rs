@@ -24,6 +24,17 @@ fn endpoint(ep: &Endpoint) -> String {
     }
 }
 
+/// Writes [`line`] and a newline to stdout, flushed: the reader sees each
+/// outcome as it happens, and a closed pipe comes back as `BrokenPipe`.
+pub fn print_line(o: &HandshakeOutcome, colour: Colour) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut text = line(o, colour);
+    text.push('\n');
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
 /// `TIME RESULT role client -> server [sni] version: cause — summary`.
 pub fn line(o: &HandshakeOutcome, colour: Colour) -> String {
     let (tag, paint) = match o.result {

@@ -3,7 +3,7 @@
 //! no collector and survives agent restarts.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -31,9 +31,14 @@ pub enum JournalError {
 
 /// Appends outcomes; rotates once the file passes `max_bytes` (the previous
 /// generation is kept as `<path>.1`, so at most twice the limit is used).
+///
+/// Each record is one whole line written by one `write(2)` on an `O_APPEND`
+/// descriptor, never buffered across records: a reader of the live file (the
+/// CLI, a log shipper) sees whole lines, plus at most the tail of the one
+/// being written, which [`read`] skips.
 pub struct JournalWriter {
     path: PathBuf,
-    out: BufWriter<File>,
+    out: File,
     /// Bytes in the current file.
     written: u64,
     max_bytes: u64,
@@ -64,7 +69,7 @@ impl JournalWriter {
         let written = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(JournalWriter {
             path: path.to_path_buf(),
-            out: BufWriter::new(file),
+            out: file,
             written,
             max_bytes,
             current_records: count_lines(path),
@@ -78,7 +83,7 @@ impl JournalWriter {
         &self.path
     }
 
-    /// Appends one record (buffered: call [`JournalWriter::flush`] after a batch).
+    /// Appends one record as one line in one write.
     pub fn append(&mut self, outcome: &HandshakeOutcome) -> Result<(), JournalError> {
         let mut line = serde_json::to_vec(outcome).map_err(|source| JournalError::Encode {
             path: self.path.clone(),
@@ -100,15 +105,7 @@ impl JournalWriter {
         Ok(())
     }
 
-    pub fn flush(&mut self) -> Result<(), JournalError> {
-        self.out.flush().map_err(|source| JournalError::Io {
-            path: self.path.clone(),
-            source,
-        })
-    }
-
     fn rotate(&mut self) -> Result<(), JournalError> {
-        self.flush()?;
         let io_err = |source| JournalError::Io {
             path: self.path.clone(),
             source,
@@ -120,7 +117,7 @@ impl JournalWriter {
             .append(true)
             .open(&self.path)
             .map_err(io_err)?;
-        self.out = BufWriter::new(file);
+        self.out = file;
         self.written = 0;
         self.rotated_out += self.rotated_records;
         self.rotated_records = self.current_records;
@@ -156,7 +153,8 @@ pub struct BadLine {
 
 /// Reads the journal (the rotated generation first), keeping records that
 /// ended at or after `since`. Lines that do not parse are returned, not
-/// dropped silently.
+/// dropped silently. A last line without its newline is a record the agent
+/// is writing at this moment: it is skipped, not called bad.
 pub fn read(
     path: &Path,
     since: Option<DateTime<Utc>>,
@@ -169,20 +167,28 @@ pub fn read(
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(source) => return Err(JournalError::Io { path: file, source }),
         };
-        for (i, line) in BufReader::new(f).lines().enumerate() {
-            let line = line.map_err(|source| JournalError::Io {
-                path: file.clone(),
-                source,
-            })?;
-            if line.trim().is_empty() {
+        let mut reader = BufReader::new(f);
+        let mut line = Vec::new();
+        for number in 1.. {
+            line.clear();
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .map_err(|source| JournalError::Io {
+                    path: file.clone(),
+                    source,
+                })?;
+            if n == 0 || line.last() != Some(&b'\n') {
+                break;
+            }
+            if line.trim_ascii().is_empty() {
                 continue;
             }
-            match serde_json::from_str::<HandshakeOutcome>(&line) {
+            match serde_json::from_slice::<HandshakeOutcome>(&line) {
                 Ok(o) if since.is_none_or(|s| o.end_time >= s) => records.push(o),
                 Ok(_) => {}
                 Err(e) => bad.push(BadLine {
                     file: file.clone(),
-                    line: i + 1,
+                    line: number,
                     error: e.to_string(),
                 }),
             }
@@ -271,7 +277,6 @@ mod tests {
         let path = temp_path("roundtrip");
         let mut w = JournalWriter::open(&path, 1 << 20).unwrap();
         w.append(&outcome(1)).unwrap();
-        w.flush().unwrap();
         let text = fs::read_to_string(&path).unwrap();
         let v: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         for field in [
@@ -293,7 +298,6 @@ mod tests {
         for n in 0..6 {
             w.append(&outcome(n)).unwrap();
         }
-        w.flush().unwrap();
         assert!(rotated_path(&path).exists());
         // Every record is either on disk or counted as rotated out.
         let on_disk = count_lines(&path) + count_lines(&rotated_path(&path));
@@ -314,6 +318,57 @@ mod tests {
         fs::write(&path, "{not json}\n\n").unwrap();
         let (records, bad) = read(&path, None).unwrap();
         assert!(records.is_empty());
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].line, 1);
+    }
+
+    #[test]
+    fn a_line_being_written_is_skipped_not_bad() {
+        let path = temp_path("partial");
+        let mut w = JournalWriter::open(&path, 1 << 20).unwrap();
+        w.append(&outcome(1)).unwrap();
+        w.append(&outcome(2)).unwrap();
+        // What a reader sees while the agent is in the middle of a write: a
+        // complete record, then part of the next (cut inside a string).
+        let whole = fs::read(&path).unwrap();
+        let first_end = whole.iter().position(|b| *b == b'\n').unwrap() + 1;
+        let cut = first_end + (whole.len() - first_end) / 2;
+        fs::write(&path, &whole[..cut]).unwrap();
+        let (records, bad) = read(&path, None).unwrap();
+        assert_eq!(records, vec![outcome(1)]);
+        assert!(bad.is_empty(), "{bad:?}");
+        // Once the line is whole, it reads.
+        fs::write(&path, &whole).unwrap();
+        let (records, bad) = read(&path, None).unwrap();
+        assert_eq!(records, vec![outcome(1), outcome(2)]);
+        assert!(bad.is_empty());
+    }
+
+    #[test]
+    fn each_record_is_one_write_of_one_whole_line() {
+        // A record larger than a stdio buffer still lands as one line: the
+        // file never holds a record's first part without its end.
+        let path = temp_path("big");
+        let mut w = JournalWriter::open(&path, 1 << 24).unwrap();
+        let mut big = outcome(1);
+        big.client.comm = Some("x".repeat(64 * 1024));
+        w.append(&big).unwrap();
+        let bytes = fs::read(&path).unwrap();
+        assert_eq!(bytes.iter().filter(|b| **b == b'\n').count(), 1);
+        assert_eq!(bytes.last(), Some(&b'\n'));
+        assert_eq!(read(&path, None).unwrap().0, vec![big]);
+    }
+
+    #[test]
+    fn non_utf8_garbage_is_a_bad_line_not_an_error() {
+        let path = temp_path("garbage");
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut bytes = b"\xff\xfe not json\n".to_vec();
+        bytes.extend(serde_json::to_vec(&outcome(3)).unwrap());
+        bytes.push(b'\n');
+        fs::write(&path, bytes).unwrap();
+        let (records, bad) = read(&path, None).unwrap();
+        assert_eq!(records, vec![outcome(3)]);
         assert_eq!(bad.len(), 1);
         assert_eq!(bad[0].line, 1);
     }

@@ -4,7 +4,10 @@
 //! docs/journal.md says, a probe of a broken peer ends inside its timeout,
 //! and --watch explains live handshakes.
 
-use std::process::{Command, Output};
+use std::io::{BufRead as _, BufReader};
+use std::os::fd::FromRawFd as _;
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agent::diagnosis::Cause;
@@ -309,42 +312,174 @@ fn watch_explains_live_handshakes() {
     let _nginx = NginxBuilder::new()
         .block(Block::tls(port, "watch.test", &leaf.cert, &leaf.key))
         .start();
-    let child = Command::new(agent_binary())
+    let mut child = Command::new(agent_binary())
         .args([
             "diagnose",
             "--watch",
             "--duration",
-            "8s",
+            "120s",
             "--port",
             &port.to_string(),
         ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("agent diagnose --watch");
-    // Give it time to load its probes.
-    std::thread::sleep(Duration::from_secs(4));
+    let stderr = lines_of(child.stderr.take().expect("stderr"));
+    let stdout = lines_of(child.stdout.take().expect("stdout"));
+    // Its probes are loaded once it says so; a loaded machine takes longer.
+    wait_for_line(&stderr, Duration::from_secs(90), "capturing TLS handshakes");
     let run = curl(&[
         "--resolve",
         &format!("watch.test:{port}:127.0.0.1"),
         &format!("https://watch.test:{port}/"),
     ]);
     assert!(!run.success);
-    let out = child.wait_with_output().expect("watch output");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.contains("FAIL") && l.contains(&format!("curl[{}]", run.pid)))
-        .unwrap_or_else(|| {
-            panic!(
-                "no line for curl[{}]:\n{text}\n{}",
-                run.pid,
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+    let client = format!("curl[{}]", run.pid);
+    let line = wait_for_line(&stdout, Duration::from_secs(30), &client);
+    // SIGINT: the watch stops as on Ctrl-C.
+    // SAFETY: kill on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().expect("watch exit");
+    assert!(status.success(), "watch after SIGINT: {status}");
+    assert!(line.contains("FAIL"), "{line}");
     assert!(line.contains("untrusted-root"), "{line}");
+    let text = stdout.lock().map(|l| l.join("\n")).unwrap_or_default();
     assert!(
         !text.lines().any(|l| !l.contains(&format!(":{port}"))),
         "--port filters other ports:\n{text}"
     );
+}
+
+/// The lines a child writes to `pipe`, collected by a thread as they come.
+fn lines_of(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if let Ok(mut l) = sink.lock() {
+                l.push(line);
+            }
+        }
+    });
+    lines
+}
+
+/// Waits until a collected line contains `needle`, and returns it.
+fn wait_for_line(lines: &Mutex<Vec<String>>, timeout: Duration, needle: &str) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let seen = lines.lock().map(|l| l.clone()).unwrap_or_default();
+        if let Some(line) = seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no line with {needle:?} within {timeout:?}:\n{}",
+            seen.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `agent … | head`: the reader is gone before the command writes. The
+/// command must stop quietly with its own exit code (no panic, no "Broken
+/// pipe" error), as Unix tools do. The pipe's read end is closed before the
+/// child starts, so its first write fails with EPIPE every time.
+fn assert_quiet_on_closed_pipe(args: &[&str], expected_code: i32) {
+    let out = Command::new(agent_binary())
+        .args(args)
+        .stdout(closed_pipe())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("agent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{args:?} on a closed pipe:\n{stderr}"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(expected_code),
+        "{args:?} on a closed pipe: {stderr}"
+    );
+}
+
+/// The write end of a pipe whose read end is already closed.
+fn closed_pipe() -> Stdio {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into the array we own.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both fds were just created and are owned here only.
+    let (read_end, write_end) = unsafe {
+        (
+            std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+            std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+        )
+    };
+    drop(read_end);
+    Stdio::from(write_end)
+}
+
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    require_root();
+    let pki = Pki::new();
+    let mut spec = LeafSpec::new("pipe.test");
+    spec.issuer = Issuer::Itself;
+    let leaf = pki.leaf(&spec);
+    let port = free_port();
+    let _server = tlsdoctor_tests::servers::s_server(port, &leaf.cert, &leaf.key, &[]);
+    // A self-signed certificate: the probe fails the target (exit 1).
+    let target = format!("127.0.0.1:{port}");
+    assert_quiet_on_closed_pipe(&["diagnose", &target, "--sni", "pipe.test", "--json"], 1);
+    assert_quiet_on_closed_pipe(&["diagnose", &target, "--sni", "pipe.test"], 1);
+    // The host report and `--print-config` write once, at the end.
+    let code = diagnose(&["--json"]).status.code().expect("exit code");
+    assert_quiet_on_closed_pipe(&["diagnose", "--json"], code);
+    assert_quiet_on_closed_pipe(&["run", "--print-config"], 0);
+}
+
+#[test]
+fn watch_stops_quietly_when_its_reader_goes() {
+    require_root();
+    let pki = Pki::new();
+    let mut spec = LeafSpec::new("gone.test");
+    spec.issuer = Issuer::Itself;
+    let leaf = pki.leaf(&spec);
+    let port = free_port();
+    let _server = tlsdoctor_tests::servers::s_server(port, &leaf.cert, &leaf.key, &[]);
+    let mut child = Command::new(agent_binary())
+        .args([
+            "diagnose",
+            "--watch",
+            "--duration",
+            "300s",
+            "--port",
+            &port.to_string(),
+        ])
+        .stdout(closed_pipe())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agent diagnose --watch");
+    let stderr = lines_of(child.stderr.take().expect("stderr"));
+    wait_for_line(&stderr, Duration::from_secs(90), "capturing TLS handshakes");
+    // The first line the watch prints meets the closed pipe: it stops on
+    // its own, long before --duration, through its normal shutdown.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let _ = curl(&["--max-time", "5", &format!("https://127.0.0.1:{port}/")]);
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the watch kept running with no reader"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let log = stderr.lock().map(|l| l.join("\n")).unwrap_or_default();
+    assert!(status.success(), "{status}:\n{log}");
+    assert!(log.contains("stdout closed"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
 }

@@ -86,14 +86,13 @@ pub fn preflight(workspace_root: &Path) -> Result<String, String> {
     let channel = pinned_channel(workspace_root)?;
     let rustc = rustc_llvm_major(&channel)
         .map_err(|e| format!("{e}; run `{FIX_COMMAND}` to install it"))?;
-    let linker = bpf_linker_llvm_major().map_err(|e| {
-        format!("{e}; run `{FIX_COMMAND}` to install bpf-linker against LLVM {rustc}")
-    })?;
+    let linker =
+        bpf_linker_llvm_major().map_err(|e| format!("{e}; run `{FIX_COMMAND}` to install it"))?;
     if rustc != linker {
         return Err(format!(
             "the eBPF toolchain {channel} emits LLVM {rustc} bitcode but bpf-linker was built \
              against LLVM {linker}, so linking agent-ebpf would fail with `Invalid record`; \
-             run `{FIX_COMMAND}` to reinstall bpf-linker against LLVM {rustc}"
+             run `{FIX_COMMAND}`, which installs the pinned toolchain and a bpf-linker for its LLVM"
         ));
     }
     Ok(channel)

@@ -43,7 +43,15 @@ fn main() -> anyhow::Result<()> {
         "cargo:rerun-if-changed={}",
         workspace_root.join(toolchain::TOOLCHAIN_FILE).display()
     );
-    let channel = toolchain::preflight(workspace_root).map_err(|e| anyhow!("{e}"))?;
+    let channel = match toolchain::preflight(workspace_root) {
+        Ok(channel) => channel,
+        Err(sentence) => {
+            // One sentence, not an error chain with a backtrace: it is the
+            // first thing a new user reads.
+            eprintln!("error: {sentence}");
+            std::process::exit(1);
+        }
+    };
     aya_build::build_ebpf(
         [aya_build::Package {
             name: EBPF_PACKAGE,

@@ -82,8 +82,20 @@ const RECEIVERS_SCRIPT: &str = "tests/receivers.sh";
 /// virtualenv) the validators it runs (kubernetes-validate, hadolint).
 const DEPLOY_CHECKS: &str = "deploy/check.sh";
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The error chain in one line, not anyhow's Debug form with a backtrace:
+    // the first thing a new user reads when setup or a build fails.
+    match run_task(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_task(cli: Cli) -> Result<()> {
     let root = workspace_root()?;
     std::env::set_current_dir(&root)?;
     match cli.task {

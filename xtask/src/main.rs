@@ -83,6 +83,7 @@ const RECEIVERS_SCRIPT: &str = "tests/receivers.sh";
 const DEPLOY_CHECKS: &str = "deploy/check.sh";
 
 fn main() -> std::process::ExitCode {
+    forget_outer_cargo_env();
     let cli = Cli::parse();
     // The error chain in one line, not anyhow's Debug form with a backtrace:
     // the first thing a new user reads when setup or a build fails.
@@ -92,6 +93,35 @@ fn main() -> std::process::ExitCode {
             eprintln!("xtask: error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// `cargo xtask` runs this binary under `cargo run`, which sets the xtask
+/// package's `CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ... Inherited by the cargo
+/// commands xtask runs, they change the fingerprint of every build script that
+/// tracks them (ring's does): each `cargo xtask` build and each plain `cargo
+/// build` would then rebuild most of the tree for the other.
+fn forget_outer_cargo_env() {
+    let inherited: Vec<std::ffi::OsString> = std::env::vars_os()
+        .map(|(key, _)| key)
+        .filter(|key| {
+            key.to_str().is_some_and(|k| {
+                k.starts_with("CARGO_PKG_")
+                    || matches!(
+                        k,
+                        "CARGO_MANIFEST_DIR"
+                            | "CARGO_MANIFEST_PATH"
+                            | "CARGO_MANIFEST_LINKS"
+                            | "CARGO_CRATE_NAME"
+                            | "CARGO_BIN_NAME"
+                            | "CARGO_PRIMARY_PACKAGE"
+                    )
+            })
+        })
+        .collect();
+    for key in inherited {
+        // SAFETY: first thing in main, before any thread exists.
+        unsafe { std::env::remove_var(key) };
     }
 }
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::evidence::host::HostFacts;
 use crate::outcome::HandshakeOutcome;
 
-/// A failure class from the catalogue (`failure-catalogue.md`). The serialized
+/// A failure class from the catalogue (docs/catalogue.md). The serialized
 /// form is the stable id used in the journal, `diagnose --json` and spans.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

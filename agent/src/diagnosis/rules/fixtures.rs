@@ -1,8 +1,8 @@
 //! Test fixtures: handshake outcomes and host state as the agent records
 //! them, built to mirror what OpenSSL 3.0, nginx 1.22 and curl 7.88 really
-//! emit (see `failure-catalogue.md`, "What the wire does and does not
-//! show"). Reason and verify texts come from the live library, exactly as
-//! the uprobes record them.
+//! emit (see docs/catalogue.md, "What the wire shows and hides"). Reason
+//! and verify texts come from the live library, exactly as the uprobes
+//! record them.
 //!
 //! Two vantage points: `Case::client()` is a local curl talking to a remote
 //! server (host facts empty), `Case::server()` a local nginx serving a

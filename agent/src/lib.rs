@@ -7,6 +7,7 @@
 
 pub mod assembly;
 pub mod capture;
+pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod diagnosis;

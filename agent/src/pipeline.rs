@@ -24,7 +24,7 @@ use crate::capture::tls_libs::{self, Coverage, FileId};
 use crate::capture::{Capture, LibraryReport};
 use crate::config::RunConfig;
 use crate::health::Health;
-use crate::outcome::{HandshakeOutcome, Result as HsResult};
+use crate::outcome::{HandshakeOutcome, HandshakeResult};
 use crate::sinks::console::{self, Colour};
 use crate::sinks::journal::JournalWriter;
 use crate::sinks::metrics::Metrics;
@@ -626,7 +626,7 @@ fn sink_loop(
                     exporter.export(&outcome);
                 }
             }
-            if (outcome.result == HsResult::Failure || sinks.show_success)
+            if (outcome.result == HandshakeResult::Failure || sinks.show_success)
                 && !console_closed
                 && let Err(e) = console::print_line(&outcome, colour)
             {
@@ -639,7 +639,7 @@ fn sink_loop(
                     warn!(error = %e, "console output failed; the console is off");
                 }
             }
-            if outcome.result == HsResult::Failure
+            if outcome.result == HandshakeResult::Failure
                 && let Err(e) = sinks.journal.append(&outcome)
             {
                 shared.journal_errors.fetch_add(1, Ordering::Relaxed);

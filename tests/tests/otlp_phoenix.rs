@@ -17,7 +17,7 @@ use agent::evidence::certificates::CertificateFact;
 use agent::evidence::openssl::{OpensslErrorFact, OpensslFacts, SslCallFact, VerifyResultFact};
 use agent::evidence::sockets::{SocketFacts, TcpStateFact};
 use agent::evidence::wire::{AlertFact, ClientHelloFacts, MessageFact, ServerHelloFacts, TlsFacts};
-use agent::outcome::{Endpoint, HandshakeOutcome, Result as HsResult, Role};
+use agent::outcome::{Endpoint, HandshakeOutcome, HandshakeResult, Role};
 use agent::sinks::otlp::{OtlpConfig, OtlpExporter, Protocol, SpanIds, attr, event};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value as Json;
@@ -133,7 +133,7 @@ fn handshake_pair(random: &str, base: DateTime<Utc>) -> (HandshakeOutcome, Hands
         time: base,
         end_time: ms(base, 7),
         role: Role::Client,
-        result: HsResult::Failure,
+        result: HandshakeResult::Failure,
         cause: Cause::ChainIncomplete,
         client: Endpoint {
             pid: Some(4242),
@@ -204,7 +204,7 @@ fn handshake_pair(random: &str, base: DateTime<Utc>) -> (HandshakeOutcome, Hands
         time: ms(base, 1),
         end_time: ms(base, 6),
         role: Role::Server,
-        result: HsResult::Failure,
+        result: HandshakeResult::Failure,
         cause: Cause::ChainIncomplete,
         client: client_ep,
         server: Endpoint {
@@ -243,7 +243,7 @@ fn refused(base: DateTime<Utc>, n: u64) -> HandshakeOutcome {
         time: base,
         end_time: ms(base, 1),
         role: Role::Client,
-        result: HsResult::Failure,
+        result: HandshakeResult::Failure,
         cause: Cause::PortNotListening,
         client: Endpoint {
             ip: Some("10.1.2.3".parse().unwrap()),
@@ -328,7 +328,7 @@ fn phoenix_receives_spans_over_grpc_and_http() {
         let refused = refused(base, n as u64);
         let mut success = server.clone();
         success.id = format!("success-{n}");
-        success.result = HsResult::Success;
+        success.result = HandshakeResult::Success;
         success.tls.alert = None;
         success.tls.alerts.clear();
         success.tls.client_hello.as_mut().unwrap().random = random_for(2000 + n as u64);

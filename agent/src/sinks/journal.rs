@@ -201,7 +201,7 @@ pub fn read(
 mod tests {
     use super::*;
     use crate::diagnosis::{Cause, Diagnosis};
-    use crate::outcome::{Endpoint, Result as HsResult, Role};
+    use crate::outcome::{Endpoint, HandshakeResult, Role};
 
     fn outcome(n: u32) -> HandshakeOutcome {
         let t = DateTime::from_timestamp(1_700_000_000 + i64::from(n), 0).unwrap();
@@ -210,7 +210,7 @@ mod tests {
             time: t,
             end_time: t,
             role: Role::Client,
-            result: HsResult::Failure,
+            result: HandshakeResult::Failure,
             cause: Cause::Unknown,
             client: Endpoint {
                 ip: Some("127.0.0.1".parse().unwrap()),

@@ -29,7 +29,7 @@ use crate::evidence::wire::{
     AlertFact, ClientHelloFacts, EncryptedRecordFact, MessageFact, NonTlsFact, ServerHelloFacts,
     TlsFacts,
 };
-use crate::outcome::{Endpoint, HandshakeOutcome, Result as Outcome, Role};
+use crate::outcome::{Endpoint, HandshakeOutcome, HandshakeResult, Role};
 
 use super::Rule;
 
@@ -233,7 +233,7 @@ fn outcome(role: Role, client: Endpoint, server: Endpoint) -> HandshakeOutcome {
         time: now(),
         end_time: now(),
         role,
-        result: Outcome::Failure,
+        result: HandshakeResult::Failure,
         cause: Cause::Unknown,
         client,
         server,

@@ -17,8 +17,8 @@ use crate::evidence::sockets::{SocketFacts, TcpStateFact};
 use crate::evidence::wire::{
     AlertFact, ClientHelloFacts, EncryptedRecordFact, MessageFact, ServerHelloFacts, TlsFacts,
 };
+use crate::outcome::HandshakeResult;
 use crate::outcome::K8sPod;
-use crate::outcome::Result as HsResult;
 
 const RANDOM: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
@@ -62,7 +62,7 @@ fn chain_incomplete_failure() -> HandshakeOutcome {
         time: t0(),
         end_time: ms(7),
         role: Role::Client,
-        result: HsResult::Failure,
+        result: HandshakeResult::Failure,
         cause: Cause::ChainIncomplete,
         client: Endpoint {
             ip: Some("10.1.2.3".parse().unwrap()),
@@ -221,7 +221,7 @@ fn success(role: Role, random: Option<String>) -> HandshakeOutcome {
         time: t0(),
         end_time: ms(2),
         role,
-        result: HsResult::Success,
+        result: HandshakeResult::Success,
         cause: Cause::Unknown,
         client: Endpoint::default(),
         server: Endpoint::default(),

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use agent::assembly::{Assembler, AssemblyConfig, PlainPorts, TlsPorts, WallClock};
 use agent::capture::events::{DataRecord, KernelEvent};
+use agent::diagnosis::host::HostFacts;
 use agent::diagnosis::{Facts, diagnose};
-use agent::evidence::host::HostFacts;
 use agent_ebpf::{
     AF_INET, CloseEvent, ConnEvent, Direction, Endpoint, EventHeader, EventKind, SockStateEvent,
 };

@@ -213,7 +213,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
 
     let mut tls_ports = TlsPorts::new(config.tls_ports.iter().copied());
-    for port in crate::evidence::host::configured_tls_ports() {
+    for port in crate::diagnosis::host::configured_tls_ports() {
         tls_ports.add(port);
     }
     let mut assembler = Assembler::new(config.assembly(), tls_ports, plain_ports.clone());
@@ -318,7 +318,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             }
             _ = rescan.tick() => {
                 coverage.scan_all(&mut capture);
-                for port in crate::evidence::host::configured_tls_ports() {
+                for port in crate::diagnosis::host::configured_tls_ports() {
                     assembler.tls_ports_mut().add(port);
                 }
             }

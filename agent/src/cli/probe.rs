@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::diagnose::DiagnoseArgs;
 use super::output;
-use crate::evidence::host::HostState;
+use crate::diagnosis::host::HostState;
 use crate::probe::{ProbeOptions, ProbeReport, Verdict, probe};
 use crate::report::{Style, render_finding};
 

@@ -1,9 +1,9 @@
 //! Diagnosis of finished outcomes: host facts (cached) plus the rules.
 
+use crate::diagnosis::host::HostState;
 use crate::diagnosis::rules::after_handshake;
 use crate::diagnosis::{Facts, diagnose};
 use crate::evidence::certificates::CertificateCache;
-use crate::evidence::host::HostState;
 use crate::outcome::{HandshakeOutcome, HandshakeResult};
 
 /// Diagnoses failures as they come, reusing the cached host state.

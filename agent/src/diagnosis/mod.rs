@@ -4,12 +4,13 @@
 
 pub mod checks;
 pub mod engine;
+pub mod host;
 pub mod rules;
 
 pub use crate::catalogue::{
     Alternative, Cause, Confidence, Diagnosis, Evidence, SPECIFICITY, Source,
 };
-use crate::evidence::host::HostFacts;
+use crate::diagnosis::host::HostFacts;
 use crate::outcome::HandshakeOutcome;
 
 /// What the rules read: one handshake outcome (wire, OpenSSL and socket

@@ -7,7 +7,6 @@ pub mod certificates;
 pub mod cgroup;
 pub mod clock;
 pub mod fsroot;
-pub mod host;
 pub mod listeners;
 pub mod logs;
 pub mod openssl;

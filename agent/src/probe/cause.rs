@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{DateTime, Utc};
 
+use crate::diagnosis::host::{HostFacts, HostState};
 use crate::diagnosis::{self, Diagnosis, Facts};
 use crate::evidence::certificates::{self, ChainFinding, ChainReport, TrustStore};
-use crate::evidence::host::{HostFacts, HostState};
 use crate::evidence::openssl::OpensslFacts;
 use crate::evidence::wire::TlsFacts;
 use crate::outcome::{Endpoint, HandshakeOutcome, HandshakeResult, Role};

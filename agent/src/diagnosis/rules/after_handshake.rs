@@ -29,7 +29,7 @@ pub fn worth_checking(outcome: &HandshakeOutcome) -> bool {
     }
     let tls = &outcome.tls;
     let missing_certificate = tls.certificate_requested && tls.client_certificate_count == Some(0);
-    let host_empty = crate::evidence::host::HostFacts::default();
+    let host_empty = crate::diagnosis::host::HostFacts::default();
     let f = Facts {
         outcome,
         host: &host_empty,

@@ -13,10 +13,10 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use crate::diagnosis::host::HostFacts;
 use crate::diagnosis::{Cause, Diagnosis, Facts, diagnose};
 use crate::evidence::certificates::{CertificateFact, ChainFinding, ChainReport};
 use crate::evidence::clock::ClockState;
-use crate::evidence::host::HostFacts;
 use crate::evidence::listeners::{ListenCounters, Listener};
 use crate::evidence::logs::LogLine;
 use crate::evidence::openssl::{

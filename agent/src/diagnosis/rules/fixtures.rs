@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::diagnosis::host::HostFacts;
+use crate::diagnosis::host::{ClassifiedLogLine, HostFacts};
 use crate::diagnosis::{Cause, Diagnosis, Facts, diagnose};
 use crate::evidence::certificates::{CertificateFact, ChainFinding, ChainReport};
 use crate::evidence::clock::ClockState;
@@ -598,13 +598,15 @@ impl Case {
     /// An nginx error-log line at `line` of /var/log/nginx/error.log.
     pub fn log(self, line: u64, level: &str, text: &str, indicates: Option<Cause>) -> Self {
         self.with_host(|h| {
-            h.log_lines.push(LogLine {
-                file: "/var/log/nginx/error.log".to_string(),
-                line,
-                time: Some(now()),
-                level: level.to_string(),
-                text: text.to_string(),
-                client: Some("198.51.100.7".to_string()),
+            h.log_lines.push(ClassifiedLogLine {
+                line: LogLine {
+                    file: "/var/log/nginx/error.log".to_string(),
+                    line,
+                    time: Some(now()),
+                    level: level.to_string(),
+                    text: text.to_string(),
+                    client: Some("198.51.100.7".to_string()),
+                },
                 indicates,
             })
         })

@@ -13,6 +13,7 @@ mod chain;
 mod cite;
 mod connection;
 mod directives;
+pub mod log_text;
 mod matching;
 mod names;
 mod negotiation;

@@ -9,6 +9,18 @@ use clap::Parser;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{Sampler, SamplingDecision, ShouldSample};
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime};
+
+use chrono::{DateTime, Utc};
+use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
+use opentelemetry::{Array, KeyValue, Value};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+
+use crate::outcome::{Endpoint, HandshakeOutcome, Role};
+
 use super::*;
 use crate::diagnosis::{Alternative, Cause, Confidence, Diagnosis, Evidence, Source};
 use crate::evidence::certificates::CertificateFact;
@@ -995,24 +1007,27 @@ fn resource_attributes() {
 
 #[test]
 fn health_warns_once_and_reports_recovery() {
-    let mut h = Health::default();
+    let mut h = ExportHealth::default();
     let t = Instant::now();
     // `dropped` is the running total of drops, queue-full ones included.
     let mut dropped = 5;
-    assert_eq!(h.on_success(t, dropped), HealthChange::Quiet);
+    assert_eq!(h.on_success(t, dropped), ExportHealthChange::Quiet);
     dropped += 10;
-    assert_eq!(h.on_failure(t, 10, dropped), HealthChange::StartedFailing);
+    assert_eq!(
+        h.on_failure(t, 10, dropped),
+        ExportHealthChange::StartedFailing
+    );
     for n in 1..100 {
         dropped += 3; // one failed, two refused at the full queue
         assert_eq!(
             h.on_failure(t + Duration::from_secs(n), 1, dropped),
-            HealthChange::Quiet
+            ExportHealthChange::Quiet
         );
     }
     dropped += 1;
     assert_eq!(
         h.on_failure(t + REMINDER_INTERVAL, 1, dropped),
-        HealthChange::StillFailing {
+        ExportHealthChange::StillFailing {
             lost: 10 + 99 * 3 + 1,
             for_: REMINDER_INTERVAL
         }
@@ -1021,32 +1036,32 @@ fn health_warns_once_and_reports_recovery() {
     dropped += 2;
     assert_eq!(
         h.on_success(back, dropped),
-        HealthChange::Recovered {
+        ExportHealthChange::Recovered {
             lost: 10 + 99 * 3 + 1 + 2,
             after: REMINDER_INTERVAL + Duration::from_secs(5)
         }
     );
-    assert_eq!(h.on_success(back, dropped), HealthChange::Quiet);
+    assert_eq!(h.on_success(back, dropped), ExportHealthChange::Quiet);
     // Flapping within WARN_INTERVAL stays quiet, recovery included.
     dropped += 1;
     assert_eq!(
         h.on_failure(back + Duration::from_secs(1), 1, dropped),
-        HealthChange::Quiet
+        ExportHealthChange::Quiet
     );
     assert_eq!(
         h.on_success(back + Duration::from_secs(2), dropped),
-        HealthChange::Quiet
+        ExportHealthChange::Quiet
     );
     // Later, a new outage warns again and counts from its own start.
     let later = back + WARN_INTERVAL + Duration::from_secs(1);
     dropped += 4;
     assert_eq!(
         h.on_failure(later, 4, dropped),
-        HealthChange::StartedFailing
+        ExportHealthChange::StartedFailing
     );
     assert!(matches!(
         h.on_success(later, dropped),
-        HealthChange::Recovered { lost: 4, .. }
+        ExportHealthChange::Recovered { lost: 4, .. }
     ));
 }
 

@@ -17,5 +17,4 @@ pub mod k8s;
 pub mod outcome;
 pub mod pipeline;
 pub mod probe;
-pub mod report;
 pub mod sinks;

@@ -2,7 +2,6 @@
 
 pub mod diagnose;
 mod output;
-mod probe;
 pub mod run;
 
 use clap::{Parser, Subcommand};

@@ -460,7 +460,8 @@ fn host_report(quick: bool) -> String {
     let mut blocks = 0;
     for _ in 0..runs {
         let t = Instant::now();
-        let report = agent::report::HostReport::gather(&dir.join("journal.jsonl"), None, None);
+        let report =
+            agent::cli::diagnose::host::HostReport::gather(&dir.join("journal.jsonl"), None, None);
         times.push(t.elapsed().as_secs_f64() * 1000.0);
         blocks = report.servers.iter().map(|s| s.blocks.len()).sum();
     }

@@ -15,7 +15,10 @@ use std::time::Duration;
 use clap::Args;
 
 use super::output;
-use crate::report::{self, HostReport, Style};
+use host::{HostReport, Style};
+
+pub mod host;
+mod probe;
 
 #[derive(Args, Debug)]
 pub struct DiagnoseArgs {
@@ -70,7 +73,7 @@ pub fn execute(args: DiagnoseArgs) -> ExitCode {
         return watch(&args);
     }
     if let Some(target) = &args.target {
-        return super::probe::execute(&args, target);
+        return probe::execute(&args, target);
     }
     host_report(&args)
 }
@@ -89,7 +92,7 @@ fn host_report(args: &DiagnoseArgs) -> ExitCode {
     let printed = if args.json {
         output::print_json(&report)
     } else {
-        output::print(&report::render(&report, style()))
+        output::print(&host::render(&report, style()))
     };
     if let Err(code) = printed {
         return code;

@@ -4,11 +4,11 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use super::diagnose::DiagnoseArgs;
-use super::output;
+use super::DiagnoseArgs;
+use super::host::{Style, render_finding};
+use crate::cli::output;
 use crate::diagnosis::host::HostState;
 use crate::probe::{ProbeOptions, ProbeReport, Verdict, probe};
-use crate::report::{Style, render_finding};
 
 pub fn execute(args: &DiagnoseArgs, target: &str) -> ExitCode {
     let mut options = ProbeOptions::new(target);

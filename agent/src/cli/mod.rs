@@ -1,7 +1,7 @@
 //! Command line: one module per verb.
 
 pub mod diagnose;
-mod output;
+pub mod output;
 pub mod run;
 
 use clap::{Parser, Subcommand};

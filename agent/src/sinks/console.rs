@@ -11,6 +11,17 @@ pub enum Colour {
     Always,
 }
 
+impl Colour {
+    /// Colour when stdout is a terminal: the one place that decides it.
+    pub fn for_stdout() -> Colour {
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            Colour::Always
+        } else {
+            Colour::Never
+        }
+    }
+}
+
 fn endpoint(ep: &Endpoint) -> String {
     let addr = match (ep.ip, ep.port) {
         (Some(std::net::IpAddr::V6(ip)), Some(port)) => format!("[{ip}]:{port}"),

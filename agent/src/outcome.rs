@@ -116,8 +116,10 @@ impl HandshakeOutcome {
     }
 }
 
-/// A representative failure for tests of the sinks, rules and state.
-#[cfg(test)]
+/// A representative failure for tests of the sinks, rules and state:
+/// tests build their outcomes from it (`..sample_failure()`), so a new
+/// field is filled in here only.
+#[cfg(any(test, feature = "test-support"))]
 pub fn sample_failure() -> HandshakeOutcome {
     let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
     HandshakeOutcome {

@@ -17,7 +17,7 @@ use agent::evidence::certificates::CertificateFact;
 use agent::evidence::openssl::{OpensslErrorFact, OpensslFacts, SslCallFact, VerifyResultFact};
 use agent::evidence::sockets::{SocketFacts, TcpStateFact};
 use agent::evidence::wire::{AlertFact, ClientHelloFacts, MessageFact, ServerHelloFacts, TlsFacts};
-use agent::outcome::{Endpoint, HandshakeOutcome, HandshakeResult, Role};
+use agent::outcome::{Endpoint, HandshakeOutcome, HandshakeResult, Role, sample_failure};
 use agent::sinks::otlp::{OtlpConfig, OtlpExporter, Protocol, SpanIds, attr, event};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value as Json;
@@ -133,7 +133,6 @@ fn handshake_pair(random: &str, base: DateTime<Utc>) -> (HandshakeOutcome, Hands
         time: base,
         end_time: ms(base, 7),
         role: Role::Client,
-        result: HandshakeResult::Failure,
         cause: Cause::ChainIncomplete,
         client: Endpoint {
             pid: Some(4242),
@@ -197,14 +196,13 @@ fn handshake_pair(random: &str, base: DateTime<Utc>) -> (HandshakeOutcome, Hands
             d
         },
         host: Some("client-host".into()),
-        tentative: false,
+        ..sample_failure()
     };
     let server = HandshakeOutcome {
         id: format!("server-host-{}", &random[..8]),
         time: ms(base, 1),
         end_time: ms(base, 6),
         role: Role::Server,
-        result: HandshakeResult::Failure,
         cause: Cause::ChainIncomplete,
         client: client_ep,
         server: Endpoint {
@@ -214,7 +212,6 @@ fn handshake_pair(random: &str, base: DateTime<Utc>) -> (HandshakeOutcome, Hands
             ..server_ep
         },
         tls,
-        openssl: OpensslFacts::default(),
         socket: SocketFacts {
             closed_by: Some("peer".into()),
             ..SocketFacts::default()
@@ -231,7 +228,7 @@ fn handshake_pair(random: &str, base: DateTime<Utc>) -> (HandshakeOutcome, Hands
         .fix("ssl_certificate /etc/ssl/api-fullchain.pem;")
         .fix_at(Some("/etc/nginx/sites-enabled/api.conf:12".into())),
         host: Some("server-host".into()),
-        tentative: false,
+        ..sample_failure()
     };
     (client, server)
 }
@@ -243,7 +240,6 @@ fn refused(base: DateTime<Utc>, n: u64) -> HandshakeOutcome {
         time: base,
         end_time: ms(base, 1),
         role: Role::Client,
-        result: HandshakeResult::Failure,
         cause: Cause::PortNotListening,
         client: Endpoint {
             ip: Some("10.1.2.3".parse().unwrap()),
@@ -257,8 +253,6 @@ fn refused(base: DateTime<Utc>, n: u64) -> HandshakeOutcome {
             port: Some(8443),
             ..Endpoint::default()
         },
-        tls: TlsFacts::default(),
-        openssl: OpensslFacts::default(),
         socket: SocketFacts {
             connect_errno: Some(libc::ECONNREFUSED),
             connect_error: Some("ECONNREFUSED".into()),
@@ -270,7 +264,7 @@ fn refused(base: DateTime<Utc>, n: u64) -> HandshakeOutcome {
             "nothing listens on 10.0.0.9:8443",
         ),
         host: Some("client-host".into()),
-        tentative: false,
+        ..sample_failure()
     }
 }
 

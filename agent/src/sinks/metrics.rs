@@ -309,6 +309,7 @@ fn respond<B>(
 mod tests {
     use super::*;
     use crate::diagnosis::{Cause, Confidence, Diagnosis};
+    use crate::outcome::sample_failure;
     use crate::outcome::{Endpoint, HandshakeResult, Role};
     use chrono::Utc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -323,12 +324,8 @@ mod tests {
             cause,
             client: Endpoint::default(),
             server: Endpoint::default(),
-            tls: Default::default(),
-            openssl: Default::default(),
-            socket: Default::default(),
             diagnosis: Diagnosis::new(cause, Confidence::High, "x"),
-            host: None,
-            tentative: false,
+            ..sample_failure()
         }
     }
 

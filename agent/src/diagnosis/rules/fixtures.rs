@@ -20,16 +20,15 @@ use crate::evidence::clock::ClockState;
 use crate::evidence::listeners::{ListenCounters, Listener};
 use crate::evidence::logs::LogLine;
 use crate::evidence::openssl::{
-    OpensslErrorFact, OpensslFacts, SslCallFact, VerifyResultFact, alert_name, reason, reason_text,
-    verify_text,
+    OpensslErrorFact, SslCallFact, VerifyResultFact, alert_name, reason, reason_text, verify_text,
 };
 use crate::evidence::server_config::{ListenSpec, ServerBlock, ServerKind, Setting};
-use crate::evidence::sockets::{SocketFacts, TcpStateFact};
+use crate::evidence::sockets::TcpStateFact;
 use crate::evidence::wire::{
     AlertFact, ClientHelloFacts, EncryptedRecordFact, MessageFact, NonTlsFact, ServerHelloFacts,
     TlsFacts,
 };
-use crate::outcome::{Endpoint, HandshakeOutcome, HandshakeResult, Role};
+use crate::outcome::{Endpoint, HandshakeOutcome, Role, sample_failure};
 
 use super::Rule;
 
@@ -233,19 +232,14 @@ fn outcome(role: Role, client: Endpoint, server: Endpoint) -> HandshakeOutcome {
         time: now(),
         end_time: now(),
         role,
-        result: HandshakeResult::Failure,
-        cause: Cause::Unknown,
         client,
         server,
         tls: TlsFacts {
             sni: Some(SITE.to_string()),
             ..TlsFacts::default()
         },
-        openssl: OpensslFacts::default(),
-        socket: SocketFacts::default(),
-        diagnosis: Diagnosis::undiagnosed(),
         host: Some("fixture-host".to_string()),
-        tentative: false,
+        ..sample_failure()
     }
 }
 

@@ -22,8 +22,8 @@ pub mod signals;
 mod unknown;
 mod validity;
 
-#[cfg(test)]
-pub(crate) mod fixtures;
+#[cfg(any(test, feature = "test-support"))]
+pub mod fixtures;
 #[cfg(test)]
 mod tests;
 

@@ -30,7 +30,7 @@ use crate::evidence::wire::{
     AlertFact, ClientHelloFacts, EncryptedRecordFact, MessageFact, ServerHelloFacts, TlsFacts,
 };
 use crate::outcome::HandshakeResult;
-use crate::outcome::K8sPod;
+use crate::outcome::{K8sPod, sample_failure};
 
 const RANDOM: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
@@ -74,7 +74,6 @@ fn chain_incomplete_failure() -> HandshakeOutcome {
         time: t0(),
         end_time: ms(7),
         role: Role::Client,
-        result: HandshakeResult::Failure,
         cause: Cause::ChainIncomplete,
         client: Endpoint {
             ip: Some("10.1.2.3".parse().unwrap()),
@@ -223,7 +222,7 @@ fn chain_incomplete_failure() -> HandshakeOutcome {
         },
         diagnosis,
         host: Some("host1".into()),
-        tentative: false,
+        ..sample_failure()
     }
 }
 
@@ -234,7 +233,6 @@ fn success(role: Role, random: Option<String>) -> HandshakeOutcome {
         end_time: ms(2),
         role,
         result: HandshakeResult::Success,
-        cause: Cause::Unknown,
         client: Endpoint::default(),
         server: Endpoint::default(),
         tls: TlsFacts {
@@ -244,11 +242,7 @@ fn success(role: Role, random: Option<String>) -> HandshakeOutcome {
             }),
             ..TlsFacts::default()
         },
-        openssl: OpensslFacts::default(),
-        socket: SocketFacts::default(),
-        diagnosis: Diagnosis::undiagnosed(),
-        host: None,
-        tentative: false,
+        ..sample_failure()
     }
 }
 

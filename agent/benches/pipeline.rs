@@ -2,6 +2,9 @@
 //! fixtures) turned into the kernel events the agent would receive, through
 //! connection assembly, wire parsing and the rules. `cargo bench -p agent`.
 
+// Benchmark set-up: a fixture that does not load stops the run, saying why.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::hint::black_box;
 use std::sync::Arc;
 

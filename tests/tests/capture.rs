@@ -3,6 +3,9 @@
 //! right 4-tuple, processes and wire facts from the side(s) on this host;
 //! successful handshakes must leave none.
 
+// Test code: helpers outside #[test] functions fail the test on a failed step.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use agent::outcome::{HandshakeOutcome, HandshakeResult, Role};
 use tlsdoctor_tests::agent::agent;
 use tlsdoctor_tests::clients::{curl, java_tls, python_plain, python_tls, s_client};

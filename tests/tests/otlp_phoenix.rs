@@ -8,6 +8,9 @@
 //! `tests/otlp_agent.rs` does the same with the real agent and real failing
 //! handshakes.
 
+// Test code: helpers outside #[test] functions fail the test on a failed step.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};

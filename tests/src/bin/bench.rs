@@ -11,6 +11,9 @@
 //! `cargo xtask bench` (full) or `cargo xtask bench -- --quick` (smoke). Prints
 //! a Markdown report; BENCHMARKS.md holds the published one.
 
+// Benchmark harness: a failed set-up step stops the run, saying why.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;

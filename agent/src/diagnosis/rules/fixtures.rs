@@ -8,6 +8,10 @@
 //! server (host facts empty), `Case::server()` a local nginx serving a
 //! remote client (host facts filled in by the `with_*` helpers).
 
+// Test code (built for `cfg(test)` and the `test-support` feature): a
+// fixture that does not parse is a broken test, said at once.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 

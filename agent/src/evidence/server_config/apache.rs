@@ -481,8 +481,23 @@ impl Walker<'_> {
             }
             return;
         };
+        self.block_setting(&lname, words, first, file, line, vhost);
+    }
+
+    /// A directive that sets something of the current scope (the server or
+    /// a `<VirtualHost>`): certificates, protocols, ciphers, client
+    /// verification, logs, names.
+    fn block_setting(
+        &mut self,
+        lname: &str,
+        words: Vec<String>,
+        first: String,
+        file: &Path,
+        line: u32,
+        vhost: Option<usize>,
+    ) {
         let path = self.resolve(&first);
-        match lname.as_str() {
+        match lname {
             "sslengine" => {
                 let value = first.to_ascii_lowercase();
                 // `SSLEngine addr:port ...` (2.4.30+) is a server-wide

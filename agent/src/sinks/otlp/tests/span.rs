@@ -1,6 +1,5 @@
 //! One outcome as one span: shape, attributes, events.
 
-
 use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};

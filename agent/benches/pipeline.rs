@@ -2,13 +2,16 @@
 //! fixtures) turned into the kernel events the agent would receive, through
 //! connection assembly, wire parsing and the rules. `cargo bench -p agent`.
 
+// Benchmark set-up: a fixture that does not load stops the run, saying why.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::hint::black_box;
 use std::sync::Arc;
 
 use agent::assembly::{Assembler, AssemblyConfig, PlainPorts, TlsPorts, WallClock};
 use agent::capture::events::{DataRecord, KernelEvent};
+use agent::diagnosis::host::HostFacts;
 use agent::diagnosis::{Facts, diagnose};
-use agent::evidence::host::HostFacts;
 use agent_ebpf::{
     AF_INET, CloseEvent, ConnEvent, Direction, Endpoint, EventHeader, EventKind, SockStateEvent,
 };

@@ -7,6 +7,7 @@
 
 pub mod assembly;
 pub mod capture;
+pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod diagnosis;
@@ -16,5 +17,4 @@ pub mod k8s;
 pub mod outcome;
 pub mod pipeline;
 pub mod probe;
-pub mod report;
 pub mod sinks;

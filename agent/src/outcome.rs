@@ -7,39 +7,16 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::diagnosis::{Cause, Diagnosis};
+use crate::catalogue::{Cause, Diagnosis};
+pub use crate::evidence::Role;
 use crate::evidence::openssl::OpensslFacts;
 use crate::evidence::sockets::SocketFacts;
 use crate::evidence::wire::TlsFacts;
 
-/// Which end of the handshake the observed process is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Client,
-    Server,
-}
-
-impl Role {
-    pub fn peer(self) -> Role {
-        match self {
-            Role::Client => Role::Server,
-            Role::Server => Role::Client,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Client => "client",
-            Role::Server => "server",
-        }
-    }
-}
-
 /// Did the handshake complete?
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Result {
+pub enum HandshakeResult {
     Success,
     Failure,
 }
@@ -99,7 +76,7 @@ pub struct HandshakeOutcome {
     /// When the outcome was decided.
     pub end_time: DateTime<Utc>,
     pub role: Role,
-    pub result: Result,
+    pub result: HandshakeResult,
     /// Catalogue id of the root cause (`unknown` when none fits).
     pub cause: Cause,
     pub client: Endpoint,
@@ -129,7 +106,7 @@ impl HandshakeOutcome {
     }
 
     pub fn is_failure(&self) -> bool {
-        self.result == Result::Failure
+        self.result == HandshakeResult::Failure
     }
 
     /// Sets the diagnosis and keeps `cause` in step with it.
@@ -139,8 +116,10 @@ impl HandshakeOutcome {
     }
 }
 
-/// A representative failure for tests of the sinks, rules and state.
-#[cfg(test)]
+/// A representative failure for tests of the sinks, rules and state:
+/// tests build their outcomes from it (`..sample_failure()`), so a new
+/// field is filled in here only.
+#[cfg(any(test, feature = "test-support"))]
 pub fn sample_failure() -> HandshakeOutcome {
     let t = DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default();
     HandshakeOutcome {
@@ -148,7 +127,7 @@ pub fn sample_failure() -> HandshakeOutcome {
         time: t,
         end_time: t,
         role: Role::Client,
-        result: Result::Failure,
+        result: HandshakeResult::Failure,
         cause: Cause::Unknown,
         client: Endpoint {
             ip: Some(IpAddr::from([127, 0, 0, 1])),

@@ -24,7 +24,7 @@ use crate::capture::tls_libs::{self, Coverage, FileId};
 use crate::capture::{Capture, LibraryReport};
 use crate::config::RunConfig;
 use crate::health::Health;
-use crate::outcome::{HandshakeOutcome, Result as HsResult};
+use crate::outcome::{HandshakeOutcome, HandshakeResult};
 use crate::sinks::console::{self, Colour};
 use crate::sinks::journal::JournalWriter;
 use crate::sinks::metrics::Metrics;
@@ -213,7 +213,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
 
     let mut tls_ports = TlsPorts::new(config.tls_ports.iter().copied());
-    for port in crate::evidence::host::configured_tls_ports() {
+    for port in crate::diagnosis::host::configured_tls_ports() {
         tls_ports.add(port);
     }
     let mut assembler = Assembler::new(config.assembly(), tls_ports, plain_ports.clone());
@@ -318,7 +318,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             }
             _ = rescan.tick() => {
                 coverage.scan_all(&mut capture);
-                for port in crate::evidence::host::configured_tls_ports() {
+                for port in crate::diagnosis::host::configured_tls_ports() {
                     assembler.tls_ports_mut().add(port);
                 }
             }
@@ -626,7 +626,7 @@ fn sink_loop(
                     exporter.export(&outcome);
                 }
             }
-            if (outcome.result == HsResult::Failure || sinks.show_success)
+            if (outcome.result == HandshakeResult::Failure || sinks.show_success)
                 && !console_closed
                 && let Err(e) = console::print_line(&outcome, colour)
             {
@@ -639,7 +639,7 @@ fn sink_loop(
                     warn!(error = %e, "console output failed; the console is off");
                 }
             }
-            if outcome.result == HsResult::Failure
+            if outcome.result == HandshakeResult::Failure
                 && let Err(e) = sinks.journal.append(&outcome)
             {
                 shared.journal_errors.fetch_add(1, Ordering::Relaxed);

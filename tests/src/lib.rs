@@ -1,7 +1,11 @@
 //! Harness for tlsdoctor's end-to-end tests: the real agent (one per test
 //! binary, sharing its journal, or one per test with its own flags), real
-//! servers, real clients, certificates made on the fly, real OTLP receivers. Tests tell their records apart by the server port each
-//! one picks.
+//! servers, real clients, certificates made on the fly, real OTLP
+//! receivers. Tests tell their records apart by the server port each one
+//! picks.
+
+// Test code: a setup step that fails fails the test, with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod agent;
 pub mod clients;
@@ -104,9 +108,9 @@ pub fn vm_rss_kib(pid: u32) -> Option<u64> {
 /// The end-to-end tests load eBPF programs: they need root.
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
     assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
+        euid, 0,
         "end-to-end tests need root (they load eBPF programs); run them with `cargo xtask test`"
     );
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use agent::diagnosis::Cause;
-use agent::evidence::host::HostState;
+use agent::diagnosis::host::HostState;
 use agent::probe::{ProbeOptions, ProbeReport, probe};
 
 use crate::servers::{Server, nginx, nginx_tls_block};

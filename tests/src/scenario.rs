@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use agent::diagnosis::Cause;
-use agent::outcome::{HandshakeOutcome, Result as HsResult, Role};
+use agent::outcome::{HandshakeOutcome, HandshakeResult, Role};
 
 use crate::TempDir;
 use crate::agent::Agent;
@@ -377,7 +377,7 @@ pub fn expect(
     for &role in roles {
         for r in records_of(&records, pid, role) {
             let shown = || serde_json::to_string_pretty(r).unwrap_or_default();
-            assert_eq!(r.result, HsResult::Failure, "{}", shown());
+            assert_eq!(r.result, HandshakeResult::Failure, "{}", shown());
             assert_eq!(
                 r.cause,
                 expect.cause,

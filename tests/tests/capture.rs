@@ -3,7 +3,10 @@
 //! right 4-tuple, processes and wire facts from the side(s) on this host;
 //! successful handshakes must leave none.
 
-use agent::outcome::{HandshakeOutcome, Result as HsResult, Role};
+// Test code: helpers outside #[test] functions fail the test on a failed step.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use agent::outcome::{HandshakeOutcome, HandshakeResult, Role};
 use tlsdoctor_tests::agent::agent;
 use tlsdoctor_tests::clients::{curl, java_tls, python_plain, python_tls, s_client};
 use tlsdoctor_tests::pki::{Issuer, LeafSpec, Pki};
@@ -53,7 +56,7 @@ fn untrusted_certificate_is_recorded_for_curl_with_both_ends() {
         client_record(rs, run.pid).is_some() && rs.iter().any(|r| r.role == Role::Server)
     });
     let client = client_record(&records, run.pid).unwrap();
-    assert_eq!(client.result, HsResult::Failure);
+    assert_eq!(client.result, HandshakeResult::Failure);
     assert_tuple(client, port);
     assert_eq!(client.client.comm.as_deref(), Some("curl"));
     assert_eq!(client.tls.sni.as_deref(), Some("localhost"));
@@ -167,7 +170,7 @@ fn java_client_failure_is_recorded_from_the_wire() {
     );
     let records = agent.wait_for(port, "java's failure", has_client(run.pid));
     let r = client_record(&records, run.pid).unwrap();
-    assert_eq!(r.result, HsResult::Failure);
+    assert_eq!(r.result, HandshakeResult::Failure);
     assert_tuple(r, port);
     assert_eq!(r.client.comm.as_deref(), Some("java"));
     // JSSE has no OpenSSL: wire facts only.
@@ -210,7 +213,7 @@ fn refused_connection_is_recorded_with_its_errno() {
     assert!(!run.success);
     let records = agent.wait_for(port, "the refused connect", has_client(run.pid));
     let r = client_record(&records, run.pid).unwrap();
-    assert_eq!(r.result, HsResult::Failure);
+    assert_eq!(r.result, HandshakeResult::Failure);
     assert_eq!(r.socket.connect_error.as_deref(), Some("ECONNREFUSED"));
     assert_eq!(r.server.ip, Some("127.0.0.1".parse().unwrap()));
     assert!(r.tls.client_hello.is_none());
@@ -240,7 +243,7 @@ fn plain_http_to_a_tls_port_is_recorded_at_the_server() {
         .iter()
         .find(|r| r.role == Role::Server && r.client.pid == Some(run.pid))
         .unwrap();
-    assert_eq!(r.result, HsResult::Failure);
+    assert_eq!(r.result, HandshakeResult::Failure);
     assert!(r.server.pid.is_some(), "nginx is named");
     assert_eq!(r.client.pid, Some(run.pid), "the local client is named");
     let non_tls = r

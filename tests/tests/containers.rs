@@ -5,6 +5,9 @@
 //! the cause and the config line, and `agent diagnose` must report the
 //! server's blocks and certificate findings from there.
 
+// Test code: helpers outside #[test] functions fail the test on a failed step.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;

@@ -4,6 +4,9 @@
 //! docs/journal.md says, a probe of a broken peer ends inside its timeout,
 //! and --watch explains live handshakes.
 
+// Test code: helpers outside #[test] functions fail the test on a failed step.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead as _, BufReader};
 use std::os::fd::FromRawFd as _;
 use std::process::{Command, Output, Stdio};

@@ -12,6 +12,9 @@
 //! The test PKI is private: its root is in the clients' CA file, never in
 //! this host's trust store, as with an internal CA.
 
+// Test code: helpers outside #[test] functions fail the test on a failed step.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::time::Instant;
 

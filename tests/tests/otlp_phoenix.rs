@@ -8,6 +8,9 @@
 //! `tests/otlp_agent.rs` does the same with the real agent and real failing
 //! handshakes.
 
+// Test code: helpers outside #[test] functions fail the test on a failed step.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -17,7 +20,7 @@ use agent::evidence::certificates::CertificateFact;
 use agent::evidence::openssl::{OpensslErrorFact, OpensslFacts, SslCallFact, VerifyResultFact};
 use agent::evidence::sockets::{SocketFacts, TcpStateFact};
 use agent::evidence::wire::{AlertFact, ClientHelloFacts, MessageFact, ServerHelloFacts, TlsFacts};
-use agent::outcome::{Endpoint, HandshakeOutcome, Result as HsResult, Role};
+use agent::outcome::{Endpoint, HandshakeOutcome, HandshakeResult, Role, sample_failure};
 use agent::sinks::otlp::{OtlpConfig, OtlpExporter, Protocol, SpanIds, attr, event};
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value as Json;
@@ -133,7 +136,6 @@ fn handshake_pair(random: &str, base: DateTime<Utc>) -> (HandshakeOutcome, Hands
         time: base,
         end_time: ms(base, 7),
         role: Role::Client,
-        result: HsResult::Failure,
         cause: Cause::ChainIncomplete,
         client: Endpoint {
             pid: Some(4242),
@@ -197,14 +199,13 @@ fn handshake_pair(random: &str, base: DateTime<Utc>) -> (HandshakeOutcome, Hands
             d
         },
         host: Some("client-host".into()),
-        tentative: false,
+        ..sample_failure()
     };
     let server = HandshakeOutcome {
         id: format!("server-host-{}", &random[..8]),
         time: ms(base, 1),
         end_time: ms(base, 6),
         role: Role::Server,
-        result: HsResult::Failure,
         cause: Cause::ChainIncomplete,
         client: client_ep,
         server: Endpoint {
@@ -214,7 +215,6 @@ fn handshake_pair(random: &str, base: DateTime<Utc>) -> (HandshakeOutcome, Hands
             ..server_ep
         },
         tls,
-        openssl: OpensslFacts::default(),
         socket: SocketFacts {
             closed_by: Some("peer".into()),
             ..SocketFacts::default()
@@ -231,7 +231,7 @@ fn handshake_pair(random: &str, base: DateTime<Utc>) -> (HandshakeOutcome, Hands
         .fix("ssl_certificate /etc/ssl/api-fullchain.pem;")
         .fix_at(Some("/etc/nginx/sites-enabled/api.conf:12".into())),
         host: Some("server-host".into()),
-        tentative: false,
+        ..sample_failure()
     };
     (client, server)
 }
@@ -243,7 +243,6 @@ fn refused(base: DateTime<Utc>, n: u64) -> HandshakeOutcome {
         time: base,
         end_time: ms(base, 1),
         role: Role::Client,
-        result: HsResult::Failure,
         cause: Cause::PortNotListening,
         client: Endpoint {
             ip: Some("10.1.2.3".parse().unwrap()),
@@ -257,8 +256,6 @@ fn refused(base: DateTime<Utc>, n: u64) -> HandshakeOutcome {
             port: Some(8443),
             ..Endpoint::default()
         },
-        tls: TlsFacts::default(),
-        openssl: OpensslFacts::default(),
         socket: SocketFacts {
             connect_errno: Some(libc::ECONNREFUSED),
             connect_error: Some("ECONNREFUSED".into()),
@@ -270,7 +267,7 @@ fn refused(base: DateTime<Utc>, n: u64) -> HandshakeOutcome {
             "nothing listens on 10.0.0.9:8443",
         ),
         host: Some("client-host".into()),
-        tentative: false,
+        ..sample_failure()
     }
 }
 
@@ -328,7 +325,7 @@ fn phoenix_receives_spans_over_grpc_and_http() {
         let refused = refused(base, n as u64);
         let mut success = server.clone();
         success.id = format!("success-{n}");
-        success.result = HsResult::Success;
+        success.result = HandshakeResult::Success;
         success.tls.alert = None;
         success.tls.alerts.clear();
         success.tls.client_hello.as_mut().unwrap().random = random_for(2000 + n as u64);

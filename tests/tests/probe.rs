@@ -5,6 +5,9 @@
 //! line it points at. Connection-level classes and hostile peers are in
 //! `probe_network.rs`.
 
+// Test code: helpers outside #[test] functions fail the test on a failed step.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use agent::diagnosis::{Cause, Confidence};
 use agent::evidence::certificates::ChainFinding;
 use agent::probe::{ProbeReport, ProtocolStatus, Severity, Verdict};

@@ -6,6 +6,9 @@
 //! Root is needed only for the listener-bound-to-loopback case when the host
 //! has no non-loopback address (it adds one on a dummy interface).
 
+// Test code: helpers outside #[test] functions fail the test on a failed step.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::{Duration, Instant};
 
 use agent::diagnosis::{Cause, Confidence};

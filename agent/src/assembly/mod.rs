@@ -20,7 +20,7 @@ use crate::capture::events::{KernelEvent, c_str, endpoint_addr};
 use crate::diagnosis::Diagnosis;
 use crate::evidence::process::{ProcessCache, ProcessInfo};
 use crate::evidence::wire::TlsFacts;
-use crate::outcome::{Endpoint, HandshakeOutcome, Result as HsResult, Role};
+use crate::outcome::{Endpoint, HandshakeOutcome, HandshakeResult, Role};
 
 use conn::{Conn, Decision};
 
@@ -681,10 +681,10 @@ impl Assembler {
             || !completed;
         let result = if failed {
             self.stats.failures += 1;
-            HsResult::Failure
+            HandshakeResult::Failure
         } else {
             self.stats.successes += 1;
-            HsResult::Success
+            HandshakeResult::Success
         };
         let end_ns = conn
             .decision
@@ -1028,7 +1028,7 @@ mod tests {
         a.tick(10_000_000_000, &clock, &mut out);
         assert_eq!(out.len(), 1, "{:#?}", a.stats());
         let o = &out[0];
-        assert_eq!(o.result, HsResult::Failure, "{o:#?}");
+        assert_eq!(o.result, HandshakeResult::Failure, "{o:#?}");
         assert_eq!(o.openssl.errors.len(), 1);
         assert!(o.openssl.calls.is_empty(), "no followed call is invented");
     }

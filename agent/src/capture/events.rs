@@ -178,6 +178,7 @@ mod tests {
     use agent_ebpf::{DATA_FLAG_NOT_TLS, TASK_COMM_LEN};
 
     fn as_bytes<T>(v: &T) -> &[u8] {
+        // SAFETY: `v` is a live reference to `size_of::<T>()` bytes.
         unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
     }
 
@@ -220,6 +221,7 @@ mod tests {
 
     #[test]
     fn decodes_a_variable_length_data_event() {
+        // SAFETY: `DataEvent` is plain old data, valid all-zero.
         let mut ev: DataEvent = unsafe { std::mem::zeroed() };
         ev.header = hdr(EventKind::Data);
         ev.fd = 5;
@@ -254,6 +256,7 @@ mod tests {
             decode(as_bytes(&h)),
             Err(DecodeError::Truncated { .. })
         ));
+        // SAFETY: `DataEvent` is plain old data, valid all-zero.
         let mut ev: DataEvent = unsafe { std::mem::zeroed() };
         ev.header = hdr(EventKind::Data);
         ev.len = 100;

@@ -1,8 +1,7 @@
 //! Command line: one module per verb.
 
 pub mod diagnose;
-mod output;
-mod probe;
+pub mod output;
 pub mod run;
 
 use clap::{Parser, Subcommand};

@@ -1,10 +1,10 @@
 //! Diagnosis of finished outcomes: host facts (cached) plus the rules.
 
+use crate::diagnosis::host::HostState;
 use crate::diagnosis::rules::after_handshake;
 use crate::diagnosis::{Facts, diagnose};
 use crate::evidence::certificates::CertificateCache;
-use crate::evidence::host::HostState;
-use crate::outcome::{HandshakeOutcome, Result};
+use crate::outcome::{HandshakeOutcome, HandshakeResult};
 
 /// Diagnoses failures as they come, reusing the cached host state.
 #[derive(Default)]
@@ -43,7 +43,7 @@ impl Diagnoser {
                 host: &host,
             });
             if failed {
-                outcome.result = Result::Failure;
+                outcome.result = HandshakeResult::Failure;
                 let diagnosis = diagnose(&Facts {
                     outcome,
                     host: &host,

@@ -671,6 +671,8 @@ mod tests {
     /// A listening IPv4 loopback socket with an explicit backlog (std has
     /// no way to choose it).
     fn listen_with_backlog(backlog: i32) -> (OwnedFd, u16) {
+        // SAFETY: plain socket/bind/listen calls on a fresh descriptor this
+        // function owns, with pointers to locals that outlive the calls.
         unsafe {
             let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
             assert!(fd >= 0);

@@ -1,6 +1,8 @@
 //! Error-log evidence (H): the server's own SSL lines near a failure's time
-//! (nginx logs client handshake errors at `info`, Apache at `ssl:info`),
-//! each mapped to the cause it indicates.
+//! (nginx logs client handshake errors at `info`, Apache at `ssl:info`).
+//! Which cause a line's text names is for diagnosis to say
+//! (`diagnosis::rules::log_text`): a follower keeps, beside each line, the
+//! note its reader computed once when the line was read.
 //!
 //! Only the tail of a log is read ([`MAX_TAIL_BYTES`]): a failure being
 //! diagnosed is recent, and a log can be huge. Both servers write local
@@ -15,7 +17,6 @@ use std::path::Path;
 use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::diagnosis::Cause;
 use crate::evidence::fsroot::FsRoot;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,10 +33,17 @@ pub struct LogLine {
     /// Client address:port the line names, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
-    /// The cause this line indicates, when it names one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub indicates: Option<Cause>,
 }
+
+/// What a reader notes about each line, computed once as the line is read:
+/// `note(line, continued)`, where `continued` is the note of the line this
+/// one continues (Apache writes "SSL Library Error: ..." lines right after
+/// the line they explain, from the same thread and without the client), and
+/// `None` for any other line.
+pub type Note<N> = fn(&LogLine, Option<&N>) -> N;
+
+/// A [`Note`] that notes nothing.
+pub fn no_note(_: &LogLine, _: Option<&()>) {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -62,15 +70,16 @@ const MAX_TEXT_CHARS: usize = 2048;
 const MAX_THREADS_REMEMBERED: usize = 4096;
 
 /// The server's SSL-related lines within `window` of `around`, at most
-/// `max`, in file order. When more match, the ones naming a cause and
-/// nearest in time are kept. Lines without a timestamp cannot be placed in
-/// time and are left out.
-pub fn read_near(
+/// `max`, in file order, each with its `note`. When more match, the nearest
+/// in time are kept. Lines without a timestamp cannot be placed in time and
+/// are left out.
+pub fn read_near<N: Clone>(
     path: &Path,
     around: DateTime<Utc>,
     window: chrono::Duration,
     max: usize,
-) -> Result<Vec<LogLine>, LogError> {
+    note: Note<N>,
+) -> Result<Vec<(LogLine, N)>, LogError> {
     let shown = path.display().to_string();
     let io = |source| LogError::Io {
         path: shown.clone(),
@@ -108,7 +117,7 @@ pub fn read_near(
     };
     let in_window = |t: DateTime<Utc>| (t - around).abs() <= window;
     Ok(select(
-        parse_lines(body, &shown, first_line, in_window),
+        parse_lines(body, &shown, first_line, in_window, note),
         around,
         window,
         max,
@@ -138,24 +147,24 @@ fn count_newlines(file: &mut File, len: u64) -> std::io::Result<Option<u64>> {
     Ok((read == len).then_some(count))
 }
 
-/// Keeps the lines in the window; when more than `max`, those naming a
-/// cause first, then the nearest in time.
-fn select(
-    lines: Vec<LogLine>,
+/// Keeps the lines in the window; when more than `max`, the nearest in
+/// time.
+fn select<N>(
+    lines: Vec<(LogLine, N)>,
     around: DateTime<Utc>,
     window: chrono::Duration,
     max: usize,
-) -> Vec<LogLine> {
-    let mut kept: Vec<(usize, chrono::Duration, LogLine)> = lines
+) -> Vec<(LogLine, N)> {
+    let mut kept: Vec<(usize, chrono::Duration, (LogLine, N))> = lines
         .into_iter()
         .enumerate()
         .filter_map(|(seq, l)| {
-            let distance = (l.time? - around).abs();
+            let distance = (l.0.time? - around).abs();
             (distance <= window).then_some((seq, distance, l))
         })
         .collect();
     if kept.len() > max {
-        kept.sort_by_key(|(seq, distance, l)| (l.indicates.is_none(), *distance, *seq));
+        kept.sort_by_key(|(seq, distance, _)| (*distance, *seq));
         kept.truncate(max);
         kept.sort_by_key(|(seq, _, _)| *seq);
     }
@@ -164,10 +173,11 @@ fn select(
 
 /// Follows one error log: each refresh reads only what was appended since
 /// the last one (the whole tail again after a rotation or truncation), and
-/// keeps the recent SSL lines. Diagnosing a flood of failures then costs the
-/// log's growth, not a re-read of its tail per failure.
+/// keeps the recent SSL lines with their notes. Diagnosing a flood of
+/// failures then costs the log's growth, not a re-read of its tail per
+/// failure.
 #[derive(Debug)]
-pub struct LogFollower {
+pub struct LogFollower<N = ()> {
     /// The log as the server names it (inside its container, if any).
     path: std::path::PathBuf,
     root: FsRoot,
@@ -177,26 +187,31 @@ pub struct LogFollower {
     offset: u64,
     /// Line number of the line at `offset`, when known.
     next_line: Option<u64>,
-    lines: std::collections::VecDeque<LogLine>,
+    note: Note<N>,
+    lines: std::collections::VecDeque<(LogLine, N)>,
 }
 
 /// SSL lines a follower keeps.
 const FOLLOWED_LINES: usize = 4096;
 
 impl LogFollower {
+    /// A follower of a log of this host that notes nothing.
     pub fn new(path: &Path) -> LogFollower {
-        LogFollower::in_root(&FsRoot::Host, path)
+        LogFollower::in_root(&FsRoot::Host, path, no_note)
     }
+}
 
+impl<N: Clone> LogFollower<N> {
     /// A follower of a log of `root` (a containerised server's); its lines
     /// name the file as the server does.
-    pub fn in_root(root: &FsRoot, path: &Path) -> LogFollower {
+    pub fn in_root(root: &FsRoot, path: &Path, note: Note<N>) -> LogFollower<N> {
         LogFollower {
             path: path.to_path_buf(),
             root: root.clone(),
             identity: None,
             offset: 0,
             next_line: Some(1),
+            note,
             lines: std::collections::VecDeque::new(),
         }
     }
@@ -255,7 +270,7 @@ impl LogFollower {
         };
         let whole = &appended[..end];
         let newlines = whole.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
-        for line in parse_lines(whole, &shown, self.next_line, |_| true) {
+        for line in parse_lines(whole, &shown, self.next_line, |_| true, self.note) {
             if self.lines.len() >= FOLLOWED_LINES {
                 self.lines.pop_front();
             }
@@ -285,23 +300,31 @@ impl LogFollower {
 
     /// The kept SSL lines, oldest first.
     pub fn lines(&self) -> impl DoubleEndedIterator<Item = &LogLine> {
-        self.lines.iter()
+        self.lines.iter().map(|(line, _)| line)
+    }
+
+    /// The kept SSL lines with their notes, oldest first.
+    pub fn noted_lines(&self) -> impl DoubleEndedIterator<Item = (&LogLine, &N)> {
+        self.lines.iter().map(|(line, note)| (line, note))
     }
 }
 
 /// Parses the SSL-related lines of an nginx or Apache error log whose time
-/// passes `keep` (tested first: most lines of a busy log are skipped there).
-fn parse_lines(
+/// passes `keep` (tested first: most lines of a busy log are skipped there),
+/// each with its `note`.
+fn parse_lines<N: Clone>(
     body: &[u8],
     file: &str,
     first_line: Option<u64>,
     keep: impl Fn(DateTime<Utc>) -> bool,
-) -> Vec<LogLine> {
+    note: Note<N>,
+) -> Vec<(LogLine, N)> {
     let mut out = Vec::new();
     let mut zone = LocalZone::default();
     // Apache writes "SSL Library Error: ..." lines right after the line
-    // they explain, from the same pid:tid but without the client.
-    let mut threads: HashMap<String, (Option<String>, Option<Cause>)> = HashMap::new();
+    // they explain, from the same pid:tid but without the client: the
+    // thread's last client and note.
+    let mut threads: HashMap<String, (Option<String>, N)> = HashMap::new();
     for (i, raw) in body.split(|&b| b == b'\n').enumerate() {
         if raw.len() > MAX_LINE_BYTES || raw.is_empty() {
             continue;
@@ -314,37 +337,39 @@ fn parse_lines(
         let Some(time) = zone.utc(parsed.stamp).filter(|&t| keep(t)) else {
             continue;
         };
-        let lower = parsed.message.to_ascii_lowercase();
-        let mut indicates = classify_lower(&lower);
-        let mut client = parsed.client.map(str::to_string);
-        if let Some(thread) = parsed.thread {
-            let (last_client, last_cause) = threads.get(thread).cloned().unwrap_or_default();
-            if client.is_none() && parsed.message.starts_with("SSL Library Error") {
-                client = last_client;
-                // The library's reason for a certificate that failed to
-                // load is a load failure, whatever the reason says.
-                if last_cause == Some(Cause::ServerCannotLoadCertificate) {
-                    indicates = last_cause;
-                }
-            }
-            if threads.len() >= MAX_THREADS_REMEMBERED {
-                threads.clear();
-            }
-            threads.insert(thread.to_string(), (client.clone(), indicates));
-        }
-        let ssl_module = parsed.level.starts_with("ssl:");
-        if indicates.is_none() && !ssl_module && !mentions_tls(&lower) {
-            continue;
-        }
-        out.push(LogLine {
+        let mut line = LogLine {
             file: file.to_string(),
             line: first_line.map_or(0, |n| n + i as u64),
             time: Some(time),
             level: parsed.level.to_string(),
-            text: parsed.message.chars().take(MAX_TEXT_CHARS).collect(),
-            client,
-            indicates,
-        });
+            // Noted whole, kept cut.
+            text: parsed.message.to_string(),
+            client: parsed.client.map(str::to_string),
+        };
+        let mut continued = None;
+        if let Some(thread) = parsed.thread
+            && line.client.is_none()
+            && parsed.message.starts_with("SSL Library Error")
+            && let Some((last_client, last_note)) = threads.get(thread)
+        {
+            line.client.clone_from(last_client);
+            continued = Some(last_note);
+        }
+        let noted = note(&line, continued);
+        if let Some((cut, _)) = line.text.char_indices().nth(MAX_TEXT_CHARS) {
+            line.text.truncate(cut);
+        }
+        if let Some(thread) = parsed.thread {
+            if threads.len() >= MAX_THREADS_REMEMBERED {
+                threads.clear();
+            }
+            threads.insert(thread.to_string(), (line.client.clone(), noted.clone()));
+        }
+        let ssl_module = parsed.level.starts_with("ssl:");
+        if !ssl_module && !mentions_tls(&parsed.message.to_ascii_lowercase()) {
+            continue;
+        }
+        out.push((line, noted));
     }
     out
 }
@@ -369,7 +394,7 @@ struct Parsed<'a> {
 /// Local wall-clock time to UTC; in a DST fold the earlier instant, in a
 /// DST gap None. (The tests' reference for [`LocalZone`].)
 #[cfg(test)]
-fn local_to_utc(naive: NaiveDateTime) -> Option<DateTime<Utc>> {
+pub(crate) fn local_to_utc(naive: NaiveDateTime) -> Option<DateTime<Utc>> {
     Local
         .from_local_datetime(&naive)
         .earliest()
@@ -546,181 +571,6 @@ fn parse_apache(line: &str) -> Option<Parsed<'_>> {
     })
 }
 
-/// Maps a server's log text (or an OpenSSL reason it quotes) to the cause it
-/// indicates. The texts are the server's side of the handshake:
-///
-/// - Certificate and key load failures (nginx `cannot load certificate`,
-///   `SSL_CTX_use_*`, `key values mismatch`, no `ssl_certificate`; Apache
-///   AH02565/AH02562/AH02572/AH02312) → server-cannot-load-certificate, even
-///   when the reason is a weak key (`ee key too small` at load time means the
-///   listener never came up).
-/// - X.509 verify errors the server logs with their code: for a client
-///   certificate (nginx `client SSL certificate verify error`, Apache
-///   `Certificate Verification: Error (n)`) → client-certificate-required
-///   (the client's certificate was unacceptable), or weak-crypto-rejected for
-///   codes 66–68; for a proxied upstream (nginx `upstream SSL certificate
-///   verify error`, Apache `[remote backend]` lines) the code's own cause (10
-///   expired, 9 not yet valid, 20/21/2 chain incomplete, 18/19/27 untrusted
-///   root, 62/64 hostname).
-/// - `certificate verify failed` without a code, on a server, is the
-///   server rejecting a client certificate → client-certificate-required
-///   (upstream contexts: None, the coded line names the cause).
-/// - Alerts the client sent about the server's certificate: `unknown ca`
-///   (48) → untrusted-root, though a missing intermediate draws the same
-///   alert — the configured chain tells them apart; `certificate unknown`
-///   (46, Java's) → untrusted-root likewise; `certificate expired` (45) →
-///   certificate-expired; `bad certificate` (42) → hostname-mismatch, the
-///   most common sender of 42, though OpenSSL clients also send it for a
-///   not-yet-valid or too-weak certificate (check dates and key size);
-///   `handshake failure` (40) → no-shared-cipher (also sent by clients that
-///   refuse a small DH group).
-/// - `wrong version number` on a server: the first record was not TLS of
-///   any version — a client speaking plaintext (Apache logs it for any
-///   non-HTTP plaintext; nginx hands non-TLS bytes to its HTTP parser and
-///   logs it only for a record with a bogus version) → plaintext-to-tls-port.
-///   On a client the same text means the opposite (tls-to-plaintext-port);
-///   this function reads server logs.
-/// - `no suitable signature algorithm`: on Debian's OpenSSL 3 this is what
-///   a TLS 1.0/1.1 client gets (those versions need SHA-1 signatures the
-///   security level forbids) → protocol-version-mismatch.
-/// - `unknown protocol` (an SSLv2-format hello) → protocol-version-mismatch.
-pub fn classify(text: &str) -> Option<Cause> {
-    classify_lower(&text.to_ascii_lowercase())
-}
-
-/// [`classify`] of an already lower-cased text.
-fn classify_lower(t: &str) -> Option<Cause> {
-    let has = |needles: &[&str]| needles.iter().any(|n| t.contains(n));
-
-    if has(&[
-        "cannot load certificate",
-        "ssl_ctx_use_privatekey",
-        "ssl_ctx_use_certificate",
-        "key values mismatch",
-        "no \"ssl_certificate\" is defined",
-        "ah02565", // certificate and private key do not match
-        "ah02562", // failed to configure certificate
-        "ah02572", // failed to configure at least one certificate and key
-        "ah02312", // fatal error initialising mod_ssl
-        "ah02564", // failed to configure encrypted private key
-        "ah02203", // init: unable to read pass phrase
-        "does not exist or is empty",
-        "no certificate assigned",
-    ]) {
-        return Some(Cause::ServerCannotLoadCertificate);
-    }
-
-    // The server as a client: nginx's proxy ("upstream"), Apache's
-    // mod_proxy ("[remote backend]").
-    let upstream = t.contains("upstream") || t.starts_with("[remote ");
-    if let Some(code) = verify_code(t) {
-        return if upstream {
-            cause_for_verify_code(code)
-        } else if matches!(code, 66..=68) {
-            Some(Cause::WeakCryptoRejected)
-        } else {
-            Some(Cause::ClientCertificateRequired)
-        };
-    }
-    if t.contains("upstream ssl certificate does not match") {
-        return Some(Cause::HostnameMismatch);
-    }
-
-    if has(&[
-        "client sent no required ssl certificate",
-        "peer did not return a certificate",
-        "alert certificate required",
-    ]) {
-        return Some(Cause::ClientCertificateRequired);
-    }
-    if has(&[
-        "plain http request",
-        "http request",
-        "https proxy request",
-        "http spoken on https port",
-        "wrong version number",
-    ]) {
-        return Some(Cause::PlaintextToTlsPort);
-    }
-    if has(&[
-        "unsupported protocol",
-        "no protocols available",
-        "alert protocol version",
-        "version too low",
-        "unknown protocol",
-        "no suitable signature algorithm",
-    ]) {
-        return Some(Cause::ProtocolVersionMismatch);
-    }
-    if has(&[
-        "dh key too small",
-        "ee key too small",
-        "ca key too small",
-        "ca md too weak",
-        "key too weak",
-        "digest algorithm too weak",
-        "alert insufficient security",
-    ]) {
-        return Some(Cause::WeakCryptoRejected);
-    }
-    if has(&[
-        "no shared cipher",
-        "no shared signature algorithms",
-        "no suitable key share",
-        "no shared groups",
-        "alert handshake failure",
-    ]) {
-        return Some(Cause::NoSharedCipher);
-    }
-    if has(&["alert unknown ca", "alert certificate unknown"]) {
-        return Some(Cause::UntrustedRoot);
-    }
-    if has(&["alert certificate expired"]) {
-        return Some(Cause::CertificateExpired);
-    }
-    if has(&["alert bad certificate"]) {
-        return Some(Cause::HostnameMismatch);
-    }
-    if t.contains("certificate verify failed") {
-        return (!upstream).then_some(Cause::ClientCertificateRequired);
-    }
-    if has(&[
-        "peer closed connection in ssl handshake",
-        "unexpected eof while reading",
-    ]) {
-        return Some(Cause::HandshakeAborted);
-    }
-    // A socket error or timeout mid-handshake (an OpenSSL reason not
-    // recognised above names no cause).
-    if t.contains("while ssl handshaking") && !t.contains("(ssl: error:") {
-        return Some(Cause::HandshakeAborted);
-    }
-    None
-}
-
-/// The X.509 verify code in "verify error: (10:certificate has expired)"
-/// (nginx) or "Certificate Verification: Error (10): ..." (Apache).
-fn verify_code(lower: &str) -> Option<i32> {
-    let after = ["verify error: (", "verification: error ("]
-        .iter()
-        .find_map(|marker| lower.split_once(marker).map(|(_, rest)| rest))?;
-    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
-
-/// The cause an X.509 verify code names for a server's certificate.
-fn cause_for_verify_code(code: i32) -> Option<Cause> {
-    match code {
-        9 => Some(Cause::CertificateNotYetValid),
-        10 => Some(Cause::CertificateExpired),
-        2 | 20 | 21 => Some(Cause::ChainIncomplete),
-        18 | 19 | 27 => Some(Cause::UntrustedRoot),
-        62 | 64 => Some(Cause::HostnameMismatch),
-        66..=68 => Some(Cause::WeakCryptoRejected),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod follower_tests {
     use super::*;
@@ -799,8 +649,15 @@ mod tests {
         local_to_utc(NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()).unwrap()
     }
 
-    fn by_line(lines: &[LogLine]) -> Vec<(u64, Option<Cause>)> {
-        lines.iter().map(|l| (l.line, l.indicates)).collect()
+    /// `read_near` without notes.
+    fn near(
+        path: &Path,
+        around: DateTime<Utc>,
+        window: Duration,
+        max: usize,
+    ) -> Result<Vec<LogLine>, LogError> {
+        read_near(path, around, window, max, no_note)
+            .map(|lines| lines.into_iter().map(|(line, ())| line).collect())
     }
 
     struct TempFile(PathBuf);
@@ -820,221 +677,16 @@ mod tests {
     }
 
     #[test]
-    fn nginx_handshake_failures() {
-        use Cause::*;
-        let around = local("2026-11-29 02:32:30");
-        let lines =
-            read_near(&fixture("nginx-error.txt"), around, Duration::hours(1), 100).unwrap();
-        assert_eq!(
-            by_line(&lines),
-            vec![
-                (7, Some(ProtocolVersionMismatch)), // unsupported protocol (TLS 1.1 client)
-                (8, Some(NoSharedCipher)),          // no shared cipher
-                (9, Some(PlaintextToTlsPort)),      // plain HTTP request to HTTPS port
-                (10, Some(UntrustedRoot)),          // tlsv1 alert unknown ca (TLS 1.2)
-                (11, Some(UntrustedRoot)),          // same, TLS 1.3
-                (12, Some(HostnameMismatch)),       // sslv3 alert bad certificate
-                (13, Some(CertificateExpired)),     // sslv3 alert certificate expired
-                (14, Some(ClientCertificateRequired)), // no required SSL certificate
-                (15, Some(ClientCertificateRequired)), // client cert verify error 18
-                (16, Some(ProtocolVersionMismatch)), // TLS 1.0: no suitable signature algorithm
-                (17, Some(HandshakeAborted)),       // peer closed connection in SSL handshake
-                (18, Some(CertificateExpired)),     // upstream verify error 10
-                (21, Some(HostnameMismatch)),       // upstream certificate does not match
-                (26, Some(PlaintextToTlsPort)),     // wrong version number
-                (29, None),                         // packet length too long
-                (30, Some(ProtocolVersionMismatch)), // unknown protocol (SSLv2 hello)
-                (42, Some(HostnameMismatch)), // bad certificate (client refused a 1024-bit key)
-                (43, Some(HostnameMismatch)),
-                (44, Some(NoSharedCipher)), // handshake failure (client refused DH 1024)
-                (45, Some(ProtocolVersionMismatch)), // TLS 1.3-only client
-            ]
-        );
-        let first = &lines[0];
-        assert_eq!(first.time, Some(local("2026-11-29 02:32:15")));
-        assert_eq!(first.level, "info");
-        assert_eq!(first.client.as_deref(), Some("127.0.0.1"));
-        assert!(
-            first
-                .text
-                .starts_with("SSL_do_handshake() failed (SSL: error:0A000102")
-        );
-        assert!(first.file.ends_with("nginx-error.txt"));
-        let upstream = lines.iter().find(|l| l.line == 18).unwrap();
-        assert_eq!(upstream.level, "error");
-    }
-
-    #[test]
-    fn apache_handshake_failures() {
-        use Cause::*;
-        let around = local("2026-11-29 02:33:25");
-        let lines = read_near(
-            &fixture("apache-error.txt"),
-            around,
-            Duration::seconds(30),
-            1000,
-        )
-        .unwrap();
-        let indicated: Vec<(String, Option<String>, Cause)> = lines
-            .iter()
-            .filter_map(|l| Some((l.text.clone(), l.client.clone(), l.indicates?)))
-            .collect();
-        let expect = [
-            (
-                "unsupported protocol",
-                "127.0.0.1:49440",
-                ProtocolVersionMismatch,
-            ),
-            ("no shared cipher", "127.0.0.1:40230", NoSharedCipher),
-            (
-                "HTTP spoken on HTTPS port",
-                "127.0.0.1:49446",
-                PlaintextToTlsPort,
-            ),
-            ("http request", "127.0.0.1:49446", PlaintextToTlsPort),
-            ("tlsv1 alert unknown ca", "127.0.0.1:49448", UntrustedRoot),
-            (
-                "sslv3 alert bad certificate",
-                "127.0.0.1:49464",
-                HostnameMismatch,
-            ),
-            (
-                "sslv3 alert certificate expired",
-                "127.0.0.1:37026",
-                CertificateExpired,
-            ),
-            (
-                "peer did not return a certificate",
-                "127.0.0.1:33024",
-                ClientCertificateRequired,
-            ),
-            (
-                "peer did not return a certificate",
-                "127.0.0.1:33034",
-                ClientCertificateRequired,
-            ),
-            (
-                "Error (18): self-signed certificate",
-                "127.0.0.1:33050",
-                ClientCertificateRequired,
-            ),
-            (
-                "certificate verify failed",
-                "127.0.0.1:33050",
-                ClientCertificateRequired,
-            ),
-            (
-                "wrong version number",
-                "127.0.0.1:49468",
-                PlaintextToTlsPort,
-            ),
-            (
-                "wrong version number",
-                "127.0.0.1:34030",
-                PlaintextToTlsPort,
-            ),
-            ("https proxy request", "127.0.0.1:34036", PlaintextToTlsPort),
-            (
-                "unknown protocol",
-                "127.0.0.1:34044",
-                ProtocolVersionMismatch,
-            ),
-        ];
-        assert_eq!(indicated.len(), expect.len(), "{indicated:#?}");
-        for ((text, client, cause), (want_text, want_client, want_cause)) in
-            indicated.iter().zip(expect)
-        {
-            assert!(text.contains(want_text), "{text} / {want_text}");
-            assert_eq!(client.as_deref(), Some(want_client), "{text}");
-            assert_eq!(*cause, want_cause, "{text}");
-        }
-        let lib = lines
-            .iter()
-            .find(|l| l.text.contains("tlsv1 alert unknown ca"))
-            .unwrap();
-        assert_eq!(lib.level, "ssl:info");
-        assert_eq!(lib.line, 40);
-        let stamp =
-            NaiveDateTime::parse_from_str("2026-11-29 02:33:25.697361", "%Y-%m-%d %H:%M:%S%.f")
-                .unwrap();
-        assert_eq!(lib.time, local_to_utc(stamp));
-        // Lines that carry no cause (connection established/closed) are
-        // still SSL lines and kept, after the ones that name a cause.
-        assert!(
-            lines
-                .iter()
-                .any(|l| l.text.starts_with("AH01964") && l.indicates.is_none())
-        );
-        let few = read_near(
-            &fixture("apache-error.txt"),
-            around,
-            Duration::seconds(30),
-            3,
-        )
-        .unwrap();
-        assert_eq!(few.len(), 3);
-        assert!(few.iter().all(|l| l.indicates.is_some()), "{few:#?}");
-        assert!(few.windows(2).all(|w| w[0].line < w[1].line));
-    }
-
-    #[test]
-    fn server_startup_failures() {
-        use Cause::*;
-        let around = local("2026-11-29 02:33:00");
-        let nginx = read_near(
-            &fixture("nginx-startup-error.txt"),
-            around,
-            Duration::minutes(5),
-            100,
-        )
-        .unwrap();
-        assert_eq!(nginx.len(), 5);
-        assert!(
-            nginx
-                .iter()
-                .all(|l| l.indicates == Some(ServerCannotLoadCertificate) && l.level == "emerg")
-        );
-        let apache = read_near(
-            &fixture("apache-startup-error.txt"),
-            around,
-            Duration::minutes(5),
-            100,
-        )
-        .unwrap();
-        let named: Vec<(&str, Option<Cause>)> = apache
-            .iter()
-            .filter(|l| l.level == "ssl:emerg")
-            .map(|l| (l.text.split(':').next().unwrap_or(""), l.indicates))
-            .collect();
-        assert_eq!(
-            named,
-            vec![
-                ("AH02565", Some(ServerCannotLoadCertificate)),
-                ("AH02562", Some(ServerCannotLoadCertificate)),
-                // "ee key too small" explains the load failure above it.
-                ("SSL Library Error", Some(ServerCannotLoadCertificate)),
-                ("AH02562", Some(ServerCannotLoadCertificate)),
-                ("SSL Library Error", Some(ServerCannotLoadCertificate)),
-                ("AH02572", Some(ServerCannotLoadCertificate)),
-                ("SSL Library Error", Some(ServerCannotLoadCertificate)),
-                ("AH02312", Some(ServerCannotLoadCertificate)),
-            ]
-        );
-        // "AH00016: Configuration Failed" has no timestamp: left out.
-        assert!(!apache.iter().any(|l| l.text.contains("AH00016")));
-    }
-
-    #[test]
     fn window_and_limits() {
         let path = fixture("nginx-error.txt");
         let far = local("2026-11-30 02:32:15");
         assert!(
-            read_near(&path, far, Duration::minutes(10), 100)
+            near(&path, far, Duration::minutes(10), 100)
                 .unwrap()
                 .is_empty()
         );
         // Only the lines of 02:32:46, within 5 s.
-        let lines = read_near(
+        let lines = near(
             &path,
             local("2026-11-29 02:32:48"),
             Duration::seconds(5),
@@ -1045,13 +697,9 @@ mod tests {
             lines.iter().map(|l| l.line).collect::<Vec<_>>(),
             [42, 43, 44, 45]
         );
-        assert!(
-            read_near(&path, far, Duration::days(2), 0)
-                .unwrap()
-                .is_empty()
-        );
-        // With a small max the nearest lines that name a cause win.
-        let lines = read_near(&path, local("2026-11-29 02:32:46"), Duration::hours(1), 2).unwrap();
+        assert!(near(&path, far, Duration::days(2), 0).unwrap().is_empty());
+        // With a small max the nearest lines win, in file order.
+        let lines = near(&path, local("2026-11-29 02:32:46"), Duration::hours(1), 2).unwrap();
         assert_eq!(lines.iter().map(|l| l.line).collect::<Vec<_>>(), [42, 43]);
     }
 
@@ -1061,7 +709,6 @@ mod tests {
         assert_eq!(p.level, "info");
         assert_eq!(p.client, Some("10.1.2.3"));
         assert!(p.message.starts_with("SSL_do_handshake()"));
-        assert_eq!(classify(p.message), Some(Cause::UntrustedRoot));
         // No connection id, no client.
         let p =
             parse_nginx("2026/11/29 01:53:17 [emerg] 1#1: cannot load certificate \"/x\"").unwrap();
@@ -1089,7 +736,6 @@ mod tests {
         assert_eq!(p.message, "[x] y");
         let p = parse_apache("[Sun Nov 29 01:53:17.5 2026] [ssl:info] [pid 1:tid 2] [remote 10.0.0.9:443] AH02039: Certificate Verification: Error (10): certificate has expired").unwrap();
         assert_eq!(p.client, None);
-        assert_eq!(classify(p.message), Some(Cause::CertificateExpired));
         assert_eq!(p.stamp.and_utc().timestamp_subsec_micros(), 500_000);
 
         for junk in [
@@ -1109,106 +755,6 @@ mod tests {
     }
 
     #[test]
-    fn classify_texts() {
-        use Cause::*;
-        let cases = [
-            (
-                "SSL_do_handshake() failed (SSL: error:0A000418:SSL routines::tlsv1 alert unknown ca:SSL alert number 48)",
-                Some(UntrustedRoot),
-            ),
-            (
-                "SSL Library Error: error:0A000412:SSL routines::sslv3 alert bad certificate (SSL alert number 42)",
-                Some(HostnameMismatch),
-            ),
-            (
-                "error:0A000416:SSL routines::sslv3 alert certificate unknown",
-                Some(UntrustedRoot),
-            ),
-            (
-                "error:0A00042E:SSL routines::tlsv1 alert protocol version",
-                Some(ProtocolVersionMismatch),
-            ),
-            (
-                "error:0A0000BF:SSL routines::no protocols available",
-                Some(ProtocolVersionMismatch),
-            ),
-            (
-                "error:0A00018A:SSL routines::dh key too small",
-                Some(WeakCryptoRejected),
-            ),
-            (
-                "error:0A000417:SSL routines::sslv3 alert illegal parameter",
-                None,
-            ),
-            (
-                "error:0A00045C:SSL routines::tlsv13 alert certificate required",
-                Some(ClientCertificateRequired),
-            ),
-            (
-                "client SSL certificate verify error: (66:EE certificate key too weak) while reading client request headers",
-                Some(WeakCryptoRejected),
-            ),
-            (
-                "client SSL certificate verify error: (10:certificate has expired) while reading client request headers",
-                Some(ClientCertificateRequired),
-            ),
-            (
-                "upstream SSL certificate verify error: (20:unable to get local issuer certificate) while SSL handshaking to upstream",
-                Some(ChainIncomplete),
-            ),
-            (
-                "upstream SSL certificate verify error: (19:self-signed certificate in certificate chain) while SSL handshaking to upstream",
-                Some(UntrustedRoot),
-            ),
-            (
-                "upstream SSL certificate verify error: (9:certificate is not yet valid) while SSL handshaking to upstream",
-                Some(CertificateNotYetValid),
-            ),
-            (
-                "SSL_do_handshake() failed (SSL: error:0A000086:SSL routines::certificate verify failed) while SSL handshaking to upstream",
-                None,
-            ),
-            (
-                "AH02039: Certificate Verification: Error (20): unable to get local issuer certificate",
-                Some(ClientCertificateRequired),
-            ),
-            (
-                "cannot load certificate key \"/etc/ssl/private/x.key\": PEM_read_bio_PrivateKey() failed",
-                Some(ServerCannotLoadCertificate),
-            ),
-            (
-                "SSLCertificateFile: file '/x.crt' does not exist or is empty",
-                Some(ServerCannotLoadCertificate),
-            ),
-            (
-                "recv() failed (104: Connection reset by peer) while SSL handshaking, client: 1.2.3.4",
-                Some(HandshakeAborted),
-            ),
-            (
-                "client timed out (110: Connection timed out) while SSL handshaking, client: 1.2.3.4",
-                Some(HandshakeAborted),
-            ),
-            (
-                "SSL_do_handshake() failed (SSL: error:0A000126:SSL routines::unexpected eof while reading) while SSL handshaking",
-                Some(HandshakeAborted),
-            ),
-            (
-                "SSL_do_handshake() failed (SSL: error:0A0000C6:SSL routines::packet length too long) while SSL handshaking",
-                None,
-            ),
-            (
-                "AH01998: Connection closed to child 4 with abortive shutdown (server localhost:443)",
-                None,
-            ),
-            ("worker process 5137 exited with code 0", None),
-            ("", None),
-        ];
-        for (text, want) in cases {
-            assert_eq!(classify(text), want, "{text}");
-        }
-    }
-
-    #[test]
     fn hostile_files_stay_bounded() {
         // Binary garbage: nothing parses, nothing panics.
         let garbage = TempFile::new("garbage");
@@ -1217,7 +763,7 @@ mod tests {
             .collect();
         std::fs::write(&garbage.0, &bytes).unwrap();
         assert!(
-            read_near(&garbage.0, Utc::now(), Duration::days(3650), 100)
+            near(&garbage.0, Utc::now(), Duration::days(3650), 100)
                 .unwrap()
                 .is_empty()
         );
@@ -1228,7 +774,7 @@ mod tests {
         f.set_len(100 << 20).unwrap();
         let t0 = Instant::now();
         assert!(
-            read_near(&sparse.0, Utc::now(), Duration::days(3650), 100)
+            near(&sparse.0, Utc::now(), Duration::days(3650), 100)
                 .unwrap()
                 .is_empty()
         );
@@ -1245,7 +791,7 @@ mod tests {
         f.write_all(&real).unwrap();
         drop(f);
         let t0 = Instant::now();
-        let lines = read_near(
+        let lines = near(
             &sparse.0,
             local("2026-11-29 02:32:30"),
             Duration::hours(1),
@@ -1265,7 +811,7 @@ mod tests {
         text.push_str("no timestamp, mentions SSL\n");
         text.push_str("2026/11/29 02:32:15 [info] 1#1: *1 SSL_do_handshake() failed (SSL: error:0A0000C1:SSL routines::no shared cipher) while SSL handshaking, client: 10.9.8.7, server: 0.0.0.0:443\n");
         std::fs::write(&medium.0, &text).unwrap();
-        let lines = read_near(
+        let lines = near(
             &medium.0,
             local("2026-11-29 02:32:15"),
             Duration::minutes(1),
@@ -1275,7 +821,7 @@ mod tests {
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert_eq!(lines[0].line, count as u64 + 2);
         assert_eq!(lines[0].client.as_deref(), Some("10.9.8.7"));
-        assert_eq!(lines[0].indicates, Some(Cause::NoSharedCipher));
+        assert!(lines[0].text.ends_with("server: 0.0.0.0:443"), "{lines:?}");
 
         // A very long line is skipped, not kept whole.
         let long = TempFile::new("long");
@@ -1288,7 +834,7 @@ mod tests {
             "y".repeat(MAX_LINE_BYTES / 2)
         ));
         std::fs::write(&long.0, &text).unwrap();
-        let lines = read_near(
+        let lines = near(
             &long.0,
             local("2026-11-29 02:32:15"),
             Duration::minutes(1),
@@ -1308,7 +854,7 @@ mod tests {
         let count = MAX_TAIL_BYTES as usize / line.len() + 10;
         std::fs::write(&busy.0, line.repeat(count)).unwrap();
         let t0 = Instant::now();
-        let lines = read_near(
+        let lines = near(
             &busy.0,
             local("2026-11-29 02:32:15"),
             Duration::minutes(1),
@@ -1325,7 +871,7 @@ mod tests {
     #[test]
     fn unreadable_paths() {
         assert!(matches!(
-            read_near(
+            near(
                 Path::new("/nonexistent/error.log"),
                 Utc::now(),
                 Duration::minutes(1),
@@ -1334,12 +880,44 @@ mod tests {
             Err(LogError::Io { .. })
         ));
         assert!(matches!(
-            read_near(Path::new("/tmp"), Utc::now(), Duration::minutes(1), 10),
+            near(Path::new("/tmp"), Utc::now(), Duration::minutes(1), 10),
             Err(LogError::NotAFile { .. })
         ));
         assert!(matches!(
-            read_near(Path::new("/dev/zero"), Utc::now(), Duration::minutes(1), 10),
+            near(Path::new("/dev/zero"), Utc::now(), Duration::minutes(1), 10),
             Err(LogError::NotAFile { .. })
         ));
+    }
+}
+
+#[cfg(test)]
+mod continuation_tests {
+    use super::*;
+
+    /// How deep in a run of continuation lines a line is.
+    fn depth(_: &LogLine, continued: Option<&u32>) -> u32 {
+        continued.map_or(0, |d| d + 1)
+    }
+
+    #[test]
+    fn continuation_lines_get_the_thread_client_and_the_note_they_continue() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/evidence/testdata/logs");
+        let mut follower =
+            LogFollower::in_root(&FsRoot::Host, &path.join("apache-error.txt"), depth);
+        follower.refresh().unwrap();
+        let (line, d) = follower.noted_lines().find(|(l, _)| l.line == 40).unwrap();
+        assert!(line.text.starts_with("SSL Library Error"), "{line:?}");
+        assert_eq!(line.client.as_deref(), Some("127.0.0.1:49448"));
+        assert_eq!(*d, 1);
+        let mut startup =
+            LogFollower::in_root(&FsRoot::Host, &path.join("apache-startup-error.txt"), depth);
+        startup.refresh().unwrap();
+        let depths: Vec<u32> = startup
+            .noted_lines()
+            .filter(|(l, _)| l.level == "ssl:emerg")
+            .map(|(_, d)| *d)
+            .collect();
+        // AH02572, then its library error, then AH02312 (not a continuation).
+        assert_eq!(depths, [0, 0, 1, 0, 1, 0, 1, 0]);
     }
 }

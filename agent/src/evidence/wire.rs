@@ -22,8 +22,8 @@ use tls_parser::{
     parse_tls_message_changecipherspec, parse_tls_server_hello_extensions,
 };
 
+use crate::evidence::Role;
 use crate::evidence::certificates::{CertificateCache, CertificateFact};
-use crate::outcome::Role;
 
 /// Everything the wire showed about one connection's handshake.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use chrono::{DateTime, Utc};
 
+use crate::diagnosis::host::{HostFacts, HostState};
 use crate::diagnosis::{self, Diagnosis, Facts};
 use crate::evidence::certificates::{self, ChainFinding, ChainReport, TrustStore};
-use crate::evidence::host::{HostFacts, HostState};
 use crate::evidence::openssl::OpensslFacts;
 use crate::evidence::wire::TlsFacts;
-use crate::outcome::{Endpoint, HandshakeOutcome, Result as HsResult, Role};
+use crate::outcome::{Endpoint, HandshakeOutcome, HandshakeResult, Role};
 
 use super::PROBE_THREAD_NAME;
 use super::connect;
@@ -61,9 +61,9 @@ pub fn from_attempt(attempt: &Attempt, addr: SocketAddr, failed: bool) -> Handsh
         end_time: attempt.end_time,
         role: Role::Client,
         result: if failed {
-            HsResult::Failure
+            HandshakeResult::Failure
         } else {
-            HsResult::Success
+            HandshakeResult::Success
         },
         cause: diagnosis::Cause::Unknown,
         client: client_endpoint(attempt.local),
@@ -93,7 +93,7 @@ pub fn from_connect_failure(
         time,
         end_time: time,
         role: Role::Client,
-        result: HsResult::Failure,
+        result: HandshakeResult::Failure,
         cause: diagnosis::Cause::Unknown,
         client: client_endpoint(None),
         server: server_endpoint(probe.address),

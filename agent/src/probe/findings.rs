@@ -6,9 +6,9 @@ use chrono::{DateTime, Duration, Utc};
 use openssl::nid::Nid;
 use openssl::x509::X509;
 
+use crate::diagnosis::host::HostFacts;
 use crate::diagnosis::{Cause, Diagnosis, Evidence, REFINEMENTS, Source};
 use crate::evidence::certificates::{CertificateFact, ChainFinding, ChainReport};
-use crate::evidence::host::HostFacts;
 use crate::evidence::server_config::{ServerKind, Setting};
 
 use super::report::{

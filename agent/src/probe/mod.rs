@@ -43,8 +43,8 @@ mod target;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::diagnosis::host::HostState;
 use crate::evidence::certificates::CertError;
-use crate::evidence::host::HostState;
 
 pub use findings::EXPIRY_WARNING_DAYS;
 pub use handshake::MAX_KEPT_CERTIFICATES;

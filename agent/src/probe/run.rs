@@ -9,9 +9,9 @@ use openssl::hash::MessageDigest;
 use openssl::ocsp::{OcspCertId, OcspCertStatus, OcspResponse, OcspResponseStatus};
 use openssl::x509::X509;
 
+use crate::diagnosis::host::{HostFacts, HostState};
 use crate::diagnosis::{Cause, Confidence, Diagnosis, Evidence, Source};
 use crate::evidence::certificates::{self, ChainReport, TrustStore};
-use crate::evidence::host::{HostFacts, HostState};
 
 use super::cause::{self, ClientView};
 use super::connect;

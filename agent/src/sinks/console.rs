@@ -2,13 +2,24 @@
 
 use std::fmt::Write as _;
 
-use crate::outcome::{Endpoint, HandshakeOutcome, Result as HsResult};
+use crate::outcome::{Endpoint, HandshakeOutcome, HandshakeResult};
 
 /// ANSI colour, used only on a terminal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Colour {
     Never,
     Always,
+}
+
+impl Colour {
+    /// Colour when stdout is a terminal: the one place that decides it.
+    pub fn for_stdout() -> Colour {
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            Colour::Always
+        } else {
+            Colour::Never
+        }
+    }
 }
 
 fn endpoint(ep: &Endpoint) -> String {
@@ -38,8 +49,8 @@ pub fn print_line(o: &HandshakeOutcome, colour: Colour) -> std::io::Result<()> {
 /// `TIME RESULT role client -> server [sni] version: cause — summary`.
 pub fn line(o: &HandshakeOutcome, colour: Colour) -> String {
     let (tag, paint) = match o.result {
-        HsResult::Failure => ("FAIL", "\x1b[1;31m"),
-        HsResult::Success => ("ok  ", "\x1b[32m"),
+        HandshakeResult::Failure => ("FAIL", "\x1b[1;31m"),
+        HandshakeResult::Success => ("ok  ", "\x1b[32m"),
     };
     let mut s = String::new();
     let _ = write!(s, "{} ", o.end_time.format("%Y-%m-%dT%H:%M:%S%.3fZ"));
@@ -61,7 +72,7 @@ pub fn line(o: &HandshakeOutcome, colour: Colour) -> String {
     if let Some(v) = &o.tls.negotiated_version {
         let _ = write!(s, " {v}");
     }
-    if o.result == HsResult::Failure {
+    if o.result == HandshakeResult::Failure {
         let _ = write!(s, ": {} — {}", o.cause, o.diagnosis.summary);
     }
     s

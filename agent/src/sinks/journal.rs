@@ -200,8 +200,9 @@ pub fn read(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnosis::{Cause, Diagnosis};
-    use crate::outcome::{Endpoint, Result as HsResult, Role};
+
+    use crate::outcome::sample_failure;
+    use crate::outcome::{Endpoint, Role};
 
     fn outcome(n: u32) -> HandshakeOutcome {
         let t = DateTime::from_timestamp(1_700_000_000 + i64::from(n), 0).unwrap();
@@ -210,8 +211,6 @@ mod tests {
             time: t,
             end_time: t,
             role: Role::Client,
-            result: HsResult::Failure,
-            cause: Cause::Unknown,
             client: Endpoint {
                 ip: Some("127.0.0.1".parse().unwrap()),
                 port: Some(40000),
@@ -220,12 +219,7 @@ mod tests {
                 ..Default::default()
             },
             server: Endpoint::default(),
-            tls: Default::default(),
-            openssl: Default::default(),
-            socket: Default::default(),
-            diagnosis: Diagnosis::undiagnosed(),
-            host: None,
-            tentative: false,
+            ..sample_failure()
         }
     }
 

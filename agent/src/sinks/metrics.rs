@@ -309,11 +309,12 @@ fn respond<B>(
 mod tests {
     use super::*;
     use crate::diagnosis::{Cause, Confidence, Diagnosis};
-    use crate::outcome::{Endpoint, Result as HsResult, Role};
+    use crate::outcome::sample_failure;
+    use crate::outcome::{Endpoint, HandshakeResult, Role};
     use chrono::Utc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    fn outcome(role: Role, result: HsResult, cause: Cause) -> HandshakeOutcome {
+    fn outcome(role: Role, result: HandshakeResult, cause: Cause) -> HandshakeOutcome {
         HandshakeOutcome {
             id: "t".into(),
             time: Utc::now(),
@@ -323,12 +324,8 @@ mod tests {
             cause,
             client: Endpoint::default(),
             server: Endpoint::default(),
-            tls: Default::default(),
-            openssl: Default::default(),
-            socket: Default::default(),
             diagnosis: Diagnosis::new(cause, Confidence::High, "x"),
-            host: None,
-            tentative: false,
+            ..sample_failure()
         }
     }
 
@@ -337,15 +334,19 @@ mod tests {
         let m = Metrics::new();
         m.record_outcome(&outcome(
             Role::Client,
-            HsResult::Failure,
+            HandshakeResult::Failure,
             Cause::UntrustedRoot,
         ));
         m.record_outcome(&outcome(
             Role::Client,
-            HsResult::Failure,
+            HandshakeResult::Failure,
             Cause::UntrustedRoot,
         ));
-        m.record_outcome(&outcome(Role::Server, HsResult::Success, Cause::Unknown));
+        m.record_outcome(&outcome(
+            Role::Server,
+            HandshakeResult::Success,
+            Cause::Unknown,
+        ));
         m.set_kernel_counter("ringbuf_full", 7);
         m.set_kernel_counter("ringbuf_full", 12);
         m.set_kernel_counter("ringbuf_full", 12);
@@ -403,7 +404,11 @@ mod tests {
     #[tokio::test]
     async fn serves_metrics_over_http() {
         let metrics = Arc::new(Metrics::new());
-        metrics.record_outcome(&outcome(Role::Client, HsResult::Failure, Cause::ClockSkew));
+        metrics.record_outcome(&outcome(
+            Role::Client,
+            HandshakeResult::Failure,
+            Cause::ClockSkew,
+        ));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

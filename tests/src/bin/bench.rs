@@ -11,6 +11,9 @@
 //! `cargo xtask bench` (full) or `cargo xtask bench -- --quick` (smoke). Prints
 //! a Markdown report; BENCHMARKS.md holds the published one.
 
+// Benchmark harness: a failed set-up step stops the run, saying why.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -460,7 +463,8 @@ fn host_report(quick: bool) -> String {
     let mut blocks = 0;
     for _ in 0..runs {
         let t = Instant::now();
-        let report = agent::report::HostReport::gather(&dir.join("journal.jsonl"), None, None);
+        let report =
+            agent::cli::diagnose::host::HostReport::gather(&dir.join("journal.jsonl"), None, None);
         times.push(t.elapsed().as_secs_f64() * 1000.0);
         blocks = report.servers.iter().map(|s| s.blocks.len()).sum();
     }

@@ -29,7 +29,7 @@ pub fn worth_checking(outcome: &HandshakeOutcome) -> bool {
     }
     let tls = &outcome.tls;
     let missing_certificate = tls.certificate_requested && tls.client_certificate_count == Some(0);
-    let host_empty = crate::evidence::host::HostFacts::default();
+    let host_empty = crate::diagnosis::host::HostFacts::default();
     let f = Facts {
         outcome,
         host: &host_empty,
@@ -92,7 +92,7 @@ mod tests {
     use crate::diagnosis::rules::fixtures::*;
     use crate::evidence::server_config::Setting;
     use crate::evidence::wire::EncryptedRecordFact;
-    use crate::outcome::{Result as HsResult, Role};
+    use crate::outcome::{HandshakeResult, Role};
 
     /// An encrypted record of `content_type` (TLS 1.2 keeps the outer type:
     /// 22 Finished, 21 alert, 23 data).
@@ -142,7 +142,7 @@ mod tests {
     }
 
     fn succeeded(mut case: Case) -> Case {
-        case.outcome.result = HsResult::Success;
+        case.outcome.result = HandshakeResult::Success;
         case
     }
 
@@ -157,7 +157,7 @@ mod tests {
         assert!(worth_checking(&case.outcome));
         assert!(failed(&case.facts()));
         let mut failing = case.clone();
-        failing.outcome.result = HsResult::Failure;
+        failing.outcome.result = HandshakeResult::Failure;
         let d = failing.diagnose();
         assert_eq!(d.cause, Cause::HostnameMismatch);
         assert_eq!(d.confidence, Confidence::Medium);
@@ -181,7 +181,7 @@ mod tests {
         assert!(worth_checking(&raced.outcome));
         assert!(failed(&raced.facts()));
         let mut failing = raced;
-        failing.outcome.result = HsResult::Failure;
+        failing.outcome.result = HandshakeResult::Failure;
         assert_eq!(failing.diagnose().cause, Cause::HostnameMismatch);
     }
 
@@ -264,7 +264,7 @@ mod tests {
         assert!(worth_checking(&case.outcome));
         assert!(failed(&case.facts()));
         let mut failing = case;
-        failing.outcome.result = HsResult::Failure;
+        failing.outcome.result = HandshakeResult::Failure;
         let d = failing.diagnose();
         assert_eq!(d.cause, Cause::ClientCertificateRequired);
         assert_eq!(d.confidence, Confidence::High);

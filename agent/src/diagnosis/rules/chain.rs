@@ -10,7 +10,7 @@
 //! on their own.
 
 use crate::diagnosis::{Cause, Confidence, Diagnosis, Evidence, Facts, Source};
-use crate::evidence::certificates::ChainFinding;
+use crate::evidence::certificates::{ChainFinding, ChainReport};
 use crate::evidence::openssl::verify;
 use crate::outcome::Role;
 
@@ -257,25 +257,7 @@ pub fn untrusted_root(f: &Facts) -> Option<Diagnosis> {
         return None;
     };
 
-    let root = findings
-        .iter()
-        .find_map(|(_, x)| match x {
-            ChainFinding::UntrustedRoot { root } => Some(root.clone()),
-            ChainFinding::SelfSignedLeaf { subject } => Some(subject.clone()),
-            _ => None,
-        })
-        .or_else(|| wire_certs.last().map(|c| c.issuer.clone()))
-        .or_else(|| {
-            f.host
-                .configured_chain
-                .as_ref()
-                .and_then(|c| c.certificates.last())
-                .map(|c| c.issuer.clone())
-        });
-    let root_words = root
-        .as_deref()
-        .map(|r| format!("\"{r}\""))
-        .unwrap_or_else(|| "the server's root CA".to_string());
+    let root_words = untrusted_root_name(f, &findings);
     let self_signed_leaf = findings
         .iter()
         .any(|(_, x)| matches!(x, ChainFinding::SelfSignedLeaf { .. }))
@@ -314,10 +296,63 @@ pub fn untrusted_root(f: &Facts) -> Option<Diagnosis> {
         format!("the server's chain ends in root {root_words}, which the client does not trust")
     };
     let summary = format!("{}: {what}", headline(f));
+    let (fix, location) = untrusted_root_fix(f, &root_words, self_signed_leaf);
+    let mut diagnosis = Diagnosis::new(Cause::UntrustedRoot, confidence, summary)
+        .with_evidence(evidence)
+        .fix(fix)
+        .fix_at(location);
+    if let Some((cause, why)) = alternative {
+        diagnosis = diagnosis.or_maybe(cause, why);
+    }
+    if confidence == Confidence::Low {
+        diagnosis = diagnosis.or_maybe(
+            Cause::ChainIncomplete,
+            "unknown_ca is also what a client sends when the server omits its intermediate",
+        );
+    }
+    Some(diagnosis)
+}
+
+/// The untrusted root as a summary names it: from the chain findings, else
+/// the issuer of the top served (or configured) certificate.
+fn untrusted_root_name(f: &Facts, findings: &[(&ChainReport, &ChainFinding)]) -> String {
+    let root = findings
+        .iter()
+        .find_map(|(_, x)| match x {
+            ChainFinding::UntrustedRoot { root } => Some(root.clone()),
+            ChainFinding::SelfSignedLeaf { subject } => Some(subject.clone()),
+            _ => None,
+        })
+        .or_else(|| {
+            f.outcome
+                .tls
+                .server_certificates
+                .last()
+                .map(|c| c.issuer.clone())
+        })
+        .or_else(|| {
+            f.host
+                .configured_chain
+                .as_ref()
+                .and_then(|c| c.certificates.last())
+                .map(|c| c.issuer.clone())
+        });
+    root.as_deref()
+        .map(|r| format!("\"{r}\""))
+        .unwrap_or_else(|| "the server's root CA".to_string())
+}
+
+/// The fix for an untrusted root (`root_words` names it): trust it where
+/// the clients are, or serve a certificate from a CA they trust.
+fn untrusted_root_fix(
+    f: &Facts,
+    root_words: &str,
+    self_signed_leaf: bool,
+) -> (String, Option<String>) {
     let trust_store_fix = format!(
         "install {root_words} in the client's trust store (Debian/Ubuntu: copy it to /usr/local/share/ca-certificates/<name>.crt and run update-ca-certificates; curl: --cacert; OpenSSL: -CAfile)"
     );
-    let (fix, location) = match (certificate_file(f), f.role()) {
+    match (certificate_file(f), f.role()) {
         (Some(cert), _) if self_signed_leaf => (
             format!(
                 "Replace the self-signed certificate in {} with one from a CA the clients trust, or {}; then {}.",
@@ -346,19 +381,5 @@ pub fn untrusted_root(f: &Facts) -> Option<Diagnosis> {
             ),
             None,
         ),
-    };
-    let mut diagnosis = Diagnosis::new(Cause::UntrustedRoot, confidence, summary)
-        .with_evidence(evidence)
-        .fix(fix)
-        .fix_at(location);
-    if let Some((cause, why)) = alternative {
-        diagnosis = diagnosis.or_maybe(cause, why);
     }
-    if confidence == Confidence::Low {
-        diagnosis = diagnosis.or_maybe(
-            Cause::ChainIncomplete,
-            "unknown_ca is also what a client sends when the server omits its intermediate",
-        );
-    }
-    Some(diagnosis)
 }

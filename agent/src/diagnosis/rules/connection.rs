@@ -9,11 +9,12 @@
 //! bound to other addresses than the one the client used.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use crate::diagnosis::{Cause, Confidence, Diagnosis, Evidence, Facts, Source};
 use crate::evidence::certificates::ChainFinding;
 use crate::evidence::openssl::reason;
-use crate::evidence::server_config::ServerKind;
+use crate::evidence::server_config::{ServerKind, Setting};
 use crate::outcome::Role;
 
 use super::directives::{Directive, directive, reload_command, server_software, start_command};
@@ -294,10 +295,7 @@ pub fn server_cannot_load_certificate(f: &Facts) -> Option<Diagnosis> {
         .collect();
     let logs = f.log_lines(Cause::ServerCannotLoadCertificate);
     let block = f.block();
-    let settings: Vec<(
-        &str,
-        &crate::evidence::server_config::Setting<std::path::PathBuf>,
-    )> = block
+    let settings: Vec<FileSetting> = block
         .map(|b| {
             [
                 (Directive::Certificate, b.certificate.as_ref()),
@@ -336,23 +334,10 @@ pub fn server_cannot_load_certificate(f: &Facts) -> Option<Diagnosis> {
         return None;
     }
 
-    let mut evidence = Vec::new();
     let cert_location = block
         .and_then(|b| b.certificate.as_ref())
         .map(|s| s.location());
-    for (path, error) in &unreadable {
-        // Point at the directive that names the unreadable file.
-        let location = settings
-            .iter()
-            .find(|(_, s)| s.value.as_os_str() == std::ffi::OsStr::new(path))
-            .map(|(_, s)| s.location())
-            .or_else(|| cert_location.clone());
-        let e = Evidence::new(Source::Host, format!("{path} cannot be loaded: {error}"));
-        evidence.push(match location {
-            Some(l) => e.at(l),
-            None => e,
-        });
-    }
+    let mut evidence = load_failure_evidence(&unreadable, &settings, cert_location.as_deref());
     evidence.extend(logs.iter().map(|l| super::cite::log_evidence(l)));
     for p in &problems {
         let location = match p.line {
@@ -405,7 +390,57 @@ pub fn server_cannot_load_certificate(f: &Facts) -> Option<Diagnosis> {
     let test = block
         .map(|b| start_command(b.kind))
         .unwrap_or("test the configuration and start the server");
-    let (fix, location) = match (key_mismatch, key_setting, cert_setting) {
+    let (fix, location) = load_failure_fix(key_mismatch, key_setting, cert_setting, software, test);
+    Some(
+        Diagnosis::new(
+            Cause::ServerCannotLoadCertificate,
+            Confidence::High,
+            summary,
+        )
+        .with_evidence(evidence)
+        .fix(fix)
+        .fix_at(location),
+    )
+}
+
+/// A certificate-file directive of the selected block: its name as the
+/// server spells it, and its setting.
+type FileSetting<'a> = (&'a str, &'a Setting<PathBuf>);
+
+/// Evidence for each unreadable configured file, at the directive that names
+/// it (else at the certificate's).
+fn load_failure_evidence(
+    unreadable: &[(&str, &str)],
+    settings: &[FileSetting],
+    cert_location: Option<&str>,
+) -> Vec<Evidence> {
+    let mut evidence = Vec::new();
+    for (path, error) in unreadable {
+        // Point at the directive that names the unreadable file.
+        let location = settings
+            .iter()
+            .find(|(_, s)| s.value.as_os_str() == std::ffi::OsStr::new(path))
+            .map(|(_, s)| s.location())
+            .or_else(|| cert_location.map(str::to_string));
+        let e = Evidence::new(Source::Host, format!("{path} cannot be loaded: {error}"));
+        evidence.push(match location {
+            Some(l) => e.at(l),
+            None => e,
+        });
+    }
+    evidence
+}
+
+/// The fix and its location: the key directive for a key that does not
+/// match, else the certificate directive, else the error log's files.
+fn load_failure_fix(
+    key_mismatch: bool,
+    key_setting: Option<FileSetting>,
+    cert_setting: Option<&FileSetting>,
+    software: &str,
+    test: &str,
+) -> (String, Option<String>) {
+    match (key_mismatch, key_setting, cert_setting) {
         (true, Some((name, key)), _) => (
             format!(
                 "Point {} at the key that belongs to the certificate (`openssl x509 -noout -pubkey -in CERT` and `openssl pkey -pubout -in KEY` must print the same key), then {test}.",
@@ -424,17 +459,7 @@ pub fn server_cannot_load_certificate(f: &Facts) -> Option<Diagnosis> {
             format!("Fix the certificate/key files the error log names, then {test}."),
             None,
         ),
-    };
-    Some(
-        Diagnosis::new(
-            Cause::ServerCannotLoadCertificate,
-            Confidence::High,
-            summary,
-        )
-        .with_evidence(evidence)
-        .fix(fix)
-        .fix_at(location),
-    )
+    }
 }
 
 /// OpenSSL's text for X509 reason 116 (`reason::X509_KEY_VALUES_MISMATCH`),
@@ -481,66 +506,8 @@ pub fn handshake_aborted(f: &Facts) -> Option<Diagnosis> {
         ),
     )];
     evidence.extend(eof.map(|e| f.ssl_error_evidence(e)));
-    if before_server_hello {
-        evidence.push(Evidence::new(
-            Source::Wire,
-            if f.client_hello_seen() {
-                "the client sent its ClientHello; no ServerHello came back"
-            } else {
-                "no TLS handshake message was seen"
-            },
-        ));
-    } else {
-        evidence.push(Evidence::new(
-            Source::Wire,
-            "a ServerHello was seen, but the handshake never finished and no alert was visible in clear",
-        ));
-        let encrypted_alerts = f
-            .outcome
-            .tls
-            .encrypted_records
-            .iter()
-            .filter(|r| r.probable_alert)
-            .count();
-        if encrypted_alerts > 0 {
-            evidence.push(Evidence::new(
-                Source::Wire,
-                format!("{encrypted_alerts} encrypted record(s) have the length of an alert: the reason was sent encrypted"),
-            ));
-        }
-    }
-    let overflow = f
-        .host
-        .listen_counters
-        .as_ref()
-        .filter(|c| c.listen_overflows > 0 || c.listen_drops > 0);
-    if let Some(c) = overflow {
-        evidence.push(Evidence::new(
-            Source::Host,
-            format!(
-                "kernel TcpExt counters: ListenOverflows {}, ListenDrops {}",
-                c.listen_overflows, c.listen_drops
-            ),
-        ));
-    }
-    let full_queue = f
-        .host
-        .listeners_on_port
-        .iter()
-        .find(|l| l.backlog > 0 && l.accept_queue >= l.backlog);
-    if let Some(l) = full_queue {
-        evidence.push(Evidence::new(
-            Source::Host,
-            format!(
-                "the accept queue of {} on {} is full ({}/{})",
-                l.comm.as_deref().unwrap_or("the listener"),
-                address(l.addr, Some(l.port)),
-                l.accept_queue,
-                l.backlog
-            ),
-        ));
-    }
-    let starved = overflow.is_some() || full_queue.is_some();
+    evidence.extend(abort_wire_evidence(f, before_server_hello));
+    let starved = starvation_evidence(f, &mut evidence);
     let confidence = match (before_server_hello, starved) {
         (true, true) => Confidence::High,
         (true, false) => Confidence::Medium,
@@ -583,4 +550,76 @@ pub fn handshake_aborted(f: &Facts) -> Option<Diagnosis> {
                 None
             }),
     )
+}
+
+/// What the wire shows of an aborted handshake: how far it got, and
+/// encrypted records that have the length of an alert.
+fn abort_wire_evidence(f: &Facts, before_server_hello: bool) -> Vec<Evidence> {
+    let mut evidence = Vec::new();
+    if before_server_hello {
+        evidence.push(Evidence::new(
+            Source::Wire,
+            if f.client_hello_seen() {
+                "the client sent its ClientHello; no ServerHello came back"
+            } else {
+                "no TLS handshake message was seen"
+            },
+        ));
+    } else {
+        evidence.push(Evidence::new(
+            Source::Wire,
+            "a ServerHello was seen, but the handshake never finished and no alert was visible in clear",
+        ));
+        let encrypted_alerts = f
+            .outcome
+            .tls
+            .encrypted_records
+            .iter()
+            .filter(|r| r.probable_alert)
+            .count();
+        if encrypted_alerts > 0 {
+            evidence.push(Evidence::new(
+                Source::Wire,
+                format!("{encrypted_alerts} encrypted record(s) have the length of an alert: the reason was sent encrypted"),
+            ));
+        }
+    }
+    evidence
+}
+
+/// Evidence that the server was short of room to accept connections
+/// (listen-queue overflows, a full accept queue); true when there is some.
+fn starvation_evidence(f: &Facts, evidence: &mut Vec<Evidence>) -> bool {
+    let overflow = f
+        .host
+        .listen_counters
+        .as_ref()
+        .filter(|c| c.listen_overflows > 0 || c.listen_drops > 0);
+    if let Some(c) = overflow {
+        evidence.push(Evidence::new(
+            Source::Host,
+            format!(
+                "kernel TcpExt counters: ListenOverflows {}, ListenDrops {}",
+                c.listen_overflows, c.listen_drops
+            ),
+        ));
+    }
+    let full_queue = f
+        .host
+        .listeners_on_port
+        .iter()
+        .find(|l| l.backlog > 0 && l.accept_queue >= l.backlog);
+    if let Some(l) = full_queue {
+        evidence.push(Evidence::new(
+            Source::Host,
+            format!(
+                "the accept queue of {} on {} is full ({}/{})",
+                l.comm.as_deref().unwrap_or("the listener"),
+                address(l.addr, Some(l.port)),
+                l.accept_queue,
+                l.backlog
+            ),
+        ));
+    }
+    overflow.is_some() || full_queue.is_some()
 }

@@ -1,35 +1,38 @@
 //! Test fixtures: handshake outcomes and host state as the agent records
 //! them, built to mirror what OpenSSL 3.0, nginx 1.22 and curl 7.88 really
-//! emit (see `failure-catalogue.md`, "What the wire does and does not
-//! show"). Reason and verify texts come from the live library, exactly as
-//! the uprobes record them.
+//! emit (see docs/catalogue.md, "What the wire shows and hides"). Reason
+//! and verify texts come from the live library, exactly as the uprobes
+//! record them.
 //!
 //! Two vantage points: `Case::client()` is a local curl talking to a remote
 //! server (host facts empty), `Case::server()` a local nginx serving a
 //! remote client (host facts filled in by the `with_*` helpers).
+
+// Test code (built for `cfg(test)` and the `test-support` feature): a
+// fixture that does not parse is a broken test, said at once.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use crate::diagnosis::host::{ClassifiedLogLine, HostFacts};
 use crate::diagnosis::{Cause, Diagnosis, Facts, diagnose};
 use crate::evidence::certificates::{CertificateFact, ChainFinding, ChainReport};
 use crate::evidence::clock::ClockState;
-use crate::evidence::host::HostFacts;
 use crate::evidence::listeners::{ListenCounters, Listener};
 use crate::evidence::logs::LogLine;
 use crate::evidence::openssl::{
-    OpensslErrorFact, OpensslFacts, SslCallFact, VerifyResultFact, alert_name, reason, reason_text,
-    verify_text,
+    OpensslErrorFact, SslCallFact, VerifyResultFact, alert_name, reason, reason_text, verify_text,
 };
 use crate::evidence::server_config::{ListenSpec, ServerBlock, ServerKind, Setting};
-use crate::evidence::sockets::{SocketFacts, TcpStateFact};
+use crate::evidence::sockets::TcpStateFact;
 use crate::evidence::wire::{
     AlertFact, ClientHelloFacts, EncryptedRecordFact, MessageFact, NonTlsFact, ServerHelloFacts,
     TlsFacts,
 };
-use crate::outcome::{Endpoint, HandshakeOutcome, Result as Outcome, Role};
+use crate::outcome::{Endpoint, HandshakeOutcome, Role, sample_failure};
 
 use super::Rule;
 
@@ -233,19 +236,14 @@ fn outcome(role: Role, client: Endpoint, server: Endpoint) -> HandshakeOutcome {
         time: now(),
         end_time: now(),
         role,
-        result: Outcome::Failure,
-        cause: Cause::Unknown,
         client,
         server,
         tls: TlsFacts {
             sni: Some(SITE.to_string()),
             ..TlsFacts::default()
         },
-        openssl: OpensslFacts::default(),
-        socket: SocketFacts::default(),
-        diagnosis: Diagnosis::undiagnosed(),
         host: Some("fixture-host".to_string()),
-        tentative: false,
+        ..sample_failure()
     }
 }
 
@@ -598,13 +596,15 @@ impl Case {
     /// An nginx error-log line at `line` of /var/log/nginx/error.log.
     pub fn log(self, line: u64, level: &str, text: &str, indicates: Option<Cause>) -> Self {
         self.with_host(|h| {
-            h.log_lines.push(LogLine {
-                file: "/var/log/nginx/error.log".to_string(),
-                line,
-                time: Some(now()),
-                level: level.to_string(),
-                text: text.to_string(),
-                client: Some("198.51.100.7".to_string()),
+            h.log_lines.push(ClassifiedLogLine {
+                line: LogLine {
+                    file: "/var/log/nginx/error.log".to_string(),
+                    line,
+                    time: Some(now()),
+                    level: level.to_string(),
+                    text: text.to_string(),
+                    client: Some("198.51.100.7".to_string()),
+                },
                 indicates,
             })
         })

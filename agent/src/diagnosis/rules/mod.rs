@@ -13,6 +13,7 @@ mod chain;
 mod cite;
 mod connection;
 mod directives;
+pub mod log_text;
 mod matching;
 mod names;
 mod negotiation;
@@ -21,8 +22,8 @@ pub mod signals;
 mod unknown;
 mod validity;
 
-#[cfg(test)]
-pub(crate) mod fixtures;
+#[cfg(any(test, feature = "test-support"))]
+pub mod fixtures;
 #[cfg(test)]
 mod tests;
 

@@ -13,7 +13,7 @@
 use crate::diagnosis::{Cause, Confidence, Diagnosis, Evidence, Facts, Source};
 use crate::evidence::certificates::ChainFinding;
 use crate::evidence::openssl::{reason, verify};
-use crate::evidence::server_config::ServerKind;
+use crate::evidence::server_config::{ServerBlock, ServerKind, Setting};
 use crate::outcome::Role;
 
 use super::cite::setting_evidence;
@@ -144,18 +144,7 @@ pub fn protocol_version_mismatch(f: &Facts) -> Option<Diagnosis> {
         )
     }));
     evidence.extend(offered_evidence(f));
-    if let Some((kind, setting)) = protocols {
-        evidence.push(setting_evidence(
-            directive(kind, Directive::Protocols),
-            setting,
-            setting.value.join(" "),
-        ));
-    } else if block.is_some_and(|b| b.kind == ServerKind::Nginx) {
-        evidence.push(Evidence::new(
-            Source::Host,
-            "no ssl_protocols in the serving block: nginx's default before 1.23.4 is TLSv1 TLSv1.1 TLSv1.2 (no TLS 1.3)",
-        ));
-    }
+    evidence.extend(protocols_evidence(block, protocols));
 
     let client_max = offered.last().copied();
     let server_range = server_versions
@@ -194,7 +183,51 @@ pub fn protocol_version_mismatch(f: &Facts) -> Option<Diagnosis> {
     };
     let mut diagnosis =
         Diagnosis::new(Cause::ProtocolVersionMismatch, confidence, summary).with_evidence(evidence);
-    diagnosis = match protocols {
+    diagnosis = with_version_fix(
+        f,
+        diagnosis,
+        protocols,
+        server_too_old,
+        client_too_old,
+        &offered_words,
+    );
+    Some(diagnosis)
+}
+
+/// The serving block's version setting, or nginx's default when it has
+/// none.
+fn protocols_evidence(
+    block: Option<&ServerBlock>,
+    protocols: Option<(ServerKind, &Setting<Vec<String>>)>,
+) -> Option<Evidence> {
+    if let Some((kind, setting)) = protocols {
+        Some(setting_evidence(
+            directive(kind, Directive::Protocols),
+            setting,
+            setting.value.join(" "),
+        ))
+    } else if block.is_some_and(|b| b.kind == ServerKind::Nginx) {
+        Some(Evidence::new(
+            Source::Host,
+            "no ssl_protocols in the serving block: nginx's default before 1.23.4 is TLSv1 TLSv1.1 TLSv1.2 (no TLS 1.3)",
+        ))
+    } else {
+        None
+    }
+}
+
+/// The fix for a version mismatch: enable the client's versions on a server
+/// too strict, else upgrade the client, naming the setting when the host
+/// shows it.
+fn with_version_fix(
+    f: &Facts,
+    diagnosis: Diagnosis,
+    protocols: Option<(ServerKind, &Setting<Vec<String>>)>,
+    server_too_old: bool,
+    client_too_old: bool,
+    offered_words: &str,
+) -> Diagnosis {
+    match protocols {
         Some((kind, setting)) if server_too_old => diagnosis
             .fix(format!(
                 "Enable {offered_words} in {} at {} (now \"{}\"), then {}.",
@@ -220,8 +253,7 @@ pub fn protocol_version_mismatch(f: &Facts) -> Option<Diagnosis> {
             "Make the versions overlap: check the client's minimum/maximum protocol settings and the server's allowed versions (`openssl s_client -connect {} -tls1_2` / `-tls1_3` shows which one it accepts).",
             f.connect_target()
         )),
-    };
-    Some(diagnosis)
+    }
 }
 
 pub fn no_shared_cipher(f: &Facts) -> Option<Diagnosis> {

@@ -403,6 +403,7 @@ impl<'a> Facts<'a> {
             .log_lines
             .iter()
             .filter(|l| l.indicates == Some(cause))
+            .map(|l| &l.line)
             .collect()
     }
 

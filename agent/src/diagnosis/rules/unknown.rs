@@ -145,7 +145,7 @@ fn socket_facts(f: &Facts, evidence: &mut Vec<Evidence>) {
 
 fn host_facts(f: &Facts, evidence: &mut Vec<Evidence>) {
     for line in &f.host.log_lines {
-        evidence.push(log_evidence(line));
+        evidence.push(log_evidence(&line.line));
     }
     for report in f.chain_reports() {
         for finding in &report.findings {

@@ -198,50 +198,8 @@ fn validity_rule(f: &Facts, window: Window) -> Option<Diagnosis> {
     if !s.any() {
         return None;
     }
-    let rejection = f.server_certificate_rejection();
     let mut evidence = Vec::new();
-    let confidence = if let Some((v, _)) = s.local_verify {
-        evidence.push(f.verify_evidence(v));
-        Confidence::High
-    } else if let Some((alert, whose)) = s.specific_alert {
-        evidence.push(alert.evidence());
-        // The peer says expired while this host's synchronized clock finds
-        // the served chain valid: the peer's clock is the suspect (clock-skew).
-        let contradicted =
-            whose == Whose::Server && f.trustworthy_clock().is_some() && served_chain_valid_here(f);
-        if contradicted {
-            Confidence::Low
-        } else {
-            Confidence::High
-        }
-    } else if !s.chain.is_empty() {
-        if let Some(alert) = s.shared_alert {
-            evidence.push(alert.evidence());
-            Confidence::High
-        } else if !rejection.is_empty() {
-            // Rejected for another stated reason (unknown_ca, X509 20):
-            // the dates are a second problem, not necessarily this one.
-            evidence.extend(rejection);
-            Confidence::Medium
-        } else if f.client_gave_up_after_server_hello() {
-            Confidence::Low
-        } else {
-            return None;
-        }
-    } else if let Some(alert) = s.shared_alert {
-        // bad_certificate alone: only without host analysis to contradict it
-        // and without a verify result of the client's naming another reason.
-        if f.chain_reports().next().is_some()
-            || f.server_cert_verify_any().is_some()
-            || window != Window::NotYetValid
-        {
-            return None;
-        }
-        evidence.push(alert.evidence());
-        Confidence::Low
-    } else {
-        return None;
-    };
+    let confidence = validity_confidence(f, &s, window, &mut evidence)?;
     evidence.extend(s.chain.iter().cloned());
 
     let whose = s.whose();
@@ -285,7 +243,88 @@ fn validity_rule(f: &Facts, window: Window) -> Option<Diagnosis> {
         format!("{}: {which} is {}{dates}", headline(f), window.words())
     };
     let mut diagnosis = Diagnosis::new(cause, confidence, summary).with_evidence(evidence);
-    diagnosis = match (whose, certificate_file(f)) {
+    diagnosis = with_validity_fix(f, diagnosis, whose, window, s.index, stale, &dates);
+    if confidence == Confidence::Low && window == Window::NotYetValid {
+        diagnosis = diagnosis
+            .or_maybe(
+                Cause::HostnameMismatch,
+                "OpenSSL clients send bad_certificate (42) for a name mismatch too",
+            )
+            .or_maybe(
+                Cause::WeakCryptoRejected,
+                "and for a certificate key too weak for their security level",
+            );
+    }
+    Some(diagnosis)
+}
+
+/// How sure a date verdict is, from whose judgement it is (this host's
+/// verify result, the peer's alert, the host's chain analysis); `None` when
+/// nothing says the dates are the problem. Pushes the deciding evidence.
+fn validity_confidence(
+    f: &Facts,
+    s: &WindowSignals,
+    window: Window,
+    evidence: &mut Vec<Evidence>,
+) -> Option<Confidence> {
+    let rejection = f.server_certificate_rejection();
+    let confidence = if let Some((v, _)) = s.local_verify {
+        evidence.push(f.verify_evidence(v));
+        Confidence::High
+    } else if let Some((alert, whose)) = s.specific_alert {
+        evidence.push(alert.evidence());
+        // The peer says expired while this host's synchronized clock finds
+        // the served chain valid: the peer's clock is the suspect (clock-skew).
+        let contradicted =
+            whose == Whose::Server && f.trustworthy_clock().is_some() && served_chain_valid_here(f);
+        if contradicted {
+            Confidence::Low
+        } else {
+            Confidence::High
+        }
+    } else if !s.chain.is_empty() {
+        if let Some(alert) = s.shared_alert {
+            evidence.push(alert.evidence());
+            Confidence::High
+        } else if !rejection.is_empty() {
+            // Rejected for another stated reason (unknown_ca, X509 20):
+            // the dates are a second problem, not necessarily this one.
+            evidence.extend(rejection);
+            Confidence::Medium
+        } else if f.client_gave_up_after_server_hello() {
+            Confidence::Low
+        } else {
+            return None;
+        }
+    } else if let Some(alert) = s.shared_alert {
+        // bad_certificate alone: only without host analysis to contradict it
+        // and without a verify result of the client's naming another reason.
+        if f.chain_reports().next().is_some()
+            || f.server_cert_verify_any().is_some()
+            || window != Window::NotYetValid
+        {
+            return None;
+        }
+        evidence.push(alert.evidence());
+        Confidence::Low
+    } else {
+        return None;
+    };
+    Some(confidence)
+}
+
+/// The fix: load the renewed file, renew or replace the certificate (named
+/// where the host shows it), or have the peer's operator do so.
+fn with_validity_fix(
+    f: &Facts,
+    diagnosis: Diagnosis,
+    whose: Whose,
+    window: Window,
+    index: usize,
+    stale: bool,
+    dates: &str,
+) -> Diagnosis {
+    match (whose, certificate_file(f)) {
         (Whose::Server, Some(cert)) if stale => diagnosis
             .fix(format!(
                 "{} already holds a certificate valid until {}, but the running server still serves the old one: {}.",
@@ -297,7 +336,7 @@ fn validity_rule(f: &Facts, window: Window) -> Option<Diagnosis> {
             ))
             .fix_at(Some(cert.location)),
         (Whose::Server, Some(cert)) => {
-            let action = match (window, s.index) {
+            let action = match (window, index) {
                 (Window::Expired, 0) => "Renew the certificate".to_string(),
                 (Window::Expired, _) => {
                     "Replace the expired intermediate with the CA's current one".to_string()
@@ -323,19 +362,7 @@ fn validity_rule(f: &Facts, window: Window) -> Option<Diagnosis> {
             if window == Window::Expired { "" } else { " that is valid now" },
             window.words()
         )),
-    };
-    if confidence == Confidence::Low && window == Window::NotYetValid {
-        diagnosis = diagnosis
-            .or_maybe(
-                Cause::HostnameMismatch,
-                "OpenSSL clients send bad_certificate (42) for a name mismatch too",
-            )
-            .or_maybe(
-                Cause::WeakCryptoRejected,
-                "and for a certificate key too weak for their security level",
-            );
     }
-    Some(diagnosis)
 }
 
 pub fn certificate_expired(f: &Facts) -> Option<Diagnosis> {

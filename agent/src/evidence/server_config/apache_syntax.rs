@@ -125,159 +125,192 @@ struct Frame {
 /// `MAX_NESTING - depth` are dropped with a problem; at most `budget` nodes
 /// are stored.
 pub(crate) fn parse(text: &str, file: &Rc<Path>, depth: usize, budget: usize) -> ParsedFile {
-    let max_nesting = MAX_NESTING.saturating_sub(depth);
-    let mut problems: Vec<(u32, String)> = Vec::new();
-    let mut dropped = 0usize;
-    let mut report = |problems: &mut Vec<(u32, String)>, line: u32, message: String| {
-        if problems.len() < MAX_PROBLEMS_PER_FILE {
-            problems.push((line, message));
-        } else {
-            dropped += 1;
-        }
+    let mut p = Parser {
+        file,
+        max_nesting: MAX_NESTING.saturating_sub(depth),
+        budget,
+        problems: Vec::new(),
+        dropped: 0,
+        stack: Vec::new(),
+        root: Vec::new(),
+        skip_depth: 0,
+        stored: 0,
+        budget_reported: false,
+        nesting_reported: false,
     };
-    let mut stack: Vec<Frame> = Vec::new();
-    let mut root: Vec<Node> = Vec::new();
-    let mut skip_depth = 0usize;
-    let mut stored = 0usize;
     let mut last_line = 1;
-    let mut budget_reported = false;
-    let mut nesting_reported = false;
-
     for (line, text) in logical_lines(text) {
         last_line = line;
         if let Some(rest) = text.strip_prefix("</") {
-            let name = rest.trim_end_matches('>').trim().to_string();
-            if skip_depth > 0 {
-                skip_depth -= 1;
-                continue;
-            }
-            let Some(pos) = stack
-                .iter()
-                .rposition(|f| f.name.eq_ignore_ascii_case(&name))
-            else {
-                report(
-                    &mut problems,
-                    line,
-                    format!(
-                        "</{name}> without matching <{name}> section: httpd refuses the config"
-                    ),
-                );
-                continue;
-            };
-            while stack.len() > pos + 1 {
-                if let Some(inner) = stack.pop() {
-                    report(
-                        &mut problems,
-                        inner.line,
-                        format!(
-                            "<{}> is closed by </{name}>: expected </{}> first",
-                            inner.name, inner.name
-                        ),
-                    );
-                    close(inner, file, &mut stack, &mut root);
-                }
-            }
-            if let Some(frame) = stack.pop() {
-                close(frame, file, &mut stack, &mut root);
-            }
-            continue;
-        }
-        if let Some(rest) = text.strip_prefix('<') {
-            if skip_depth > 0 {
-                skip_depth += 1;
-                continue;
-            }
-            let inner = match rest.strip_suffix('>') {
-                Some(inner) => inner,
-                None => {
-                    report(
-                        &mut problems,
-                        line,
-                        "section directive missing closing '>': httpd refuses the config"
-                            .to_string(),
-                    );
-                    rest
-                }
-            };
-            let (name, args) = split_name(inner);
-            if stored >= budget || stack.len() >= max_nesting {
-                if stored >= budget && !budget_reported {
-                    budget_reported = true;
-                    report(
-                        &mut problems,
-                        line,
-                        "too many directives; the rest of this file is ignored".to_string(),
-                    );
-                } else if stack.len() >= max_nesting && !nesting_reported {
-                    nesting_reported = true;
-                    report(
-                        &mut problems,
-                        line,
-                        format!(
-                            "sections nested deeper than {MAX_NESTING}; their contents are ignored"
-                        ),
-                    );
-                }
-                skip_depth = 1;
-                continue;
-            }
-            stored += 1;
-            stack.push(Frame {
-                name,
-                args,
-                line,
-                children: Vec::new(),
-            });
-            continue;
-        }
-        if skip_depth > 0 {
-            continue;
-        }
-        if stored >= budget {
-            if !budget_reported {
-                budget_reported = true;
-                report(
-                    &mut problems,
-                    line,
-                    "too many directives; the rest of this file is ignored".to_string(),
-                );
-            }
-            continue;
-        }
-        stored += 1;
-        let (name, args) = split_name(&text);
-        let node = Node::Directive {
-            name,
-            args,
-            file: Rc::clone(file),
-            line,
-        };
-        match stack.last_mut() {
-            Some(frame) => frame.children.push(node),
-            None => root.push(node),
+            p.close_section(rest, line);
+        } else if let Some(rest) = text.strip_prefix('<') {
+            p.open_section(rest, line);
+        } else {
+            p.directive(&text, line);
         }
     }
-    while let Some(frame) = stack.pop() {
-        report(
-            &mut problems,
+    while let Some(frame) = p.stack.pop() {
+        p.report(
             frame.line,
             format!(
                 "<{}> opened here is never closed: expected </{}> but saw end of file",
                 frame.name, frame.name
             ),
         );
-        close(frame, file, &mut stack, &mut root);
+        close(frame, file, &mut p.stack, &mut p.root);
     }
-    if dropped > 0 {
-        problems.push((
+    if p.dropped > 0 {
+        p.problems.push((
             last_line,
-            format!("{dropped} further syntax problems in this file not listed"),
+            format!(
+                "{} further syntax problems in this file not listed",
+                p.dropped
+            ),
         ));
     }
     ParsedFile {
-        nodes: root,
-        problems,
-        stored,
+        nodes: p.root,
+        problems: p.problems,
+        stored: p.stored,
+    }
+}
+
+/// The state of one file's parse.
+struct Parser<'a> {
+    file: &'a Rc<Path>,
+    max_nesting: usize,
+    budget: usize,
+    problems: Vec<(u32, String)>,
+    /// Problems past [`MAX_PROBLEMS_PER_FILE`], counted.
+    dropped: usize,
+    /// The open sections, innermost last.
+    stack: Vec<Frame>,
+    root: Vec<Node>,
+    /// Inside a section being dropped (too deep, over budget): its depth.
+    skip_depth: usize,
+    stored: usize,
+    budget_reported: bool,
+    nesting_reported: bool,
+}
+
+impl Parser<'_> {
+    fn report(&mut self, line: u32, message: String) {
+        if self.problems.len() < MAX_PROBLEMS_PER_FILE {
+            self.problems.push((line, message));
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    fn report_budget_once(&mut self, line: u32) {
+        if !self.budget_reported {
+            self.budget_reported = true;
+            self.report(
+                line,
+                "too many directives; the rest of this file is ignored".to_string(),
+            );
+        }
+    }
+
+    /// `</Name>`: closes the innermost section of that name (and, with a
+    /// problem each, the sections left open inside it).
+    fn close_section(&mut self, rest: &str, line: u32) {
+        let name = rest.trim_end_matches('>').trim().to_string();
+        if self.skip_depth > 0 {
+            self.skip_depth -= 1;
+            return;
+        }
+        let Some(pos) = self
+            .stack
+            .iter()
+            .rposition(|f| f.name.eq_ignore_ascii_case(&name))
+        else {
+            self.report(
+                line,
+                format!("</{name}> without matching <{name}> section: httpd refuses the config"),
+            );
+            return;
+        };
+        while self.stack.len() > pos + 1 {
+            if let Some(inner) = self.stack.pop() {
+                self.report(
+                    inner.line,
+                    format!(
+                        "<{}> is closed by </{name}>: expected </{}> first",
+                        inner.name, inner.name
+                    ),
+                );
+                close(inner, self.file, &mut self.stack, &mut self.root);
+            }
+        }
+        if let Some(frame) = self.stack.pop() {
+            close(frame, self.file, &mut self.stack, &mut self.root);
+        }
+    }
+
+    /// `<Name args>`: opens a section, unless the budget or the nesting
+    /// limit drops it (and its contents).
+    fn open_section(&mut self, rest: &str, line: u32) {
+        if self.skip_depth > 0 {
+            self.skip_depth += 1;
+            return;
+        }
+        let inner = match rest.strip_suffix('>') {
+            Some(inner) => inner,
+            None => {
+                self.report(
+                    line,
+                    "section directive missing closing '>': httpd refuses the config".to_string(),
+                );
+                rest
+            }
+        };
+        let (name, args) = split_name(inner);
+        if self.stored >= self.budget || self.stack.len() >= self.max_nesting {
+            if self.stored >= self.budget && !self.budget_reported {
+                self.report_budget_once(line);
+            } else if self.stack.len() >= self.max_nesting && !self.nesting_reported {
+                self.nesting_reported = true;
+                self.report(
+                    line,
+                    format!(
+                        "sections nested deeper than {MAX_NESTING}; their contents are ignored"
+                    ),
+                );
+            }
+            self.skip_depth = 1;
+            return;
+        }
+        self.stored += 1;
+        self.stack.push(Frame {
+            name,
+            args,
+            line,
+            children: Vec::new(),
+        });
+    }
+
+    /// A directive line, stored in the innermost open section.
+    fn directive(&mut self, text: &str, line: u32) {
+        if self.skip_depth > 0 {
+            return;
+        }
+        if self.stored >= self.budget {
+            self.report_budget_once(line);
+            return;
+        }
+        self.stored += 1;
+        let (name, args) = split_name(text);
+        let node = Node::Directive {
+            name,
+            args,
+            file: Rc::clone(self.file),
+            line,
+        };
+        match self.stack.last_mut() {
+            Some(frame) => frame.children.push(node),
+            None => self.root.push(node),
+        }
     }
 }
 

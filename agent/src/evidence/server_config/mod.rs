@@ -16,6 +16,7 @@
 pub mod apache;
 mod apache_env;
 mod apache_syntax;
+mod apache_values;
 mod discover;
 mod loader;
 pub mod nginx;
@@ -335,7 +336,7 @@ pub fn effective_protocols(block: &ServerBlock) -> Vec<String> {
                 .as_ref()
                 .map(|s| s.value.as_slice())
                 .unwrap_or(&default);
-            apache::protocol_set(words).0
+            apache_values::protocol_set(words).0
         }
     }
 }

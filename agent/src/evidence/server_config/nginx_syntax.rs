@@ -249,118 +249,38 @@ pub(crate) fn parse(
     budget: usize,
     keep: fn(&str) -> bool,
 ) -> ParsedFile {
-    let max_nesting = MAX_NESTING.saturating_sub(depth);
     let mut lexer = Lexer::new(text);
-    let mut stack: Vec<Frame> = Vec::new();
-    let mut root: Vec<Directive> = Vec::new();
-    let mut words: Vec<(String, u32)> = Vec::new();
-    let mut skip_depth = 0usize;
-    let mut nesting_reported = false;
-    let mut stored = 0usize;
-    let mut budget_reported = false;
-
+    let mut tree = Tree {
+        file,
+        max_nesting: MAX_NESTING.saturating_sub(depth),
+        budget,
+        keep,
+        stack: Vec::new(),
+        root: Vec::new(),
+        words: Vec::new(),
+        skip_depth: 0,
+        nesting_reported: false,
+        stored: 0,
+        budget_reported: false,
+    };
     while let Some((tok, line)) = lexer.next_token() {
-        if skip_depth > 0 {
+        if tree.skip_depth > 0 {
             match tok {
-                Tok::Open => skip_depth += 1,
-                Tok::Close => skip_depth -= 1,
+                Tok::Open => tree.skip_depth += 1,
+                Tok::Close => tree.skip_depth -= 1,
                 Tok::Word(_) | Tok::Semi => {}
             }
             continue;
         }
         match tok {
-            Tok::Word(w) => words.push((w, line)),
-            Tok::Semi => {
-                let Some(((name, first_line), args)) = split_words(&mut words) else {
-                    lexer.problems.push(line, "unexpected \";\"".to_string());
-                    continue;
-                };
-                if !keep(&name) {
-                    continue;
-                }
-                if stored >= budget {
-                    if !budget_reported {
-                        budget_reported = true;
-                        lexer.problems.push(
-                            line,
-                            "too many directives; the rest of this file is ignored".to_string(),
-                        );
-                    }
-                    continue;
-                }
-                stored += 1;
-                let directive = Directive {
-                    name,
-                    args,
-                    file: Rc::clone(file),
-                    line: first_line,
-                    block: None,
-                };
-                match stack.last_mut() {
-                    Some(frame) => frame.children.push(directive),
-                    None => root.push(directive),
-                }
-            }
-            Tok::Open => {
-                let ((name, first_line), args) = split_words(&mut words).unwrap_or_else(|| {
-                    lexer.problems.push(line, "unexpected \"{\"".to_string());
-                    ((String::new(), line), Vec::new())
-                });
-                if stored >= budget {
-                    if !budget_reported {
-                        budget_reported = true;
-                        lexer.problems.push(
-                            line,
-                            "too many directives; the rest of this file is ignored".to_string(),
-                        );
-                    }
-                    skip_depth = 1;
-                    continue;
-                }
-                if stack.len() >= max_nesting {
-                    if !nesting_reported {
-                        nesting_reported = true;
-                        lexer.problems.push(
-                            first_line,
-                            format!(
-                                "blocks nested deeper than {MAX_NESTING}; their contents are ignored"
-                            ),
-                        );
-                    }
-                    skip_depth = 1;
-                    continue;
-                }
-                stack.push(Frame {
-                    name,
-                    args,
-                    line: first_line,
-                    children: Vec::new(),
-                });
-            }
-            Tok::Close => {
-                if let Some((name, _)) = words.first() {
-                    lexer.problems.push(
-                        line,
-                        format!(
-                            "unexpected \"}}\": directive \"{name}\" is not terminated by \";\""
-                        ),
-                    );
-                    words.clear();
-                }
-                match stack.pop() {
-                    Some(frame) => {
-                        stored += 1;
-                        close_frame(frame, file, &mut stack, &mut root);
-                    }
-                    None => lexer
-                        .problems
-                        .push(line, "unexpected \"}\" with no open block".to_string()),
-                }
-            }
+            Tok::Word(w) => tree.words.push((w, line)),
+            Tok::Semi => tree.end_directive(&mut lexer.problems, line),
+            Tok::Open => tree.open_block(&mut lexer.problems, line),
+            Tok::Close => tree.close_block(&mut lexer.problems, line),
         }
     }
     let last_line = lexer.line;
-    if let Some((name, line)) = words.first() {
+    if let Some((name, line)) = tree.words.first() {
         lexer.problems.push(
             *line,
             format!("unexpected end of file: directive \"{name}\" is not terminated by \";\""),
@@ -368,7 +288,7 @@ pub(crate) fn parse(
     }
     // Unclosed blocks: nginx refuses the file. Keep their contents anyway,
     // so the servers in them still show up as evidence.
-    while let Some(frame) = stack.pop() {
+    while let Some(frame) = tree.stack.pop() {
         lexer.problems.push(
             frame.line,
             format!(
@@ -376,12 +296,118 @@ pub(crate) fn parse(
                 frame.name
             ),
         );
-        close_frame(frame, file, &mut stack, &mut root);
+        close_frame(frame, file, &mut tree.stack, &mut tree.root);
     }
     ParsedFile {
-        directives: root,
+        directives: tree.root,
         problems: lexer.problems.finish(last_line),
-        stored,
+        stored: tree.stored,
+    }
+}
+
+/// The directive tree of one file as its tokens arrive.
+struct Tree<'a> {
+    file: &'a Rc<Path>,
+    max_nesting: usize,
+    budget: usize,
+    keep: fn(&str) -> bool,
+    /// The open blocks, innermost last.
+    stack: Vec<Frame>,
+    root: Vec<Directive>,
+    /// The words of the directive being read.
+    words: Vec<(String, u32)>,
+    /// Inside a block being dropped (too deep, over budget): its depth.
+    skip_depth: usize,
+    nesting_reported: bool,
+    stored: usize,
+    budget_reported: bool,
+}
+
+impl Tree<'_> {
+    fn report_budget_once(&mut self, problems: &mut Problems, line: u32) {
+        if !self.budget_reported {
+            self.budget_reported = true;
+            problems.push(
+                line,
+                "too many directives; the rest of this file is ignored".to_string(),
+            );
+        }
+    }
+
+    /// `;`: the words read so far are a leaf directive.
+    fn end_directive(&mut self, problems: &mut Problems, line: u32) {
+        let Some(((name, first_line), args)) = split_words(&mut self.words) else {
+            problems.push(line, "unexpected \";\"".to_string());
+            return;
+        };
+        if !(self.keep)(&name) {
+            return;
+        }
+        if self.stored >= self.budget {
+            self.report_budget_once(problems, line);
+            return;
+        }
+        self.stored += 1;
+        let directive = Directive {
+            name,
+            args,
+            file: Rc::clone(self.file),
+            line: first_line,
+            block: None,
+        };
+        match self.stack.last_mut() {
+            Some(frame) => frame.children.push(directive),
+            None => self.root.push(directive),
+        }
+    }
+
+    /// `{`: the words read so far open a block, unless the budget or the
+    /// nesting limit drops it (and its contents).
+    fn open_block(&mut self, problems: &mut Problems, line: u32) {
+        let ((name, first_line), args) = split_words(&mut self.words).unwrap_or_else(|| {
+            problems.push(line, "unexpected \"{\"".to_string());
+            ((String::new(), line), Vec::new())
+        });
+        if self.stored >= self.budget {
+            self.report_budget_once(problems, line);
+            self.skip_depth = 1;
+            return;
+        }
+        if self.stack.len() >= self.max_nesting {
+            if !self.nesting_reported {
+                self.nesting_reported = true;
+                problems.push(
+                    first_line,
+                    format!("blocks nested deeper than {MAX_NESTING}; their contents are ignored"),
+                );
+            }
+            self.skip_depth = 1;
+            return;
+        }
+        self.stack.push(Frame {
+            name,
+            args,
+            line: first_line,
+            children: Vec::new(),
+        });
+    }
+
+    /// `}`: closes the innermost block.
+    fn close_block(&mut self, problems: &mut Problems, line: u32) {
+        if let Some((name, _)) = self.words.first() {
+            problems.push(
+                line,
+                format!("unexpected \"}}\": directive \"{name}\" is not terminated by \";\""),
+            );
+            self.words.clear();
+        }
+        match self.stack.pop() {
+            Some(frame) => {
+                self.stored += 1;
+                close_frame(frame, self.file, &mut self.stack, &mut self.root);
+            }
+            None => problems.push(line, "unexpected \"}\" with no open block".to_string()),
+        }
     }
 }
 

@@ -245,7 +245,7 @@ fn alternatives_never_repeat_the_winner_or_each_other() {
 #[test]
 fn a_success_is_not_diagnosed() {
     let mut case = scenario(Cause::ChainIncomplete);
-    case.outcome.result = crate::outcome::Result::Success;
+    case.outcome.result = crate::outcome::HandshakeResult::Success;
     let d = case.diagnose();
     assert_eq!(d.cause, Cause::Unknown);
     assert!(d.evidence.is_empty());

@@ -126,7 +126,7 @@ fn nginx_in_a_container_is_read_under_its_root() {
     );
     // Its error log, lines named by the container's path.
     let log = b.error_log.as_ref().unwrap().value.clone();
-    let mut follower = LogFollower::in_root(&b.root, &log);
+    let mut follower = LogFollower::in_root(&b.root, &log, crate::evidence::logs::no_note);
     follower.refresh().unwrap();
     let lines: Vec<_> = follower.lines().collect();
     assert_eq!(lines.len(), 1);

@@ -14,8 +14,11 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::output;
-use crate::report::{self, HostReport, Style};
+use crate::probe::ProbeOptions;
+
+pub mod host;
+mod probe;
+mod watch;
 
 #[derive(Args, Debug)]
 pub struct DiagnoseArgs {
@@ -67,83 +70,18 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 pub fn execute(args: DiagnoseArgs) -> ExitCode {
     if args.watch {
-        return watch(&args);
+        return watch::execute(&args.ports, args.duration);
     }
     if let Some(target) = &args.target {
-        return super::probe::execute(&args, target);
+        let mut options = ProbeOptions::new(target);
+        options.sni = args.sni.clone();
+        options.ca = args.ca.clone();
+        options.timeout = args.timeout;
+        options.total_timeout = (args.timeout * 6).max(Duration::from_secs(10));
+        return probe::execute(&options, args.json);
     }
-    host_report(&args)
-}
-
-fn style() -> Style {
-    Style {
-        colour: std::io::IsTerminal::is_terminal(&std::io::stdout()),
-    }
-}
-
-fn host_report(args: &DiagnoseArgs) -> ExitCode {
     let since = chrono::Duration::from_std(args.since)
         .ok()
         .map(|d| chrono::Utc::now() - d);
-    let report = HostReport::gather(&args.journal, since, args.ca.as_deref());
-    let printed = if args.json {
-        output::print_json(&report)
-    } else {
-        output::print(&report::render(&report, style()))
-    };
-    if let Err(code) = printed {
-        return code;
-    }
-    if report.has_problems() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
-}
-
-/// Runs the capture pipeline in this process: every handshake, successes
-/// included, one line each, nothing journaled beyond a temporary file.
-fn watch(args: &DiagnoseArgs) -> ExitCode {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!(
-            "error: --watch loads eBPF probes and needs root; without root, read the running agent's failures with `agent diagnose` (host report)"
-        );
-        return ExitCode::from(2);
-    }
-    let dir = std::env::temp_dir().join(format!("tlsdoctor-watch-{}", std::process::id()));
-    let mut argv: Vec<String> = vec![
-        "agent".into(),
-        "--journal".into(),
-        dir.join("journal.jsonl").display().to_string(),
-        "--show-success".into(),
-    ];
-    if let Some(d) = args.duration {
-        argv.push("--duration".into());
-        argv.push(d.as_secs().max(1).to_string());
-    }
-    for port in &args.ports {
-        argv.push("--port".into());
-        argv.push(port.to_string());
-    }
-    let config = match <WatchConfig as clap::Parser>::try_parse_from(&argv) {
-        Ok(c) => c.config,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let code = super::run::execute(super::run::RunArgs {
-        config,
-        print_config: false,
-    });
-    let _ = std::fs::remove_dir_all(&dir);
-    code
-}
-
-/// `agent run`'s settings, parsed the same way (defaults, TLSDOCTOR_* variables).
-#[derive(clap::Parser)]
-struct WatchConfig {
-    #[command(flatten)]
-    config: crate::config::RunConfig,
+    host::execute(&args.journal, since, args.ca.as_deref(), args.json)
 }

@@ -15,6 +15,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
+use crate::catalogue::Cause;
+use crate::diagnosis::rules::log_text;
 use crate::evidence::certificates::{self, ChainFinding, ChainReport, TrustStore};
 use crate::evidence::clock::{self, ClockState};
 use crate::evidence::fsroot::FsRoot;
@@ -53,9 +55,19 @@ pub struct HostFacts {
     /// SNI name, against this host's trust store.
     pub wire_chain: Option<ChainReport>,
     /// The server's own error-log lines near the failure.
-    pub log_lines: Vec<LogLine>,
+    pub log_lines: Vec<ClassifiedLogLine>,
     pub listen_counters: Option<ListenCounters>,
     pub config_problems: Vec<ConfigProblem>,
+}
+
+/// A server error-log line and the cause its text indicates, when it names
+/// one (`rules::log_text`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassifiedLogLine {
+    #[serde(flatten)]
+    pub line: LogLine,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indicates: Option<Cause>,
 }
 
 /// How long cached sources are trusted before they are checked again.
@@ -107,7 +119,7 @@ pub struct HostState {
     chains: HashMap<(FsRoot, Vec<PathBuf>, Option<String>), Timed<ChainReport>>,
     /// Served chains (DER) analysed, by chain and name.
     wire_chains: HashMap<WireChainKey, Timed<ChainReport>>,
-    logs: HashMap<(FsRoot, PathBuf), Timed<logs::LogFollower>>,
+    logs: HashMap<(FsRoot, PathBuf), Timed<logs::LogFollower<Option<Cause>>>>,
     local_addrs: Option<Timed<Vec<IpAddr>>>,
 }
 
@@ -318,7 +330,11 @@ impl HostState {
 
     /// An error log's follower, refreshed (it reads what was appended) at
     /// most every `log_every`.
-    fn log_follower(&mut self, root: &FsRoot, path: &std::path::Path) -> &logs::LogFollower {
+    fn log_follower(
+        &mut self,
+        root: &FsRoot,
+        path: &std::path::Path,
+    ) -> &logs::LogFollower<Option<Cause>> {
         let every = self.config.log_every;
         let entry = self
             .logs
@@ -326,7 +342,7 @@ impl HostState {
             .or_insert_with(|| Timed {
                 // Due at once.
                 at: Instant::now() - every,
-                value: logs::LogFollower::in_root(root, path),
+                value: logs::LogFollower::in_root(root, path, log_text::NOTE),
             });
         if entry.at.elapsed() >= every {
             if let Err(e) = entry.value.refresh() {
@@ -473,7 +489,7 @@ impl HostState {
         files: &[PathBuf],
         outcome: &HandshakeOutcome,
         now: DateTime<Utc>,
-    ) -> Vec<LogLine> {
+    ) -> Vec<ClassifiedLogLine> {
         let client_ip = outcome.client.ip.map(|ip| ip.to_string());
         // Apache names the client as ip:port.
         let client_prefix = client_ip.as_ref().map(|ip| format!("{ip}:"));
@@ -488,7 +504,7 @@ impl HostState {
                 continue; // "stderr", syslog targets
             }
             // Newest first: a busy log's older lines are never looked at.
-            for line in self.log_follower(root, file).lines().rev() {
+            for (line, &indicates) in self.log_follower(root, file).noted_lines().rev() {
                 let Some(t) = line.time else { continue };
                 if t < oldest {
                     break;
@@ -499,10 +515,12 @@ impl HostState {
                     (None, _, _) => true,
                     _ => false,
                 };
-                let load_failure =
-                    line.indicates == Some(crate::diagnosis::Cause::ServerCannotLoadCertificate);
+                let load_failure = indicates == Some(Cause::ServerCannotLoadCertificate);
                 if (near && ours) || load_failure {
-                    out.push(line.clone());
+                    out.push(ClassifiedLogLine {
+                        line: line.clone(),
+                        indicates,
+                    });
                     if out.len() >= MAX_LOG_LINES * 4 {
                         break;
                     }

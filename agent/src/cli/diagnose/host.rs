@@ -6,10 +6,12 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::cli::output::{self, Style};
 use crate::diagnosis::{Cause, Diagnosis, checks};
 use crate::evidence::certificates::{self, CertificateFact, TrustStore};
 use crate::evidence::clock::{self, ClockState};
@@ -445,34 +447,22 @@ fn recent_failures(path: &Path, since: Option<DateTime<Utc>>) -> RecentFailures 
     recent
 }
 
-/// ANSI styling, only on a terminal.
-#[derive(Clone, Copy)]
-pub struct Style {
-    pub colour: bool,
-}
-
-impl Style {
-    fn paint(&self, code: &str, text: &str) -> String {
-        if self.colour {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_string()
-        }
+/// Gathers and prints the host report; exit code 1 when it shows a
+/// problem.
+pub(super) fn execute(
+    journal: &Path,
+    since: Option<DateTime<Utc>>,
+    ca: Option<&Path>,
+    json: bool,
+) -> ExitCode {
+    let report = HostReport::gather(journal, since, ca);
+    if let Err(code) = output::emit(json, &report, |style| render(&report, style)) {
+        return code;
     }
-    pub fn bold(&self, t: &str) -> String {
-        self.paint("1", t)
-    }
-    pub fn red(&self, t: &str) -> String {
-        self.paint("1;31", t)
-    }
-    pub fn yellow(&self, t: &str) -> String {
-        self.paint("33", t)
-    }
-    pub fn green(&self, t: &str) -> String {
-        self.paint("32", t)
-    }
-    pub fn dim(&self, t: &str) -> String {
-        self.paint("2", t)
+    if report.has_problems() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -538,6 +528,16 @@ pub fn render(report: &HostReport, style: Style) -> String {
         }
     }
 
+    render_listeners(&mut out, report, style);
+    for server in &report.servers {
+        render_server(&mut out, server, style);
+    }
+    render_findings(&mut out, report, style);
+    render_recent(&mut out, &report.recent_failures, style);
+    out
+}
+
+fn render_listeners(out: &mut String, report: &HostReport, style: Style) {
     let _ = writeln!(out, "\n{}", style.bold("TLS listeners"));
     let tls: Vec<&ListenerReport> = report.listeners.iter().filter(|l| l.tls).collect();
     if tls.is_empty() {
@@ -559,60 +559,62 @@ pub fn render(report: &HostReport, style: Style) -> String {
             style.dim(&l.config.join(", "))
         );
     }
+}
 
-    for server in &report.servers {
-        let state = if server.running {
-            style.green("running")
-        } else {
-            style.dim("not running")
-        };
-        let container = match (server.root.context(), &server.read_through) {
-            (Some(context), Some(base)) => {
-                format!(", {context}, read through {}", base.display())
-            }
-            _ => String::new(),
-        };
-        let _ = writeln!(
-            out,
-            "\n{} {} ({state}{container})",
-            style.bold(&format!("{:?}", server.kind).to_lowercase()),
-            server.main_file.display()
-        );
-        if let Some(e) = &server.error {
-            let _ = writeln!(out, "  {} {e}", style.red("✗"));
+fn render_server(out: &mut String, server: &ServerReport, style: Style) {
+    let state = if server.running {
+        style.green("running")
+    } else {
+        style.dim("not running")
+    };
+    let container = match (server.root.context(), &server.read_through) {
+        (Some(context), Some(base)) => {
+            format!(", {context}, read through {}", base.display())
         }
-        for b in &server.blocks {
-            let _ = writeln!(out, "  {}  {}", b.location, b.listens.join(", "));
-            let _ = writeln!(out, "      names      {}", b.names.join(" "));
-            let _ = writeln!(out, "      protocols  {}", b.protocols.join(" "));
-            if let Some(leaf) = b.certificates.first() {
-                let _ = writeln!(
-                    out,
-                    "      cert       {} · SAN {} · until {} · {} {}",
-                    leaf.common_name.as_deref().unwrap_or(&leaf.subject),
-                    leaf.sans.join(","),
-                    leaf.not_after.format("%Y-%m-%d"),
-                    leaf.key_type,
-                    leaf.key_bits.map(|b| b.to_string()).unwrap_or_default()
-                );
-                let _ = writeln!(
-                    out,
-                    "      chain      {} certificate(s)",
-                    b.certificates.len()
-                );
-            }
-            for (name, verdict) in &b.verification {
-                let _ = writeln!(out, "      verify     {name}: {verdict}");
-            }
+        _ => String::new(),
+    };
+    let _ = writeln!(
+        out,
+        "\n{} {} ({state}{container})",
+        style.bold(&format!("{:?}", server.kind).to_lowercase()),
+        server.main_file.display()
+    );
+    if let Some(e) = &server.error {
+        let _ = writeln!(out, "  {} {e}", style.red("✗"));
+    }
+    for b in &server.blocks {
+        let _ = writeln!(out, "  {}  {}", b.location, b.listens.join(", "));
+        let _ = writeln!(out, "      names      {}", b.names.join(" "));
+        let _ = writeln!(out, "      protocols  {}", b.protocols.join(" "));
+        if let Some(leaf) = b.certificates.first() {
+            let _ = writeln!(
+                out,
+                "      cert       {} · SAN {} · until {} · {} {}",
+                leaf.common_name.as_deref().unwrap_or(&leaf.subject),
+                leaf.sans.join(","),
+                leaf.not_after.format("%Y-%m-%d"),
+                leaf.key_type,
+                leaf.key_bits.map(|b| b.to_string()).unwrap_or_default()
+            );
+            let _ = writeln!(
+                out,
+                "      chain      {} certificate(s)",
+                b.certificates.len()
+            );
+        }
+        for (name, verdict) in &b.verification {
+            let _ = writeln!(out, "      verify     {name}: {verdict}");
         }
     }
+}
 
+fn render_findings(out: &mut String, report: &HostReport, style: Style) {
     let _ = writeln!(out, "\n{}", style.bold("Findings"));
     if report.findings.is_empty() {
         let _ = writeln!(out, "  {} none", style.green("✓"));
     }
     for f in &report.findings {
-        render_finding(&mut out, f, style);
+        render_finding(out, f, style);
     }
     if !report.advice.is_empty() {
         let _ = writeln!(out, "\n{}", style.bold("Advice"));
@@ -632,8 +634,9 @@ pub fn render(report: &HostReport, style: Style) -> String {
             );
         }
     }
+}
 
-    let r = &report.recent_failures;
+fn render_recent(out: &mut String, r: &RecentFailures, style: Style) {
     let since = r
         .since
         .map(|s| format!(" since {}", s.format("%Y-%m-%d %H:%M:%SZ")))
@@ -667,7 +670,6 @@ pub fn render(report: &HostReport, style: Style) -> String {
             r.unreadable_lines
         );
     }
-    out
 }
 
 #[cfg(test)]

@@ -2,39 +2,26 @@
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use super::diagnose::DiagnoseArgs;
-use super::output;
-use crate::evidence::host::HostState;
+use super::host::render_finding;
+use crate::cli::output::{self, Style};
+use crate::diagnosis::host::HostState;
 use crate::probe::{ProbeOptions, ProbeReport, Verdict, probe};
-use crate::report::{Style, render_finding};
 
-pub fn execute(args: &DiagnoseArgs, target: &str) -> ExitCode {
-    let mut options = ProbeOptions::new(target);
-    options.sni = args.sni.clone();
-    options.ca = args.ca.clone();
-    options.timeout = args.timeout;
-    options.total_timeout = (args.timeout * 6).max(Duration::from_secs(10));
+/// Probes the target and prints what a client hits there; the exit code
+/// is the verdict's (2 when the probe itself could not run).
+pub(super) fn execute(options: &ProbeOptions, json: bool) -> ExitCode {
     // Host state names the local process and the config line to change when
     // the target is on this host.
     let mut host = HostState::default();
-    let report = match probe(&options, Some(&mut host)) {
+    let report = match probe(options, Some(&mut host)) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    let printed = if args.json {
-        output::print_json(&report)
-    } else {
-        let style = Style {
-            colour: std::io::IsTerminal::is_terminal(&std::io::stdout()),
-        };
-        output::print(&render(&report, style))
-    };
-    if let Err(code) = printed {
+    if let Err(code) = output::emit(json, &report, |style| render(&report, style)) {
         return code;
     }
     ExitCode::from(report.verdict.exit_code())

@@ -31,6 +31,11 @@ pub struct DiagnoseArgs {
     #[arg(long)]
     pub ca: Option<PathBuf>,
 
+    /// Probe: skip the cipher-suite and group enumeration and the client
+    /// simulation (the default client, versions, SNI and certificate checks only).
+    #[arg(long, requires = "target")]
+    pub quick: bool,
+
     /// Per-step probe timeout.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,

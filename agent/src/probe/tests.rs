@@ -155,6 +155,7 @@ mod findings_from_facts {
             served: &[],
             verified: &[],
             protocols,
+            suites: &[],
             without_sni: None,
             client_certificate: None,
             ocsp: None,

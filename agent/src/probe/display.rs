@@ -41,12 +41,20 @@ pub fn thousands(n: usize) -> String {
 /// "3 days", "5 hours", "12 minutes", "40 seconds" (the largest unit).
 pub fn duration_words(d: chrono::Duration) -> String {
     let secs = d.num_seconds().unsigned_abs();
-    let (n, unit) = match secs {
-        0..=119 => (secs, "second"),
-        120..=7199 => (secs / 60, "minute"),
-        7200..=172_799 => (secs / 3600, "hour"),
-        _ => (secs / 86_400, "day"),
+    let per = match secs {
+        0..=119 => 1,
+        120..=7199 => 60,
+        7200..=172_799 => 3600,
+        _ => 86_400,
     };
+    let unit = match per {
+        1 => "second",
+        60 => "minute",
+        3600 => "hour",
+        _ => "day",
+    };
+    // Nearest, so "4 days 23:59:59" from a moment ago reads "5 days".
+    let n = (secs + per / 2) / per;
     format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
@@ -199,6 +207,10 @@ mod tests {
         assert_eq!(duration_words(chrono::Duration::minutes(12)), "12 minutes");
         assert_eq!(duration_words(chrono::Duration::days(5)), "5 days");
         assert_eq!(duration_words(chrono::Duration::days(-1)), "24 hours");
+        assert_eq!(
+            duration_words(chrono::Duration::days(5) - chrono::Duration::seconds(3)),
+            "5 days"
+        );
     }
 
     #[test]

@@ -73,9 +73,11 @@ pub struct ProbeReport {
     pub protocols: Vec<ProtocolProbe>,
     /// Per version: every suite the server accepts, its order, its groups
     /// and DH size. One entry per version, `not-tested` under `--quick`.
+    #[serde(default)]
     pub cipher_suites: Vec<VersionSuites>,
     /// Real clients' ClientHellos, and whether each would connect; empty
     /// under `--quick` or when the server could not be reached.
+    #[serde(default)]
     pub clients: Vec<ClientSimulation>,
     /// Key usage, EKU, key identifiers, must-staple, SCTs and the chain's
     /// verdict per trust store, for the served chain.

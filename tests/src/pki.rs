@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use openssl::asn1::Asn1Time;
+use openssl::asn1::{Asn1Object, Asn1OctetString, Asn1Time};
 use openssl::bn::{BigNum, MsbOption};
 use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
@@ -14,7 +14,7 @@ use openssl::x509::extension::{
     AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
     SubjectKeyIdentifier,
 };
-use openssl::x509::{X509, X509NameBuilder};
+use openssl::x509::{X509, X509Extension, X509NameBuilder};
 
 use crate::TempDir;
 
@@ -46,6 +46,14 @@ pub struct LeafSpec {
     pub key: Key,
     pub digest: fn() -> MessageDigest,
     pub issuer: Issuer,
+    /// extendedKeyUsage includes serverAuth (else clientAuth only).
+    pub server_auth: bool,
+    /// keyUsage includes digitalSignature (else keyEncipherment only).
+    pub digital_signature: bool,
+    /// The leaf has an authorityKeyIdentifier.
+    pub authority_key_id: bool,
+    /// TLS Feature status_request (RFC 7633, "must-staple").
+    pub must_staple: bool,
 }
 
 impl LeafSpec {
@@ -58,6 +66,10 @@ impl LeafSpec {
             key: Key::EcP256,
             digest: MessageDigest::sha256,
             issuer: Issuer::Intermediate,
+            server_auth: true,
+            digital_signature: true,
+            authority_key_id: true,
+            must_staple: false,
         }
     }
 }
@@ -106,6 +118,8 @@ struct CertSpec<'a> {
     not_after: i64,
     ca: bool,
     digest: MessageDigest,
+    /// Leaves only: (serverAuth, digitalSignature, AKI, must-staple).
+    flags: (bool, bool, bool, bool),
 }
 
 fn build(
@@ -146,29 +160,33 @@ fn build(
     } else {
         b.append_extension(BasicConstraints::new().build().expect("bc"))
             .expect("bc");
-        b.append_extension(
-            KeyUsage::new()
-                .critical()
-                .digital_signature()
-                .key_encipherment()
-                .build()
-                .expect("ku"),
-        )
-        .expect("ku");
-        b.append_extension(
-            ExtendedKeyUsage::new()
-                .server_auth()
-                .client_auth()
-                .build()
-                .expect("eku"),
-        )
-        .expect("eku");
+        let (server_auth, digital_signature, _, must_staple) = spec.flags;
+        let mut ku = KeyUsage::new();
+        ku.critical().key_encipherment();
+        if digital_signature {
+            ku.digital_signature();
+        }
+        b.append_extension(ku.build().expect("ku")).expect("ku");
+        let mut eku = ExtendedKeyUsage::new();
+        eku.client_auth();
+        if server_auth {
+            eku.server_auth();
+        }
+        b.append_extension(eku.build().expect("eku")).expect("eku");
+        if must_staple {
+            // TLS Feature: SEQUENCE { INTEGER 5 (status_request) }.
+            let oid = Asn1Object::from_str("1.3.6.1.5.5.7.1.24").expect("oid");
+            let value =
+                Asn1OctetString::new_from_bytes(&[0x30, 0x03, 0x02, 0x01, 0x05]).expect("value");
+            b.append_extension(X509Extension::new_from_der(&oid, false, &value).expect("ext"))
+                .expect("tls feature");
+        }
     }
     let ski = SubjectKeyIdentifier::new()
         .build(&b.x509v3_context(issuer.map(|(c, _)| &**c), None))
         .expect("ski");
     b.append_extension(ski).expect("ski");
-    if issuer.is_some() {
+    if issuer.is_some() && (spec.ca || spec.flags.2) {
         let aki = AuthorityKeyIdentifier::new()
             .keyid(true)
             .build(&b.x509v3_context(issuer.map(|(c, _)| &**c), None))
@@ -206,6 +224,7 @@ impl Pki {
                 not_after: 3650,
                 ca: true,
                 digest: MessageDigest::sha256(),
+                flags: (true, true, true, false),
             },
             &root_key,
             None,
@@ -219,6 +238,7 @@ impl Pki {
                 not_after: 3650,
                 ca: true,
                 digest: MessageDigest::sha256(),
+                flags: (true, true, true, false),
             },
             &int_key,
             Some((&root, &root_key)),
@@ -252,6 +272,12 @@ impl Pki {
                 not_after: spec.not_after_days,
                 ca: false,
                 digest: (spec.digest)(),
+                flags: (
+                    spec.server_auth,
+                    spec.digital_signature,
+                    spec.authority_key_id,
+                    spec.must_staple,
+                ),
             },
             &k,
             issuer,
@@ -278,6 +304,84 @@ impl Pki {
         let mut spec = LeafSpec::new(name);
         spec.sans = vec![];
         self.leaf(&spec)
+    }
+
+    /// A DER OCSP response for `leaf` (issued by the intermediate), made by
+    /// `openssl ocsp` as the intermediate's responder: status good, or
+    /// revoked; signed by a key nobody trusts when `stranger` is set.
+    pub fn ocsp_response(&self, leaf: &Leaf, revoked: bool, stranger: bool) -> PathBuf {
+        let n = self.counter.get();
+        self.counter.set(n + 1);
+        let int_pem = self.dir.join("intermediate.pem");
+        let int_key = self.dir.join("intermediate.key");
+        std::fs::write(&int_pem, self.intermediate.0.to_pem().expect("pem")).expect("int");
+        std::fs::write(
+            &int_key,
+            self.intermediate.1.private_key_to_pem_pkcs8().expect("key"),
+        )
+        .expect("int key");
+        let cert = X509::from_pem(&std::fs::read(&leaf.cert).expect("leaf")).expect("leaf pem");
+        let serial = cert
+            .serial_number()
+            .to_bn()
+            .and_then(|b| b.to_hex_str().map(|h| h.to_string()))
+            .expect("serial");
+        let (status, revocation) = if revoked {
+            ("R", "260101000000Z")
+        } else {
+            ("V", "")
+        };
+        let index = self.dir.join(&format!("ocsp-index{n}.txt"));
+        std::fs::write(
+            &index,
+            format!("{status}\t491231235959Z\t{revocation}\t{serial}\tunknown\t/CN=x\n"),
+        )
+        .expect("index");
+        let (signer, signer_key) = if stranger {
+            let key = key(Key::EcP256);
+            let cert = build(
+                &CertSpec {
+                    cn: "stranger",
+                    sans: &[],
+                    not_before: -1,
+                    not_after: 30,
+                    ca: true,
+                    digest: MessageDigest::sha256(),
+                    flags: (true, true, true, false),
+                },
+                &key,
+                None,
+            );
+            let (c, k) = (self.dir.join("stranger.pem"), self.dir.join("stranger.key"));
+            std::fs::write(&c, cert.to_pem().expect("pem")).expect("stranger");
+            std::fs::write(&k, key.private_key_to_pem_pkcs8().expect("key")).expect("key");
+            (c, k)
+        } else {
+            (int_pem.clone(), int_key.clone())
+        };
+        let out = self.dir.join(&format!("ocsp{n}.der"));
+        let status = std::process::Command::new("openssl")
+            .args(["ocsp", "-index"])
+            .arg(&index)
+            .arg("-rsigner")
+            .arg(&signer)
+            .arg("-rkey")
+            .arg(&signer_key)
+            .arg("-CA")
+            .arg(&int_pem)
+            .arg("-issuer")
+            .arg(&int_pem)
+            .arg("-cert")
+            .arg(&leaf.cert)
+            .arg("-respout")
+            .arg(&out)
+            .args(["-ndays", "1"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("running openssl ocsp");
+        assert!(status.success() && out.exists(), "openssl ocsp failed");
+        out
     }
 
     /// Root + intermediate, for servers verifying client certificates.

@@ -1,6 +1,8 @@
 //! Every problem the probe found beside the root cause: what the chain
-//! analysis, the protocol matrix, the handshake without SNI, the client
-//! certificate check and the OCSP staple showed.
+//! analysis, the protocol matrix, the suite enumeration, the handshake
+//! without SNI, the client certificate check and the OCSP staple showed.
+//! (The certificate checks and the client simulation bring their own, as
+//! `extra`.)
 
 use chrono::{DateTime, Duration, Utc};
 use openssl::nid::Nid;
@@ -11,9 +13,11 @@ use crate::diagnosis::{Cause, Diagnosis, Evidence, REFINEMENTS, Source};
 use crate::evidence::certificates::{CertificateFact, ChainFinding, ChainReport};
 use crate::evidence::server_config::{ServerKind, Setting};
 
+use super::display::cap_list;
 use super::report::{
     ClientCertificateCheck, Finding, OcspStaple, ProtocolProbe, ProtocolStatus, Severity, SniProbe,
 };
+use super::suites::VersionSuites;
 
 /// A certificate expiring sooner than this is worth a warning.
 pub const EXPIRY_WARNING_DAYS: i64 = 14;
@@ -28,6 +32,8 @@ pub struct Inputs<'a> {
     /// The chain the default client built and verified, when it did.
     pub verified: &'a [Vec<u8>],
     pub protocols: &'a [ProtocolProbe],
+    /// The suite enumeration (empty when it did not run).
+    pub suites: &'a [VersionSuites],
     pub without_sni: Option<&'a SniProbe>,
     pub client_certificate: Option<&'a ClientCertificateCheck>,
     pub ocsp: Option<&'a OcspStaple>,
@@ -46,6 +52,7 @@ pub fn derive(inputs: &Inputs, mut extra: Vec<Finding>) -> Vec<Finding> {
     }
     out.extend(intermediate_from_store(inputs));
     out.extend(protocol_findings(inputs));
+    out.extend(suite_findings(inputs));
     out.extend(sni_findings(inputs));
     out.extend(client_certificate_findings(inputs));
     out.extend(ocsp_findings(inputs));
@@ -93,7 +100,7 @@ fn certificate_setting(host: Option<&HostFacts>) -> Option<String> {
     ))
 }
 
-fn in_certificate_file(host: Option<&HostFacts>) -> String {
+pub(super) fn in_certificate_file(host: Option<&HostFacts>) -> String {
     certificate_setting(host)
         .map(|s| format!(" in {s}"))
         .unwrap_or_default()
@@ -159,7 +166,11 @@ fn chain_findings(chain: &ChainReport, inputs: &Inputs) -> Vec<Finding> {
             } => Finding::of(
                 Cause::CertificateExpired,
                 Severity::Critical,
-                format!("certificate #{index} \"{subject}\" expired on {}", not_after.format("%Y-%m-%d %H:%M UTC")),
+                format!(
+                    "certificate #{index} \"{subject}\" expired on {} ({} ago)",
+                    not_after.format("%Y-%m-%d %H:%M UTC"),
+                    super::display::duration_words(inputs.now - *not_after)
+                ),
             )
             .evidence(wire(format!("certificate #{index} \"{subject}\": notAfter {not_after}")))
             .fix(format!("Renew the certificate and install it{file}, then reload the server.")),
@@ -173,16 +184,16 @@ fn chain_findings(chain: &ChainReport, inputs: &Inputs) -> Vec<Finding> {
                 format!("certificate #{index} \"{subject}\" is not valid before {}", not_before.format("%Y-%m-%d %H:%M UTC")),
             )
             .evidence(wire(format!("certificate #{index} \"{subject}\": notBefore {not_before}")))
-            .fix("Check this host's clock (timedatectl), then the certificate's dates; reissue it with a start date in the past."),
+            .fix(not_yet_valid_fix(*not_before - inputs.now, inputs.host)),
             ChainFinding::NameMismatch { name: asked, sans } => Finding::of(
                 Cause::HostnameMismatch,
                 Severity::Critical,
                 format!(
                     "the certificate does not cover \"{asked}\" (it names {})",
-                    if sans.is_empty() { "no subjectAltName".to_string() } else { sans.join(", ") }
+                    if sans.is_empty() { "no subjectAltName".to_string() } else { cap_list(sans, 10) }
                 ),
             )
-            .evidence(wire(format!("the served leaf's names: [{}]; the client asked for \"{asked}\"", sans.join(", "))))
+            .evidence(wire(format!("the served leaf's names: [{}]; the client asked for \"{asked}\"", cap_list(sans, 10))))
             .fix(format!("Serve a certificate whose subjectAltName covers \"{name}\"{file}.")),
             ChainFinding::WeakKey {
                 index,
@@ -219,8 +230,29 @@ fn chain_findings(chain: &ChainReport, inputs: &Inputs) -> Vec<Finding> {
     out
 }
 
+/// How to fix a certificate that starts in the future. The clock is worth
+/// checking only when it could be off by the gap: an unsynchronized clock
+/// is off by seconds (its maximum error), not days.
+fn not_yet_valid_fix(gap: Duration, host: Option<&HostFacts>) -> String {
+    let clock_error = host
+        .and_then(|h| h.clock.as_ref())
+        .map(|c| Duration::microseconds(c.max_error_us.max(0)));
+    let plausible = match clock_error {
+        Some(error) => gap <= error + Duration::minutes(5),
+        None => gap <= Duration::minutes(5),
+    };
+    if plausible {
+        "Check the clocks (this host's: timedatectl; the server's), then the certificate's dates; reissue it with a start date in the past.".to_string()
+    } else {
+        format!(
+            "The certificate starts {} from now, more than any clock here is off: reissue it with a start date in the past (or install it only once it is valid).",
+            super::display::duration_words(gap)
+        )
+    }
+}
+
 /// The leaf's AIA caIssuers URL.
-fn ca_issuers_url(der: &[u8]) -> Option<String> {
+pub(super) fn ca_issuers_url(der: &[u8]) -> Option<String> {
     let cert = X509::from_der(der).ok()?;
     let info = cert.authority_info()?;
     info.iter()
@@ -368,6 +400,89 @@ fn protocol_findings(inputs: &Inputs) -> Vec<Finding> {
     out
 }
 
+/// The block's `ssl_ciphers`/`SSLCipherSuite` setting, for fixes.
+fn ciphers_fix(host: Option<&HostFacts>, wanted: &str) -> String {
+    let setting = host
+        .and_then(|h| h.selected_block.as_ref().or(h.blocks_on_port.first()))
+        .and_then(|b| b.ciphers.as_ref().map(|c| (b.kind, c)));
+    match setting {
+        Some((kind, c)) => format!(
+            "Set `{} {wanted}` at {} (now \"{}\"), then reload the server.",
+            match kind {
+                ServerKind::Nginx => "ssl_ciphers",
+                ServerKind::Apache => "SSLCipherSuite",
+            },
+            c.location(),
+            c.value
+        ),
+        None => format!(
+            "Accept only strong suites (nginx: ssl_ciphers {wanted}; Apache: SSLCipherSuite {wanted})."
+        ),
+    }
+}
+
+/// Weak suites accepted, and DH groups below what OpenSSL 3 accepts.
+fn suite_findings(inputs: &Inputs) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let weak: Vec<String> = inputs
+        .suites
+        .iter()
+        .filter_map(|v| {
+            let names: Vec<String> = v
+                .suites
+                .iter()
+                .filter(|s| s.strength != "ok")
+                .map(|s| {
+                    format!(
+                        "{} ({})",
+                        s.openssl_name.as_deref().unwrap_or(&s.name),
+                        s.strength
+                    )
+                })
+                .collect();
+            (!names.is_empty()).then(|| format!("{}: {}", v.version, cap_list(&names, 6)))
+        })
+        .collect();
+    if !weak.is_empty() {
+        out.push(
+            Finding::new(
+                "weak-cipher-suites",
+                Severity::Warning,
+                format!(
+                    "the server accepts cipher suites that are broken or weak (NULL, anonymous, export, RC4, DES, 3DES, MD5): {}",
+                    weak.join("; ")
+                ),
+            )
+            .evidence(wire(format!(
+                "offered every registered suite, the server accepted {}",
+                weak.join("; ")
+            )))
+            .fix(ciphers_fix(inputs.host, "HIGH:!aNULL:!MD5:!3DES")),
+        );
+    }
+    let smallest = inputs
+        .suites
+        .iter()
+        .filter_map(|v| v.dh_bits.map(|b| (b, v.version.as_str())))
+        .min();
+    if let Some((bits, version)) = smallest.filter(|(b, _)| *b < 2048) {
+        out.push(
+            Finding::new(
+                "weak-dh-parameters",
+                Severity::Warning,
+                format!(
+                    "the server uses a {bits}-bit Diffie-Hellman group ({version}): OpenSSL 3 clients at security level 2 refuse it (\"dh key too small\")"
+                ),
+            )
+            .evidence(wire(format!(
+                "ServerKeyExchange of a DHE suite in {version}: a {bits}-bit modulus"
+            )))
+            .fix("Use DH parameters of 2048 bits or more (nginx: ssl_dhparam; Apache: SSLOpenSSLConfCmd DHParameters), or offer only ECDHE suites."),
+        );
+    }
+    out
+}
+
 fn sni_findings(inputs: &Inputs) -> Option<Finding> {
     let probe = inputs.without_sni?;
     if !probe.completed && probe.leaf.is_none() {
@@ -396,7 +511,7 @@ fn sni_findings(inputs: &Inputs) -> Option<Finding> {
                 format!(
                     "clients that send no SNI get another certificate (\"{}\", for {}), which does not cover \"{}\"",
                     leaf.subject,
-                    if leaf.sans.is_empty() { "no names".to_string() } else { leaf.sans.join(", ") },
+                    if leaf.sans.is_empty() { "no names".to_string() } else { cap_list(&leaf.sans, 10) },
                     inputs.name
                 ),
             )

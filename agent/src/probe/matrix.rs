@@ -32,27 +32,24 @@ pub struct VersionAttempt {
     pub attempt: Option<Attempt>,
 }
 
-/// Tries each version alone against `addr`, with every suite at security
+/// Tries `version` alone against `addr`, with every suite at security
 /// level 0, without verification: does the server speak it at all?
-pub fn versions(
+pub fn version_attempt(
     addr: SocketAddr,
     sni: Option<&str>,
+    version: SslVersion,
     budget: &Budget,
-) -> Result<Vec<VersionAttempt>, ProbeError> {
-    let mut out = Vec::new();
-    for version in VERSIONS {
-        let attempt = match budget.step_deadline() {
-            Some(deadline) => Some(super::handshake::run(
-                &AttemptSpec::only(version, sni.map(str::to_string)),
-                addr,
-                None,
-                deadline,
-            )?),
-            None => None,
-        };
-        out.push(VersionAttempt { version, attempt });
-    }
-    Ok(out)
+) -> Result<VersionAttempt, ProbeError> {
+    let attempt = match budget.step_deadline() {
+        Some(deadline) => Some(super::handshake::run(
+            &AttemptSpec::only(version, sni.map(str::to_string)),
+            addr,
+            None,
+            deadline,
+        )?),
+        None => None,
+    };
+    Ok(VersionAttempt { version, attempt })
 }
 
 /// The server's alert, in words: "alert protocol_version (70)".

@@ -12,8 +12,11 @@
 //! 2. the default client's handshake (TLS 1.2–1.3, OpenSSL defaults, verification on);
 //!    when the server asks for a client certificate, a second connection
 //!    sends a request to see whether it insists;
-//! 3. TLS 1.0–1.3 each alone, and a handshake without SNI;
-//! 4. the served chain analysed against the client's anchors;
+//! 3. side by side on a few threads: TLS 1.0–1.3 each alone, a handshake
+//!    without SNI, and (unless `quick`) every cipher suite and group per
+//!    version and six real clients' ClientHellos (see `profiles`);
+//! 4. the served chain analysed against the client's anchors, and checked
+//!    as scanners do (key usage, EKU, stapling, SCTs, key identifiers);
 //! 5. a failure becomes a [`HandshakeOutcome`](crate::outcome::HandshakeOutcome)
 //!    (role client) with host facts when the target is local, and
 //!    [`diagnosis::diagnose`](crate::diagnosis::diagnose) names the cause.
@@ -28,15 +31,25 @@
 //! filter them today; the outcome records the probe builds name that comm
 //! too.)
 
+mod assemble;
 mod cause;
+mod certs;
 mod client_cert;
+mod clients;
 mod connect;
+pub mod display;
 mod findings;
 mod handshake;
+pub mod hello;
+pub mod iana;
 mod matrix;
+mod parallel;
+mod pool;
+pub mod profiles;
 pub mod report;
 mod request;
 mod run;
+mod suites;
 mod tap;
 mod target;
 
@@ -49,8 +62,10 @@ use crate::evidence::certificates::CertError;
 pub use findings::EXPIRY_WARNING_DAYS;
 pub use handshake::MAX_KEPT_CERTIFICATES;
 pub use report::{
-    AddressProbe, ClientCertificateCheck, Finding, HandshakeSummary, OcspStaple, ProbeReport,
-    ProtocolProbe, ProtocolStatus, SCHEMA_VERSION, Severity, SniProbe, TcpResult, Verdict,
+    AcceptedSuite, AddressProbe, CertificateCheck, CertificateChecks, ClientCertificateCheck,
+    ClientSimulation, EnumerationStatus, FailureKind, Finding, HandshakeSummary, OcspStaple,
+    ProbeReport, ProtocolProbe, ProtocolStatus, SCHEMA_VERSION, Severity, SniProbe, TcpResult,
+    TrustCheck, Verdict, VersionSuites,
 };
 
 /// The name of the thread that opens every probe socket (15 bytes: the
@@ -78,6 +93,10 @@ pub struct ProbeOptions {
     /// The whole probe (default 30 s). Steps that would start past it are
     /// skipped and the report says so.
     pub total_timeout: Duration,
+    /// Skip the cipher-suite and group enumeration and the client
+    /// simulation (`--quick`): the default client, the version matrix, the
+    /// SNI check and the certificate checks only.
+    pub quick: bool,
 }
 
 impl ProbeOptions {
@@ -89,8 +108,18 @@ impl ProbeOptions {
             ca: None,
             timeout: DEFAULT_TIMEOUT,
             total_timeout: DEFAULT_TOTAL_TIMEOUT,
+            quick: false,
         }
     }
+}
+
+/// How far the probe is, for a progress line: `stage` just finished, as
+/// the `done`-th of `total` steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub stage: &'static str,
+    pub done: usize,
+    pub total: usize,
 }
 
 /// Why there is no report at all. A server that fails (refuses, stalls,
@@ -162,6 +191,16 @@ pub fn probe(
     options: &ProbeOptions,
     host: Option<&mut HostState>,
 ) -> Result<ProbeReport, ProbeError> {
+    probe_with_progress(options, host, &|_| {})
+}
+
+/// [`probe`], telling `progress` as each step ends (from the probe's
+/// threads).
+pub fn probe_with_progress(
+    options: &ProbeOptions,
+    host: Option<&mut HostState>,
+    progress: &(dyn Fn(&Progress) + Sync),
+) -> Result<ProbeReport, ProbeError> {
     if options.timeout.is_zero() || options.total_timeout.is_zero() {
         return Err(ProbeError::InvalidTimeout {
             step: options.timeout,
@@ -171,7 +210,7 @@ pub fn probe(
     std::thread::scope(|scope| {
         let worker = std::thread::Builder::new()
             .name(PROBE_THREAD_NAME.to_string())
-            .spawn_scoped(scope, move || run::run(options, host))
+            .spawn_scoped(scope, move || run::run(options, host, progress))
             .map_err(|e| ProbeError::Internal(format!("cannot start the probe thread: {e}")))?;
         worker
             .join()

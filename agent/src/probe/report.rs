@@ -15,6 +15,10 @@ use crate::diagnosis::{Cause, Diagnosis, Evidence};
 use crate::evidence::certificates::{CertificateFact, ChainReport};
 use crate::outcome::HandshakeOutcome;
 
+pub use super::certs::{CertificateCheck, CertificateChecks, TrustCheck};
+pub use super::clients::{ClientSimulation, FailureKind};
+pub use super::suites::{AcceptedSuite, EnumerationStatus, VersionSuites};
+
 /// Version of the report layout.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -67,6 +71,18 @@ pub struct ProbeReport {
     pub chain: Option<ChainReport>,
     /// TLS 1.0, 1.1, 1.2 and 1.3, each offered alone.
     pub protocols: Vec<ProtocolProbe>,
+    /// Per version: every suite the server accepts, its order, its groups
+    /// and DH size. One entry per version, `not-tested` under `--quick`.
+    #[serde(default)]
+    pub cipher_suites: Vec<VersionSuites>,
+    /// Real clients' ClientHellos, and whether each would connect; empty
+    /// under `--quick` or when the server could not be reached.
+    #[serde(default)]
+    pub clients: Vec<ClientSimulation>,
+    /// Key usage, EKU, key identifiers, must-staple, SCTs and the chain's
+    /// verdict per trust store, for the served chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_checks: Option<CertificateChecks>,
     /// What a client that sends no SNI gets; absent when the default client
     /// sent none itself (then it is the same handshake).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,6 +141,14 @@ impl Verdict {
             Verdict::Warnings | Verdict::Failed => 1,
         }
     }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Warnings => "warnings",
+            Verdict::Failed => "failed",
+        }
+    }
 }
 
 /// One resolved address and what TCP said.
@@ -162,6 +186,20 @@ pub enum TcpResult {
     Error,
     /// Not tried: the total timeout was reached first.
     NotTried,
+}
+
+impl TcpResult {
+    /// People's words: "timed out", not `TimedOut`.
+    pub fn label(self) -> &'static str {
+        match self {
+            TcpResult::Connected => "connected",
+            TcpResult::Refused => "refused",
+            TcpResult::Unreachable => "unreachable",
+            TcpResult::TimedOut => "timed out",
+            TcpResult::Error => "failed",
+            TcpResult::NotTried => "not tried",
+        }
+    }
 }
 
 /// The default client's handshake: TLS 1.2–1.3, OpenSSL's default cipher
@@ -216,6 +254,21 @@ pub struct OcspStaple {
     pub certificate_status: Option<String>,
     /// DER length of the response.
     pub bytes: usize,
+    /// Its signature verifies against the client's anchors (the served
+    /// chain as intermediates); absent when it could not be checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
+    /// The leaf's entry: thisUpdate / nextUpdate, as OpenSSL prints them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub this_update: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_update: Option<String>,
+    /// The entry is current (within 5 minutes of this host's clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<bool>,
+    /// What went wrong reading or verifying it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// One protocol version offered alone.
@@ -247,6 +300,16 @@ pub enum ProtocolStatus {
     Rejected,
     /// Not tried (timeout budget spent, or no TCP connection).
     NotTested,
+}
+
+impl ProtocolStatus {
+    pub fn label(self) -> &'static str {
+        match self {
+            ProtocolStatus::Accepted => "accepted",
+            ProtocolStatus::Rejected => "rejected",
+            ProtocolStatus::NotTested => "not tested",
+        }
+    }
 }
 
 /// A handshake without SNI.
@@ -295,6 +358,16 @@ pub enum Severity {
     Critical,
 }
 
+impl Severity {
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
 /// A problem found beside the root cause.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
@@ -305,7 +378,13 @@ pub struct Finding {
     /// `chain-wrong-order`, `certificate-revoked`,
     /// `client-certificate-optional`, `sni-required`,
     /// `unparsable-certificate`, `address-failed` (another address of the
-    /// target failed TCP; `cause` is the rules' verdict on it).
+    /// target failed TCP; `cause` is the rules' verdict on it),
+    /// `client-cannot-connect` (a simulated client fails; `cause` is the
+    /// class of its failure when the catalogue has one), `weak-cipher-suites`,
+    /// `weak-dh-parameters`, `certificate-not-for-server-auth`,
+    /// `key-usage-incompatible`, `must-staple-not-stapled`,
+    /// `ocsp-staple-invalid`, `no-certificate-transparency`,
+    /// `missing-key-identifier`.
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<Cause>,

@@ -4,27 +4,26 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Instant;
 
-use chrono::Utc;
-use openssl::hash::MessageDigest;
-use openssl::ocsp::{OcspCertId, OcspCertStatus, OcspResponse, OcspResponseStatus};
-use openssl::x509::X509;
+use chrono::{DateTime, Utc};
 
-use crate::diagnosis::host::{HostFacts, HostState};
+use crate::diagnosis::host::HostState;
 use crate::diagnosis::{Cause, Confidence, Diagnosis, Evidence, Source};
-use crate::evidence::certificates::{self, ChainReport, TrustStore};
+use crate::evidence::certificates::TrustStore;
 
+use super::assemble;
 use super::cause::{self, ClientView};
 use super::connect;
-use super::findings::{self, Inputs};
-use super::handshake::{self, Attempt, AttemptSpec, MAX_KEPT_CERTIFICATES, Verification};
+use super::display;
+use super::handshake::{self, Attempt, AttemptSpec, Verification};
 use super::matrix;
+use super::parallel;
 use super::report::{
     AddressProbe, ClientCertificateCheck, Finding, HandshakeSummary, OcspStaple, ProbeReport,
     ProtocolProbe, ProtocolStatus, SCHEMA_VERSION, Severity, TcpResult, Verdict,
 };
-use super::request::{client_certificate_check, http_request};
-use super::target;
-use super::{Budget, ProbeError, ProbeOptions};
+use super::suites::VersionSuites;
+use super::target::{self, Target};
+use super::{Budget, ProbeError, ProbeOptions, Progress};
 
 pub(super) fn validate_sni(sni: &str) -> Result<String, ProbeError> {
     let invalid = |reason: &str| ProbeError::InvalidSni {
@@ -73,43 +72,11 @@ fn trust_store(
     }
 }
 
-fn ocsp_staple(attempt: &Attempt) -> Option<OcspStaple> {
-    let der = attempt.ocsp.as_ref()?;
-    let response = OcspResponse::from_der(der).ok()?;
-    let status = response.status();
-    let response_status = match status {
-        OcspResponseStatus::SUCCESSFUL => "successful",
-        OcspResponseStatus::MALFORMED_REQUEST => "malformedRequest",
-        OcspResponseStatus::INTERNAL_ERROR => "internalError",
-        OcspResponseStatus::TRY_LATER => "tryLater",
-        OcspResponseStatus::SIG_REQUIRED => "sigRequired",
-        OcspResponseStatus::UNAUTHORIZED => "unauthorized",
-        _ => "unknown",
-    }
-    .to_string();
-    let certificate_status = (|| {
-        let basic = response.basic().ok()?;
-        let leaf = X509::from_der(attempt.chain.first()?).ok()?;
-        let issuer = X509::from_der(attempt.chain.get(1)?).ok()?;
-        let id = OcspCertId::from_cert(MessageDigest::sha1(), &leaf, &issuer).ok()?;
-        let found = basic.find_status(&id)?;
-        Some(
-            match found.status {
-                OcspCertStatus::GOOD => "good",
-                OcspCertStatus::REVOKED => "revoked",
-                _ => "unknown",
-            }
-            .to_string(),
-        )
-    })();
-    Some(OcspStaple {
-        response_status,
-        certificate_status,
-        bytes: der.len(),
-    })
-}
-
-fn summary(standard: &Attempt, refused_request: bool) -> HandshakeSummary {
+pub(super) fn summary(
+    standard: &Attempt,
+    refused_request: bool,
+    ocsp: Option<OcspStaple>,
+) -> HandshakeSummary {
     HandshakeSummary {
         completed: standard.completed && !refused_request,
         version: standard.version.clone(),
@@ -121,13 +88,13 @@ fn summary(standard: &Attempt, refused_request: bool) -> HandshakeSummary {
         failure: standard.failure(),
         certificate_requested: standard.certificate_request.is_some(),
         served_certificates: standard.served,
-        ocsp: ocsp_staple(standard),
+        ocsp,
         duration_ms: standard.duration_ms,
     }
 }
 
 /// The matrix in one line, as evidence for causes it bears on.
-fn matrix_evidence(protocols: &[ProtocolProbe]) -> Option<Evidence> {
+pub(super) fn matrix_evidence(protocols: &[ProtocolProbe]) -> Option<Evidence> {
     let tested: Vec<String> = protocols
         .iter()
         .filter(|p| p.status != ProtocolStatus::NotTested)
@@ -150,7 +117,7 @@ fn matrix_evidence(protocols: &[ProtocolProbe]) -> Option<Evidence> {
 }
 
 /// The server stalled or does not speak TLS: further attempts learn nothing.
-fn pointless_to_continue(standard: &Attempt) -> Option<String> {
+pub(super) fn pointless_to_continue(standard: &Attempt) -> Option<String> {
     if standard.socket.stalled && standard.socket.bytes_received == 0 {
         return Some("the server accepted TCP but answered nothing to the ClientHello within the step timeout: the other attempts were skipped".to_string());
     }
@@ -169,7 +136,7 @@ fn pointless_to_continue(standard: &Attempt) -> Option<String> {
 }
 
 /// Refused or unanswered addresses, diagnosed one by one.
-fn address_findings(
+pub(super) fn address_findings(
     addresses: &[AddressProbe],
     skip: Option<SocketAddr>,
     sni: Option<&str>,
@@ -194,32 +161,72 @@ fn address_findings(
         .collect()
 }
 
-pub(super) fn run(
-    options: &ProbeOptions,
-    mut host: Option<&mut HostState>,
-) -> Result<ProbeReport, ProbeError> {
-    let started = Utc::now();
-    let clock = Instant::now();
-    let budget = Budget::new(options.timeout, options.total_timeout);
-    let target = target::parse(&options.target)?;
-    let sni = match &options.sni {
-        Some(s) => Some(validate_sni(s)?),
-        None => target.ip.is_none().then(|| target.host.clone()),
-    };
-    let verify_name = sni.clone().unwrap_or_else(|| target.host.clone());
-    let mut notes = Vec::new();
-    let (trust, trust_label) = trust_store(options.ca.as_deref(), &mut notes)?;
-    let view = ClientView {
-        trust: &trust,
-        own_anchors: options.ca.is_some(),
-        name: &verify_name,
-    };
-    let addrs = target::resolve(&target, budget.step_time())?;
+/// What every stage needs to know about the probe.
+pub(super) struct Setup<'a> {
+    pub options: &'a ProbeOptions,
+    pub target: Target,
+    /// The SNI the default client sends.
+    pub sni: Option<String>,
+    /// The name (or address) certificates are checked against.
+    pub verify_name: String,
+    pub trust: TrustStore,
+    pub trust_label: String,
+    pub started: DateTime<Utc>,
+    pub budget: Budget,
+}
 
+impl Setup<'_> {
+    pub fn view(&self) -> ClientView<'_> {
+        ClientView {
+            trust: &self.trust,
+            own_anchors: self.options.ca.is_some(),
+            name: &self.verify_name,
+        }
+    }
+}
+
+fn empty_report(setup: &Setup, host_state_used: bool) -> ProbeReport {
+    ProbeReport {
+        schema: SCHEMA_VERSION,
+        target: setup.options.target.clone(),
+        host: setup.target.host.clone(),
+        port: setup.target.port,
+        sni: setup.sni.clone(),
+        verify_name: setup.verify_name.clone(),
+        trust: setup.trust_label.clone(),
+        started: setup.started,
+        duration_ms: 0,
+        verdict: Verdict::Ok,
+        local: false,
+        host_state_used,
+        addresses: Vec::new(),
+        probed_address: None,
+        handshake: None,
+        chain: None,
+        protocols: Vec::new(),
+        cipher_suites: Vec::new(),
+        clients: Vec::new(),
+        certificate_checks: None,
+        without_sni: None,
+        client_certificate: None,
+        root_cause: None,
+        outcome: None,
+        findings: Vec::new(),
+        notes: Vec::new(),
+    }
+}
+
+/// Every address's TCP result, and the first connection, left open.
+type Connected = (Vec<AddressProbe>, Option<(SocketAddr, TcpStream)>);
+
+/// Resolves and TCP-connects every address; the first connection stays open
+/// for the default client.
+fn connect_all(setup: &Setup) -> Result<Connected, ProbeError> {
+    let addrs = target::resolve(&setup.target, setup.budget.step_time())?;
     let mut addresses = Vec::new();
     let mut primary: Option<(SocketAddr, TcpStream)> = None;
     for addr in addrs {
-        let step = budget.step_time();
+        let step = setup.budget.step_time();
         if step.is_zero() {
             addresses.push(connect::not_tried(addr));
             continue;
@@ -232,59 +239,39 @@ pub(super) fn run(
         }
         addresses.push(probe);
     }
+    Ok((addresses, primary))
+}
 
-    let mut report = ProbeReport {
-        schema: SCHEMA_VERSION,
-        target: options.target.clone(),
-        host: target.host.clone(),
-        port: target.port,
-        sni: sni.clone(),
-        verify_name: verify_name.clone(),
-        trust: trust_label,
-        started,
-        duration_ms: 0,
-        verdict: Verdict::Ok,
-        local: false,
-        host_state_used: host.is_some(),
-        addresses: Vec::new(),
-        probed_address: None,
-        handshake: None,
-        chain: None,
-        protocols: Vec::new(),
-        without_sni: None,
-        client_certificate: None,
-        root_cause: None,
-        outcome: None,
-        findings: Vec::new(),
-        notes: Vec::new(),
+pub(super) fn run(
+    options: &ProbeOptions,
+    mut host: Option<&mut HostState>,
+    progress: &(dyn Fn(&Progress) + Sync),
+) -> Result<ProbeReport, ProbeError> {
+    let started = Utc::now();
+    let clock = Instant::now();
+    let budget = Budget::new(options.timeout, options.total_timeout);
+    let target = target::parse(&options.target)?;
+    let sni = match &options.sni {
+        Some(s) => Some(validate_sni(s)?),
+        None => target.ip.is_none().then(|| target.host.clone()),
     };
-
+    let verify_name = sni.clone().unwrap_or_else(|| target.host.clone());
+    let mut notes = Vec::new();
+    let (trust, trust_label) = trust_store(options.ca.as_deref(), &mut notes)?;
+    let setup = Setup {
+        options,
+        target,
+        sni,
+        verify_name,
+        trust,
+        trust_label,
+        started,
+        budget,
+    };
+    let (addresses, primary) = connect_all(&setup)?;
+    let mut report = empty_report(&setup, host.is_some());
     let Some((addr, stream)) = primary else {
-        // No address accepted TCP: the first one tried is what a client hits.
-        match addresses.iter().find(|a| a.tcp != TcpResult::NotTried) {
-            Some(first) => {
-                let mut outcome = cause::from_connect_failure(first, sni.as_deref(), started);
-                let facts = cause::host_facts(&outcome, host.as_deref_mut(), None, &view);
-                report.local = facts.server_is_local;
-                report.root_cause = Some(cause::diagnose(&mut outcome, &facts));
-                report.outcome = Some(outcome);
-                report.findings = address_findings(
-                    &addresses,
-                    Some(first.address),
-                    sni.as_deref(),
-                    &mut host,
-                    &view,
-                );
-            }
-            None => {
-                report.root_cause = Some(Diagnosis::new(
-                    Cause::Unknown,
-                    Confidence::Low,
-                    "the total timeout was reached before any address was tried",
-                ));
-            }
-        }
-        report.protocols = not_tested(&matrix::VERSIONS, "no address accepted TCP");
+        no_connection(&setup, &mut report, &addresses, &mut host);
         report.addresses = addresses;
         return Ok(finish(report, notes, clock));
     };
@@ -293,148 +280,93 @@ pub(super) fn run(
     // The default client, on the connection already open.
     let verification = Verification {
         ca_file: options.ca.clone(),
-        name: verify_name.clone(),
+        name: setup.verify_name.clone(),
     };
-    let standard_spec = AttemptSpec::default_client(verification, sni.clone());
-    let Some(deadline) = budget.step_deadline() else {
+    let standard_spec = AttemptSpec::default_client(verification, setup.sni.clone());
+    let Some(deadline) = setup.budget.step_deadline() else {
         report.addresses = addresses;
         notes.push("the total timeout was reached before the handshake".to_string());
         return Ok(finish(report, notes, clock));
     };
     let standard = handshake::run(&standard_spec, addr, Some(stream), deadline)?;
-
-    // Does the server insist on the client certificate it asked for?
-    let mut request_attempt = None;
-    if standard.completed
-        && standard.certificate_request.is_some()
-        && let Some(deadline) = budget.step_deadline()
-    {
-        let mut spec = standard_spec.clone();
-        spec.alpn = &["http/1.1"];
-        spec.ocsp = false;
-        spec.request = Some(http_request(&target, &verify_name));
-        request_attempt = Some(handshake::run(&spec, addr, None, deadline)?);
-    }
-    let client_certificate = client_certificate_check(&standard, request_attempt.as_ref());
-    let refused_request = standard.completed
-        && client_certificate
-            .as_ref()
-            .is_some_and(|c| c.required == Some(true));
-
-    // What else the server speaks.
-    let skip = pointless_to_continue(&standard);
-    let (versions, no_sni) = match &skip {
-        Some(why) => {
-            notes.push(why.clone());
-            (Vec::new(), None)
-        }
-        None => {
-            let versions = matrix::versions(addr, sni.as_deref(), &budget)?;
-            let no_sni = match sni {
-                Some(_) => matrix::without_sni(addr, &budget)?,
-                None => None,
-            };
-            (versions, no_sni)
-        }
-    };
-    report.protocols = if versions.is_empty() {
-        not_tested(&matrix::VERSIONS, skip.as_deref().unwrap_or("not tested"))
-    } else {
-        notes.push("TLS 1.0 and 1.1 were offered alone at OpenSSL security level 0 with every cipher suite: a default modern client (OpenSSL 3 at security level 2) does not offer them at all".to_string());
-        versions.iter().map(matrix::protocol_probe).collect()
-    };
-    if versions.iter().any(|v| v.attempt.is_none()) {
-        notes.push("the total timeout was reached: some versions were not tested".to_string());
-    }
-
-    // The chain as served: the default client's, else the newest version's.
-    let chain_source: Option<&Attempt> = if standard.chain.is_empty() {
-        matrix::best_chain(&versions)
-    } else {
-        Some(&standard)
-    };
-    let chain_report: Option<ChainReport> = chain_source.map(|a| {
-        if a.served > MAX_KEPT_CERTIFICATES {
-            notes.push(format!(
-                "the server sent {} certificates; the first {MAX_KEPT_CERTIFICATES} were kept",
-                a.served
-            ));
-        }
-        certificates::analyze_chain(&a.chain, Some(&verify_name), Utc::now(), &trust, "wire")
+    progress(&Progress {
+        stage: "default client",
+        done: 0,
+        total: 0,
     });
-    let sni_leaf = chain_source
-        .and_then(|a| a.chain.first())
-        .map(Vec::as_slice);
-    report.without_sni = no_sni
-        .as_ref()
-        .map(|a| matrix::sni_probe(a, sni_leaf, &verify_name));
 
-    // The root cause a default client hits, by the rules.
-    let root_attempt = if !standard.completed {
-        Some(&standard)
-    } else if refused_request {
-        request_attempt.as_ref()
-    } else {
-        None
-    };
-    let outcome_attempt = root_attempt.unwrap_or(&standard);
-    let mut outcome = cause::from_attempt(outcome_attempt, addr, root_attempt.is_some());
-    // The rules see the chain this very connection received.
-    let own_chain = if chain_source.is_some_and(|a| std::ptr::eq(a, outcome_attempt)) {
-        chain_report.clone()
-    } else if !outcome_attempt.chain.is_empty() {
-        Some(certificates::analyze_chain(
-            &outcome_attempt.chain,
-            Some(&verify_name),
-            outcome.end_time,
-            &trust,
-            "wire",
-        ))
-    } else {
-        None
-    };
-    let facts: HostFacts =
-        cause::host_facts(&outcome, host.as_deref_mut(), own_chain.as_ref(), &view);
-    report.local = facts.server_is_local;
-    if host.is_some() && !facts.server_is_local {
-        notes.push(
-            "the target is not on this host: the verdict comes from the network alone".to_string(),
-        );
-    }
-    if root_attempt.is_some() {
-        let mut d = cause::diagnose(&mut outcome, &facts);
-        enrich(&mut d, &report.protocols, client_certificate.as_ref());
-        outcome.set_diagnosis(d.clone());
-        report.root_cause = Some(d);
-        report.outcome = Some(outcome);
-    }
-
-    let extra = address_findings(&addresses, None, sni.as_deref(), &mut host, &view);
-    let summary = summary(&standard, refused_request);
-    let inputs = Inputs {
-        root_cause: report.root_cause.as_ref(),
-        chain: chain_report.as_ref(),
-        served: chain_source.map(|a| a.chain.as_slice()).unwrap_or(&[]),
-        verified: &standard.verified_chain,
-        protocols: &report.protocols,
-        without_sni: report.without_sni.as_ref(),
-        client_certificate: client_certificate.as_ref(),
-        ocsp: summary.ocsp.as_ref(),
-        host: facts.server_is_local.then_some(&facts),
-        name: &verify_name,
-        now: Utc::now(),
-    };
-    report.findings = findings::derive(&inputs, extra);
-    report.handshake = Some(summary);
-    report.chain = chain_report;
-    report.client_certificate = client_certificate;
-    report.addresses = addresses;
+    let skip = pointless_to_continue(&standard);
+    let results = parallel::run(
+        &setup,
+        addr,
+        &standard,
+        &standard_spec,
+        skip.as_deref(),
+        progress,
+    )?;
+    assemble::assemble(
+        &setup,
+        &mut report,
+        assemble::Parts {
+            addr,
+            standard,
+            results,
+            skip,
+            addresses,
+        },
+        &mut host,
+        &mut notes,
+    );
     Ok(finish(report, notes, clock))
 }
 
-/// Probe evidence the rules cannot know: the version matrix, the request
-/// the server refused.
-fn enrich(d: &mut Diagnosis, protocols: &[ProtocolProbe], cert: Option<&ClientCertificateCheck>) {
+/// No address accepted TCP: the first one tried is what a client hits.
+fn no_connection(
+    setup: &Setup,
+    report: &mut ProbeReport,
+    addresses: &[AddressProbe],
+    host: &mut Option<&mut HostState>,
+) {
+    let view = setup.view();
+    match addresses.iter().find(|a| a.tcp != TcpResult::NotTried) {
+        Some(first) => {
+            let mut outcome =
+                cause::from_connect_failure(first, setup.sni.as_deref(), setup.started);
+            let facts = cause::host_facts(&outcome, host.as_deref_mut(), None, &view);
+            report.local = facts.server_is_local;
+            report.root_cause = Some(cause::diagnose(&mut outcome, &facts));
+            report.outcome = Some(outcome);
+            report.findings = address_findings(
+                addresses,
+                Some(first.address),
+                setup.sni.as_deref(),
+                host,
+                &view,
+            );
+        }
+        None => {
+            report.root_cause = Some(Diagnosis::new(
+                Cause::Unknown,
+                Confidence::Low,
+                "the total timeout was reached before any address was tried",
+            ));
+        }
+    }
+    report.protocols = not_tested(&matrix::VERSIONS, "no address accepted TCP");
+    report.cipher_suites = super::suites::VERSIONS
+        .iter()
+        .map(|&v| VersionSuites::not_tested(v, "no address accepted TCP"))
+        .collect();
+}
+
+/// Probe evidence the rules cannot know: the version matrix, the suites
+/// the server accepts, the request the server refused.
+pub(super) fn enrich(
+    d: &mut Diagnosis,
+    protocols: &[ProtocolProbe],
+    suites: &[VersionSuites],
+    cert: Option<&ClientCertificateCheck>,
+) {
     let matrix_helps = matches!(
         d.cause,
         Cause::ProtocolVersionMismatch
@@ -446,6 +378,9 @@ fn enrich(d: &mut Diagnosis, protocols: &[ProtocolProbe], cert: Option<&ClientCe
     if matrix_helps && let Some(e) = matrix_evidence(protocols) {
         d.evidence.push(e);
     }
+    if matrix_helps && let Some(e) = suites_evidence(suites) {
+        d.evidence.push(e);
+    }
     if d.cause == Cause::ClientCertificateRequired
         && let Some(c) = cert
     {
@@ -453,7 +388,37 @@ fn enrich(d: &mut Diagnosis, protocols: &[ProtocolProbe], cert: Option<&ClientCe
     }
 }
 
-fn not_tested(versions: &[openssl::ssl::SslVersion], why: &str) -> Vec<ProtocolProbe> {
+/// "the server accepts: TLS 1.2 only ECDHE-ARIA…; TLS 1.3 none".
+fn suites_evidence(suites: &[VersionSuites]) -> Option<Evidence> {
+    let parts: Vec<String> = suites
+        .iter()
+        .filter(|v| !v.suites.is_empty())
+        .map(|v| {
+            let names: Vec<String> = v
+                .suites
+                .iter()
+                .map(|s| s.openssl_name.clone().unwrap_or_else(|| s.name.clone()))
+                .collect();
+            format!(
+                "{} {} suite(s): {}",
+                v.version,
+                names.len(),
+                display::cap_list(&names, 8)
+            )
+        })
+        .collect();
+    (!parts.is_empty()).then(|| {
+        Evidence::new(
+            Source::Wire,
+            format!(
+                "every registered suite offered per version, the server accepts {}",
+                parts.join("; ")
+            ),
+        )
+    })
+}
+
+pub(super) fn not_tested(versions: &[openssl::ssl::SslVersion], why: &str) -> Vec<ProtocolProbe> {
     versions
         .iter()
         .map(|&v| ProtocolProbe {
@@ -474,7 +439,8 @@ fn finish(mut report: ProbeReport, notes: Vec<String>, clock: Instant) -> ProbeR
     } else {
         Verdict::Ok
     };
-    report.notes = notes;
+    report.notes.extend(notes);
+    display::cap_report(&mut report);
     report.duration_ms = clock.elapsed().as_millis() as u64;
     report
 }

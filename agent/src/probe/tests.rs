@@ -155,6 +155,7 @@ mod findings_from_facts {
             served: &[],
             verified: &[],
             protocols,
+            suites: &[],
             without_sni: None,
             client_certificate: None,
             ocsp: None,
@@ -210,5 +211,107 @@ mod findings_from_facts {
         assert_eq!(found[0].kind, "client-certificate-optional");
         assert_eq!(found[0].cause, None);
         assert_eq!(found[0].severity, Severity::Info);
+    }
+
+    fn suites(version: &str, list: &[(u16, &str)], dh: Option<u32>) -> crate::probe::VersionSuites {
+        crate::probe::VersionSuites {
+            version: version.to_string(),
+            status: crate::probe::EnumerationStatus::Complete,
+            server_preference: None,
+            suites: list
+                .iter()
+                .map(|&(id, strength)| crate::probe::AcceptedSuite {
+                    id,
+                    name: crate::probe::iana::cipher_name(id),
+                    openssl_name: crate::probe::iana::openssl_cipher_name(id),
+                    key_exchange: None,
+                    strength: strength.to_string(),
+                })
+                .collect(),
+            groups: Vec::new(),
+            dh_bits: dh,
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn weak_suites_and_small_dh_groups() {
+        let enumerated = [
+            suites("TLS 1.0", &[(0x000a, "weak"), (0x0005, "insecure")], None),
+            suites("TLS 1.2", &[(0xc02f, "ok"), (0x009e, "ok")], Some(1024)),
+        ];
+        let mut i = inputs(&[], None);
+        i.suites = &enumerated;
+        let found = derive(&i, Vec::new());
+        let kinds: Vec<&str> = found.iter().map(|f| f.kind.as_str()).collect();
+        assert_eq!(kinds, ["weak-cipher-suites", "weak-dh-parameters"]);
+        assert!(
+            found[0].summary.contains(
+                "TLS 1.0: TLS_RSA_WITH_3DES_EDE_CBC_SHA (weak), TLS_RSA_WITH_RC4_128_SHA (insecure)"
+            ),
+            "{}",
+            found[0].summary
+        );
+        assert!(
+            !found[0].summary.contains("TLS 1.2"),
+            "{}",
+            found[0].summary
+        );
+        assert!(
+            found[1].summary.contains("1024-bit"),
+            "{}",
+            found[1].summary
+        );
+        // 2048 bits and strong suites only: nothing to say.
+        let fine = [suites("TLS 1.2", &[(0x009e, "ok")], Some(2048))];
+        i.suites = &fine;
+        assert!(derive(&i, Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn a_certificate_days_in_the_future_does_not_blame_the_clock() {
+        use crate::evidence::certificates::{CertificateFact, ChainFinding, ChainReport};
+        let now = Utc::now();
+        let starts = |days: i64| {
+            let not_before = now + chrono::Duration::days(days);
+            ChainReport {
+                source: "wire".into(),
+                certificates: Vec::<CertificateFact>::new(),
+                verify_code: 9,
+                verify_text: "certificate is not yet valid".into(),
+                name: None,
+                findings: vec![ChainFinding::NotYetValid {
+                    index: 0,
+                    subject: "CN=site.example".into(),
+                    not_before,
+                }],
+            }
+        };
+        let future = starts(5);
+        let mut i = inputs(&[], None);
+        i.chain = Some(&future);
+        let found = derive(&i, Vec::new());
+        assert!(
+            !found[0].remediation.contains("timedatectl"),
+            "{}",
+            found[0].remediation
+        );
+        assert!(
+            found[0].remediation.contains("5 days"),
+            "{}",
+            found[0].remediation
+        );
+        // Seconds ahead: a clock is the likelier story.
+        let mut soon = starts(0);
+        if let ChainFinding::NotYetValid { not_before, .. } = &mut soon.findings[0] {
+            *not_before = now + chrono::Duration::seconds(30);
+        }
+        i.chain = Some(&soon);
+        let found = derive(&i, Vec::new());
+        assert!(
+            found[0].remediation.contains("timedatectl"),
+            "{}",
+            found[0].remediation
+        );
     }
 }

@@ -6,7 +6,8 @@
 //! 3. a failure flood: how many failures the journal recorded versus how many
 //!    were made (or counted as dropped), the agent's CPU and peak RSS; and the
 //!    agent's idle CPU;
-//! 4. `agent diagnose` host report on a dozen server blocks.
+//! 4. `agent diagnose` host report on a dozen server blocks;
+//! 5. `agent diagnose HOST:PORT`, the active probe, against loopback servers.
 //!
 //! `cargo xtask bench` (full) or `cargo xtask bench -- --quick` (smoke). Prints
 //! a Markdown report; BENCHMARKS.md holds the published one.
@@ -60,7 +61,7 @@ fn main() {
             threads: 4,
         }
     };
-    // `--only overhead,syscalls,uprobe,flood,report` runs a subset.
+    // `--only overhead,syscalls,uprobe,flood,report,probe` runs a subset.
     let only: Option<Vec<String>> = std::env::args()
         .skip_while(|a| a != "--only")
         .nth(1)
@@ -82,6 +83,9 @@ fn main() {
     }
     if wanted("report") {
         report.push_str(&host_report(quick));
+    }
+    if wanted("probe") {
+        report.push_str(&tlsdoctor_tests::probe::bench(quick));
     }
     println!("{report}");
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-report.md");

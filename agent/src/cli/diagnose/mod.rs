@@ -34,6 +34,11 @@ pub struct DiagnoseArgs {
     #[arg(long)]
     pub ca: Option<PathBuf>,
 
+    /// Probe: skip the cipher-suite and group enumeration and the client
+    /// simulation (the default client, versions, SNI and certificate checks only).
+    #[arg(long, requires = "target")]
+    pub quick: bool,
+
     /// Per-step probe timeout.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -78,6 +83,7 @@ pub fn execute(args: DiagnoseArgs) -> ExitCode {
         options.ca = args.ca.clone();
         options.timeout = args.timeout;
         options.total_timeout = (args.timeout * 6).max(Duration::from_secs(10));
+        options.quick = args.quick;
         return probe::execute(&options, args.json);
     }
     let since = chrono::Duration::from_std(args.since)

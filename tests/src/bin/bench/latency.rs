@@ -75,7 +75,7 @@ pub fn run(s: &Settings, shared: &mut Shared) -> Section {
     drop(server);
 
     let mut body = format!(
-        "## Handshake latency at half the capacity (open loop)\n\nThe same nginx; the bench's own client sends new connections at a fixed rate, half the agent-off saturated rate of the throughput phase, for {:.1} s per run, {WORKERS} worker threads; a handshake's latency counts from its scheduled send time to the end of the handshake (connect + handshake), so a stall is charged to every request due during it. Δ = on − off within a round.\n\n| TLS | offered/s | done/s off / on | p50 µs off → on | p99 µs off → on | p99.9 µs off → on | Δp50 µs | **Δp99 µs** | late starts off / on | errors | agent CPU |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "## Handshake latency at half the capacity (open loop)\n\nThe same nginx; the bench's own client sends new connections at a fixed rate, half the agent-off saturated rate (from the throughput phase, or measured by this phase when run alone), for {:.1} s per run, {WORKERS} worker threads; a handshake's latency counts from its scheduled send time to the end of the handshake (connect + handshake), so a stall is charged to every request due during it. Δ = on − off within a round.\n\n| TLS | offered/s | done/s off / on | p50 µs off → on | p99 µs off → on | p99.9 µs off → on | Δp50 µs | **Δp99 µs** | late starts off / on | errors | agent CPU |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
         s.latency_run.as_secs_f64(),
     );
     let mut rows = Vec::new();

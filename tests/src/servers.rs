@@ -165,6 +165,21 @@ pub fn python_http(port: u16) -> Server {
     Server::listening(child, port, Some(dir))
 }
 
+/// redis-server (plain TCP, no persistence) on 127.0.0.1:port: a non-TLS
+/// workload for the benchmark's host-wide tax.
+pub fn redis_server(port: u16) -> Server {
+    let child = Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--port")
+        .arg(port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting redis-server (Debian package redis-server)");
+    Server::listening(child, port, None)
+}
+
 /// nginx in the foreground with `http_body` inside `http {}`. `{dir}` in the
 /// body is replaced by the server's own directory. Waits for `port`.
 pub fn nginx(port: u16, http_body: &str) -> Server {

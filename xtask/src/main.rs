@@ -73,6 +73,10 @@ const TEST_PACKAGES: &[&str] = &[
     "nghttp2-client",
     "openjdk-17-jdk-headless",
 ];
+/// What the benchmark drives beyond the tests' servers and clients (its
+/// smoke version runs in `test`): a non-TLS workload for the host-wide tax.
+/// (h2load comes with nghttp2-client, above.)
+const BENCH_PACKAGES: &[&str] = &["redis-server", "redis-tools"];
 /// bpf-linker must be built against LLVM 22 (without this PATH it finds LLVM 14).
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
 /// Installs (once, into a cached virtualenv) the real OTLP receivers the OTLP
@@ -232,6 +236,7 @@ fn setup(for_tests: bool) -> Result<()> {
     let mut packages: Vec<&str> = BUILD_PACKAGES.to_vec();
     if for_tests {
         packages.extend(TEST_PACKAGES);
+        packages.extend(BENCH_PACKAGES);
     }
     let missing: Vec<&str> = packages
         .into_iter()

@@ -318,12 +318,16 @@ pub enum Counter {
     DataEvents = 9,
     /// Syscalls on tracked sockets.
     TrackedSyscalls = 10,
-    /// `recvmsg`/`sendmsg`/`readv`/`writev` with more than one iovec: only
-    /// the first is captured.
+    /// `recvmsg`/`sendmsg`/`readv`/`writev` with more than one iovec (up to
+    /// 4 chunks across them are captured; bytes past those are skipped).
     MultiIovec = 11,
+    /// I/O on a tracked socket the socket hook cannot read: not made by
+    /// read/write/readv/writev/recv*/send* (io_uring, sendfile, splice,
+    /// sendmmsg, a 32-bit process). Its bytes are skipped.
+    SocketIoUnattributed = 12,
 }
 
-pub const COUNTER_COUNT: u32 = 12;
+pub const COUNTER_COUNT: u32 = 13;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -339,6 +343,7 @@ impl Counter {
         Counter::DataEvents,
         Counter::TrackedSyscalls,
         Counter::MultiIovec,
+        Counter::SocketIoUnattributed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -355,6 +360,7 @@ impl Counter {
             Counter::DataEvents => "data_events",
             Counter::TrackedSyscalls => "tracked_syscalls",
             Counter::MultiIovec => "multi_iovec",
+            Counter::SocketIoUnattributed => "socket_io_unattributed",
         }
     }
 }

@@ -171,7 +171,7 @@ impl Conn {
             sender,
             stream_offset: d.stream_offset,
             flags: d.flags,
-            bytes: &d.bytes,
+            bytes: d.bytes,
         });
         match self.wire.progress() {
             WireProgress::Failed => self.decide(Decision::Failed, ts),

@@ -789,9 +789,15 @@ impl Stream {
             self.hs_lost = false;
         }
         self.hs.extend_from_slice(data);
-        while let [ty, a, b, c, ..] = self.hs[..] {
+        // Messages are read with a cursor and the consumed prefix dropped
+        // once: draining each message off the front would move the rest of
+        // the buffer per message (quadratic in a record of tiny messages).
+        let mut hs = std::mem::take(&mut self.hs);
+        let mut pos = 0;
+        while let Some(&[ty, a, b, c]) = hs.get(pos..pos + 4) {
             let len = u32::from_be_bytes([0, a, b, c]) as usize;
             let total = len + 4;
+            let available = hs.len() - pos;
             if total > MAX_HANDSHAKE_BUFFER {
                 sh.anomaly(format!(
                     "{} stream: {} message claims {len} bytes, more than the {} KiB kept; skipped",
@@ -799,20 +805,23 @@ impl Stream {
                     handshake_name(ty),
                     MAX_HANDSHAKE_BUFFER / 1024
                 ));
-                if self.hs.len() >= total {
-                    self.hs.drain(..total);
+                if available >= total {
+                    pos += total;
                 } else {
-                    self.hs_skip = total - self.hs.len();
-                    self.hs.clear();
+                    self.hs_skip = total - available;
+                    pos = hs.len();
                 }
                 continue;
             }
-            if self.hs.len() < total {
+            if available < total {
                 break;
             }
-            let msg: Vec<u8> = self.hs.drain(..total).collect();
-            self.handshake_message(ty, msg.get(4..).unwrap_or_default(), time, sh);
+            let body = hs.get(pos + 4..pos + total).unwrap_or_default();
+            self.handshake_message(ty, body, time, sh);
+            pos += total;
         }
+        hs.drain(..pos);
+        self.hs = hs;
     }
 
     /// `lost` bytes of handshake stream (a damaged record) are gone.
@@ -2533,6 +2542,30 @@ mod tests {
         bytes.extend(record(22, &[14, 0, 0, 0]));
         let (f, _) = run(&[chunk(S, 0, 0, &bytes)]);
         assert_eq!(messages(&f), [(S, "ServerHelloDone")]);
+    }
+
+    #[test]
+    fn a_record_of_tiny_messages_is_read_whole() {
+        // 4000 empty ServerHelloDone messages in one 16000-byte record:
+        // every one is framed (the list is capped), none is lost or
+        // misread, and the buffer is left empty for what follows.
+        let mut body = Vec::new();
+        for _ in 0..4000 {
+            body.extend([14, 0, 0, 0]);
+        }
+        let mut w = WireAssembler::new();
+        w.push(Chunk {
+            time: base_time(),
+            sender: S,
+            stream_offset: 0,
+            flags: 0,
+            bytes: &record(22, &body),
+        });
+        let f = w.facts();
+        assert_eq!(f.messages.len(), MAX_MESSAGES);
+        assert!(f.messages.iter().all(|m| m.message == "ServerHelloDone"));
+        assert!(w.server.hs.is_empty());
+        assert!(has_anomaly(f, "more than 64 handshake messages"), "{f:#?}");
     }
 
     #[test]

@@ -365,6 +365,22 @@ impl Counter {
     }
 }
 
+/// Linux TCP states (`include/net/tcp_states.h`), as `inet_sock_set_state`
+/// and [`SockStateEvent`] carry them.
+pub mod tcp_state {
+    pub const ESTABLISHED: u32 = 1;
+    pub const SYN_SENT: u32 = 2;
+    pub const SYN_RECV: u32 = 3;
+    pub const FIN_WAIT1: u32 = 4;
+    pub const FIN_WAIT2: u32 = 5;
+    pub const TIME_WAIT: u32 = 6;
+    pub const CLOSE: u32 = 7;
+    pub const CLOSE_WAIT: u32 = 8;
+    pub const LAST_ACK: u32 = 9;
+    pub const LISTEN: u32 = 10;
+    pub const CLOSING: u32 = 11;
+}
+
 /// Key of a tracked socket: process and file descriptor.
 #[inline(always)]
 pub fn sock_key(tgid: u32, fd: i32) -> u64 {

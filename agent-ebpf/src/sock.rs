@@ -10,7 +10,7 @@
 
 use agent_ebpf::{
     AF_INET, AF_INET6, CloseEvent, ConnEvent, Counter, Endpoint, EventKind, ROLE_CLIENT,
-    ROLE_SERVER, SockStateEvent, TASK_COMM_LEN, TrackedSock, sock_key,
+    ROLE_SERVER, SockStateEvent, TASK_COMM_LEN, TrackedSock, sock_key, tcp_state,
 };
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_user_buf},
@@ -38,10 +38,10 @@ const SS_SADDR_V6: usize = 40;
 const SS_DADDR_V6: usize = 56;
 
 const IPPROTO_TCP: u16 = 6;
-const TCP_ESTABLISHED: i32 = 1;
-const TCP_SYN_SENT: i32 = 2;
-const TCP_SYN_RECV: i32 = 3;
-const TCP_CLOSE: i32 = 7;
+const TCP_ESTABLISHED: i32 = tcp_state::ESTABLISHED as i32;
+const TCP_SYN_SENT: i32 = tcp_state::SYN_SENT as i32;
+const TCP_SYN_RECV: i32 = tcp_state::SYN_RECV as i32;
+const TCP_CLOSE: i32 = tcp_state::CLOSE as i32;
 const EINPROGRESS: i64 = 115;
 
 #[inline(always)]

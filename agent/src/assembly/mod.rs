@@ -29,7 +29,7 @@ const EINPROGRESS: i32 = 115;
 /// outside a followed call to be tied to it (a TLS 1.3 server's rejection of
 /// a client certificate follows the client's last handshake bytes at once).
 const OUTSIDE_WINDOW_NS: u64 = 2_000_000_000;
-const TCP_SYN_SENT: u32 = 2;
+use agent_ebpf::tcp_state::SYN_SENT as TCP_SYN_SENT;
 
 /// Converts the kernel's monotonic timestamps to wall-clock time.
 #[derive(Clone, Copy, Debug)]

@@ -1,9 +1,12 @@
-//! Handshake capture: the read/write family of syscalls on tracked sockets.
+//! Handshake capture: the bytes a tracked socket's syscalls moved, through
+//! the direction's record walker, which keeps handshake records and drops
+//! application data ([`capture`]).
 //!
-//! Every hooked syscall on an untracked fd costs one map lookup at entry and
-//! one at exit. On a tracked fd the entry stashes the user buffer; the exit
-//! copies what the syscall moved, chunk by chunk, through the direction's
-//! record walker, which keeps handshake records and drops application data.
+//! Two hook families feed it. `sock_io.rs` (the default, Linux 6.3+) hooks
+//! socket I/O only. This file also holds the fallback: the read/write family
+//! of syscall tracepoints, where every hooked syscall on an untracked fd
+//! costs one map lookup at entry and one at exit, and on a tracked fd the
+//! entry stashes the user buffer for the exit.
 
 use agent_ebpf::record_walker::{
     Cursor, HeaderSource, MAX_RECORDS_PER_CHUNK, MAX_TRAILING_BYTES, RECORD_HEADER_LEN, Verdict,
@@ -27,12 +30,14 @@ use crate::maps::{
 };
 use crate::syscall::{SYSCALL_ARG0, SYSCALL_ARG1, SYSCALL_ARG2, SYSCALL_ARG3, SYSCALL_RET};
 
-/// Chunks copied per syscall; beyond that the walker skips the bytes.
+/// Chunks copied per syscall (a chunk lies within one buffer or iovec);
+/// beyond that the walker skips the bytes. More iterations make the
+/// verifier's work explode (each holds a `bpf_loop` and an emit).
 const MAX_CHUNKS: u32 = 4;
 
 /// How the syscall passes its buffer.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Buffer {
+pub enum Buffer {
     /// `(fd, buf, len)`.
     Flat,
     /// `(fd, struct user_msghdr *, flags)`.
@@ -41,7 +46,7 @@ enum Buffer {
     Iovec,
 }
 
-const MSG_PEEK: u64 = 2;
+pub const MSG_PEEK: u64 = 2;
 
 // struct user_msghdr: msg_iov at 16, msg_iovlen at 24.
 const MSGHDR_IOV: u64 = 16;
@@ -128,24 +133,30 @@ fn enter(
     buffer: Buffer,
 ) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: a field of the tracepoint's record, at the offset its format gives.
     let fd: u64 = unsafe { ctx.read_at(SYSCALL_ARG0)? };
     let fd = fd as i32;
+    // SAFETY: the map value is copied out at once.
     let Some(tracked) = (unsafe { TRACKED.get(sock_key((pid_tgid >> 32) as u32, fd)) }) else {
         return Ok(());
     };
     count(Counter::TrackedSyscalls);
     // I/O inside an OpenSSL call names that call's socket.
     if let Some(call) = SSL_CALLS.get_ptr_mut(pid_tgid) {
+        // SAFETY: a live map value the verifier checked; writers on other CPUs can only make it stale, not invalid.
         unsafe { (*call).fd = fd };
     }
     if tracked.walkers[direction as usize].done() {
         return Ok(());
     }
+    // SAFETY: a field of the tracepoint's record, at the offset its format gives.
     let arg1: u64 = unsafe { ctx.read_at(SYSCALL_ARG1)? };
+    // SAFETY: a field of the tracepoint's record, at the offset its format gives.
     let arg2: u64 = unsafe { ctx.read_at(SYSCALL_ARG2)? };
     // A peek is read again later (nginx peeks at the first byte to spot
     // plain HTTP): capturing it would duplicate stream bytes.
     let flags: u64 = match syscall {
+        // SAFETY: a field of the tracepoint's record, at the offset its format gives.
         Syscall::Recvfrom => unsafe { ctx.read_at(SYSCALL_ARG3)? },
         Syscall::Recvmsg => arg2,
         _ => 0,
@@ -153,23 +164,15 @@ fn enter(
     if flags & MSG_PEEK != 0 {
         return Ok(());
     }
-    let (buf, len) = match buffer {
-        Buffer::Flat => (arg1, arg2),
-        Buffer::Msghdr => {
-            let iov: u64 = unsafe { bpf_probe_read_user((arg1 + MSGHDR_IOV) as *const u64)? };
-            let iovlen: u64 = unsafe { bpf_probe_read_user((arg1 + MSGHDR_IOVLEN) as *const u64)? };
-            first_iovec(iov, iovlen)?
-        }
-        Buffer::Iovec => first_iovec(arg1, arg2)?,
-    };
+    let segments = segments_of(buffer, arg1, arg2)?;
     let args = SysArgs {
         kind: ARGS_IO,
         syscall: syscall as u8,
         direction: direction as u8,
-        _pad: 0,
+        vectored: segments.vectored as u8,
         fd,
-        buf,
-        len,
+        buf: segments.base,
+        len: segments.len,
         sk: 0,
         remote: Default::default(),
     };
@@ -179,19 +182,44 @@ fn enter(
     Ok(())
 }
 
-/// Base and length of the first iovec. Later ones are not captured (TLS
-/// stacks write a record flight from one buffer); the walker skips them.
+/// Where a syscall's bytes are in user memory: one flat buffer, or an array
+/// of `count` iovecs.
+#[derive(Clone, Copy)]
+pub struct Segments {
+    /// The buffer, or the iovec array.
+    pub base: u64,
+    /// The buffer's length, or the number of iovecs.
+    pub len: u64,
+    pub vectored: bool,
+}
+
+/// The segments of a syscall's buffer arguments (`arg1`, `arg2`).
 #[inline(always)]
-fn first_iovec(iov: u64, iovlen: u64) -> Result<(u64, u64), i64> {
-    if iov == 0 || iovlen == 0 {
-        return Ok((0, 0));
-    }
-    if iovlen > 1 {
-        count(Counter::MultiIovec);
-    }
-    let base: u64 = unsafe { bpf_probe_read_user(iov as *const u64)? };
-    let len: u64 = unsafe { bpf_probe_read_user((iov + 8) as *const u64)? };
-    Ok((base, len))
+pub fn segments_of(buffer: Buffer, arg1: u64, arg2: u64) -> Result<Segments, i64> {
+    Ok(match buffer {
+        Buffer::Flat => Segments {
+            base: arg1,
+            len: arg2,
+            vectored: false,
+        },
+        Buffer::Msghdr => {
+            // SAFETY: a user pointer the syscall was given, read with the
+            // fault-tolerant helper.
+            let iov: u64 = unsafe { bpf_probe_read_user((arg1 + MSGHDR_IOV) as *const u64)? };
+            // SAFETY: as above.
+            let iovlen: u64 = unsafe { bpf_probe_read_user((arg1 + MSGHDR_IOVLEN) as *const u64)? };
+            Segments {
+                base: iov,
+                len: iovlen,
+                vectored: true,
+            }
+        }
+        Buffer::Iovec => Segments {
+            base: arg1,
+            len: arg2,
+            vectored: true,
+        },
+    })
 }
 
 /// The loop state of one chunk's walk. It lives in a per-CPU map, not on the
@@ -228,6 +256,7 @@ impl HeaderSource for UserSource {
             return true;
         }
         let src = (self.base + pos as u64) as *const c_void;
+        // SAFETY: user memory, read with the fault-tolerant helper.
         unsafe { generated::bpf_probe_read_user(dst.as_mut_ptr().cast(), n as u32, src) == 0 }
     }
 }
@@ -251,11 +280,13 @@ fn walk(
     let Some(state) = WALK_LOOP.get_ptr_mut(0) else {
         return walker.finish(&cursor);
     };
+    // SAFETY: a live map value the verifier checked; writers on other CPUs can only make it stale, not invalid.
     let state = unsafe { &mut *state };
     state.key = key;
     state.direction = direction;
     state.source = UserSource { base: user };
     state.cursor = cursor;
+    // SAFETY: the callback has the signature bpf_loop expects and takes no context.
     unsafe {
         generated::bpf_loop(
             MAX_RECORDS_PER_CHUNK as u32,
@@ -272,7 +303,7 @@ fn walk(
 /// The direction's walker, chosen by a branch: indexing by `direction * 24`
 /// would leave the verifier a range of offsets instead of two exact ones.
 #[inline(always)]
-fn walker_of(tracked: &mut TrackedSock, direction: u8) -> &mut WalkerState {
+pub fn walker_of(tracked: &mut TrackedSock, direction: u8) -> &mut WalkerState {
     if direction == Direction::Egress as u8 {
         &mut tracked.walkers[0]
     } else {
@@ -284,10 +315,12 @@ extern "C" fn walk_record(_index: u32, _ctx: *mut c_void) -> i64 {
     let Some(state) = WALK_LOOP.get_ptr_mut(0) else {
         return 1;
     };
+    // SAFETY: a live map value the verifier checked; writers on other CPUs can only make it stale, not invalid.
     let state = unsafe { &mut *state };
     let Some(tracked) = TRACKED.get_ptr_mut(state.key) else {
         return 1;
     };
+    // SAFETY: a live map value the verifier checked; writers on other CPUs can only make it stale, not invalid.
     let walker = unsafe { walker_of(&mut *tracked, state.direction as u8) };
     if walker.step(&mut state.cursor, &state.source, &mut state.headers) {
         0
@@ -299,6 +332,7 @@ extern "C" fn walk_record(_index: u32, _ctx: *mut c_void) -> i64 {
 #[inline(always)]
 fn exit(ctx: &TracePointContext) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: the map value is copied out at once.
     let Some(args) = (unsafe { ARGS.get(pid_tgid) }).copied() else {
         return Ok(());
     };
@@ -306,88 +340,240 @@ fn exit(ctx: &TracePointContext) -> Result<(), i64> {
     if args.kind != ARGS_IO {
         return Ok(());
     }
+    // SAFETY: the exit record's return slot, per the tracepoint format.
     let ret: i64 = unsafe { ctx.read_at(SYSCALL_RET)? };
     if ret <= 0 {
         return Ok(());
     }
     let tgid = (pid_tgid >> 32) as u32;
-    let Some(tracked) = TRACKED.get_ptr_mut(sock_key(tgid, args.fd)) else {
+    let key = sock_key(tgid, args.fd);
+    let Some(tracked) = TRACKED.get_ptr_mut(key) else {
         return Ok(());
     };
-    let Some(scratch) = DATA_SCRATCH.get_ptr_mut(0) else {
-        return Ok(());
+    let io = Io {
+        key,
+        fd: args.fd,
+        direction: args.direction,
+        syscall: args.syscall,
+        segments: Segments {
+            base: args.buf,
+            len: args.len,
+            vectored: args.vectored != 0,
+        },
+        moved: ret as u64,
     };
-    let direction = args.direction;
-    let walker = unsafe { walker_of(&mut *tracked, direction) };
-    let event: &mut DataEvent = unsafe { &mut *scratch };
-
-    let moved = ret as u64;
-    // Bytes of this syscall that are in the first (or only) buffer.
-    let visible = if moved < args.len { moved } else { args.len } as u32;
-    let mut offset: u32 = 0;
-    for _ in 0..MAX_CHUNKS {
-        if walker.done() || offset >= visible {
-            break;
-        }
-        let remaining = visible - offset;
-        let chunk = if remaining < DATA_CHUNK as u32 {
-            remaining
-        } else {
-            DATA_CHUNK as u32
-        };
-        let src = (args.buf + offset as u64) as *const core::ffi::c_void;
-        let read =
-            unsafe { generated::bpf_probe_read_user(event.data.as_mut_ptr().cast(), chunk, src) };
-        offset += chunk;
-        let mut flags = 0u8;
-        let verdict = if read != 0 {
-            count(Counter::ReadUserFailed);
-            flags |= DATA_FLAG_READ_FAILED;
-            let stream_offset = walker.stream_offset;
-            walker.skip(chunk);
-            Verdict {
-                emit_len: 0,
-                flags: 0,
-                stream_offset,
-            }
-        } else {
-            walk(
-                walker,
-                sock_key(tgid, args.fd),
-                direction as u32,
-                &mut event.data,
-                chunk as usize,
-                src as u64,
-            )
-        };
-        flags |= verdict.flags;
-        if verdict.emit_len == 0 && flags == 0 {
-            continue;
-        }
-        event.header = header(EventKind::Data);
-        event.fd = args.fd;
-        event.direction = args.direction;
-        event.flags = flags;
-        event.syscall = args.syscall;
-        event._pad = 0;
-        event.stream_offset = verdict.stream_offset;
-        event.len = verdict.emit_len;
-        event.syscall_len = moved as u32;
-        let mut size = DATA_EVENT_HEADER_LEN + verdict.emit_len as usize;
-        if size > core::mem::size_of::<DataEvent>() {
-            size = core::mem::size_of::<DataEvent>();
-        }
-        let bytes =
-            unsafe { core::slice::from_raw_parts((event as *const DataEvent).cast::<u8>(), size) };
-        if EVENTS.output::<[u8]>(bytes, 0).is_err() {
-            count(Counter::RingbufFull);
-        } else {
-            count(Counter::DataEvents);
-        }
-    }
-    // What the chunks did not cover: past MAX_CHUNKS, or beyond the first iovec.
-    if (offset as u64) < moved {
-        walker.skip((moved - offset as u64) as u32);
-    }
+    // SAFETY: a live map value; the program is its only writer on this CPU.
+    capture(unsafe { &mut *tracked }, &io);
     Ok(())
+}
+
+/// One syscall's worth of bytes on a tracked socket.
+pub struct Io {
+    /// The socket's `sock_key`.
+    pub key: u64,
+    pub fd: i32,
+    /// A [`Direction`].
+    pub direction: u8,
+    /// A [`Syscall`].
+    pub syscall: u8,
+    pub segments: Segments,
+    /// Bytes the syscall moved (> 0).
+    pub moved: u64,
+}
+
+/// Iovecs followed per syscall; bytes in later ones are skipped.
+const MAX_IOVECS: u64 = MAX_CHUNKS as u64;
+
+/// Where one syscall's capture stands between chunks. Like [`WalkLoop`] it
+/// lives in a per-CPU map so that the chunk step runs under `bpf_loop` and
+/// is verified once, not once per unrolled iteration.
+#[repr(C)]
+pub struct CaptureLoop {
+    key: u64,
+    fd: i32,
+    direction: u8,
+    syscall: u8,
+    vectored: u8,
+    /// Set when the capture of this syscall is over.
+    stop: u8,
+    /// The flat buffer, or the iovec array.
+    base: u64,
+    /// The buffer's length, or the number of iovecs.
+    len: u64,
+    moved: u64,
+    /// The current segment (the flat buffer, or iovec `iov_index`).
+    seg_base: u64,
+    seg_len: u64,
+    seg_offset: u64,
+    iov_index: u64,
+    /// Bytes of the syscall looked at so far.
+    done: u64,
+}
+
+#[map]
+static CAPTURE_LOOP: PerCpuArray<CaptureLoop> = PerCpuArray::with_max_entries(1, 0);
+
+/// Copies what a syscall moved on a tracked socket, chunk by chunk and
+/// iovec by iovec, through the direction's record walker, and emits what
+/// the walker keeps.
+#[inline(always)]
+pub fn capture(tracked: &mut TrackedSock, io: &Io) {
+    let Some(state) = CAPTURE_LOOP.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: the per-CPU slot; nothing else uses it while this program
+    // runs on this CPU.
+    let state = unsafe { &mut *state };
+    let (seg_base, seg_len) = if io.segments.vectored {
+        if io.segments.len > 1 {
+            count(Counter::MultiIovec);
+        }
+        read_iovec(io.segments.base, 0, io.segments.len)
+    } else {
+        (io.segments.base, io.segments.len)
+    };
+    *state = CaptureLoop {
+        key: io.key,
+        fd: io.fd,
+        direction: io.direction,
+        syscall: io.syscall,
+        vectored: io.segments.vectored as u8,
+        stop: 0,
+        base: io.segments.base,
+        len: io.segments.len,
+        moved: io.moved,
+        seg_base,
+        seg_len,
+        seg_offset: 0,
+        iov_index: 0,
+        done: 0,
+    };
+    // SAFETY: the callback has the signature bpf_loop expects and takes no
+    // context (its state is in CAPTURE_LOOP).
+    unsafe {
+        generated::bpf_loop(
+            MAX_CHUNKS,
+            capture_chunk as *mut c_void,
+            core::ptr::null_mut(),
+            0,
+        )
+    };
+    // What the chunks did not cover: past MAX_CHUNKS or MAX_IOVECS.
+    let (done, moved) = (state.done, state.moved);
+    if done < moved {
+        walker_of(tracked, io.direction).skip((moved - done) as u32);
+    }
+}
+
+/// One chunk of [`capture`]: 0 to go on, 1 to stop.
+extern "C" fn capture_chunk(_index: u32, _ctx: *mut c_void) -> i64 {
+    let Some(state) = CAPTURE_LOOP.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: the per-CPU slot [`capture`] filled.
+    let state = unsafe { &mut *state };
+    let Some(tracked) = TRACKED.get_ptr_mut(state.key) else {
+        return 1;
+    };
+    // SAFETY: a live map value; only this program writes it on this CPU.
+    let walker = walker_of(unsafe { &mut *tracked }, state.direction);
+    if walker.done() || state.done >= state.moved {
+        return 1;
+    }
+    if state.seg_offset >= state.seg_len {
+        // This segment is used up: on to the next iovec, if any (an empty
+        // one ends the capture of this syscall).
+        state.iov_index += 1;
+        if state.vectored == 0 || state.iov_index >= state.len || state.iov_index >= MAX_IOVECS {
+            return 1;
+        }
+        (state.seg_base, state.seg_len) = read_iovec(state.base, state.iov_index, state.len);
+        state.seg_offset = 0;
+        if state.seg_len == 0 {
+            return 1;
+        }
+    }
+    let Some(scratch) = DATA_SCRATCH.get_ptr_mut(0) else {
+        return 1;
+    };
+    // SAFETY: the per-CPU scratch slot; nothing else uses it while this
+    // program runs on this CPU.
+    let event: &mut DataEvent = unsafe { &mut *scratch };
+    let mut chunk = state.seg_len - state.seg_offset;
+    if chunk > state.moved - state.done {
+        chunk = state.moved - state.done;
+    }
+    if chunk > DATA_CHUNK as u64 {
+        chunk = DATA_CHUNK as u64;
+    }
+    let chunk = chunk as u32;
+    let src = (state.seg_base + state.seg_offset) as *const c_void;
+    // SAFETY: copies at most DATA_CHUNK bytes into the scratch event's
+    // DATA_CHUNK-byte buffer; the user address is read fault-tolerantly.
+    let read =
+        unsafe { generated::bpf_probe_read_user(event.data.as_mut_ptr().cast(), chunk, src) };
+    state.seg_offset += chunk as u64;
+    state.done += chunk as u64;
+    let mut flags = 0u8;
+    let verdict = if read != 0 {
+        count(Counter::ReadUserFailed);
+        flags |= DATA_FLAG_READ_FAILED;
+        let stream_offset = walker.stream_offset;
+        walker.skip(chunk);
+        Verdict {
+            emit_len: 0,
+            flags: 0,
+            stream_offset,
+        }
+    } else {
+        walk(
+            walker,
+            state.key,
+            state.direction as u32,
+            &mut event.data,
+            chunk as usize,
+            src as u64,
+        )
+    };
+    flags |= verdict.flags;
+    if verdict.emit_len == 0 && flags == 0 {
+        return 0;
+    }
+    event.header = header(EventKind::Data);
+    event.fd = state.fd;
+    event.direction = state.direction;
+    event.flags = flags;
+    event.syscall = state.syscall;
+    event._pad = 0;
+    event.stream_offset = verdict.stream_offset;
+    event.len = verdict.emit_len;
+    event.syscall_len = state.moved as u32;
+    let mut size = DATA_EVENT_HEADER_LEN + verdict.emit_len as usize;
+    if size > core::mem::size_of::<DataEvent>() {
+        size = core::mem::size_of::<DataEvent>();
+    }
+    // SAFETY: `size` is at most the event's own size.
+    let bytes =
+        unsafe { core::slice::from_raw_parts((event as *const DataEvent).cast::<u8>(), size) };
+    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+        count(Counter::RingbufFull);
+    } else {
+        count(Counter::DataEvents);
+    }
+    0
+}
+
+/// Base and length of iovec `index` of an array of `count`; (0, 0) when
+/// unreadable.
+#[inline(always)]
+fn read_iovec(iov: u64, index: u64, count: u64) -> (u64, u64) {
+    if iov == 0 || index >= count {
+        return (0, 0);
+    }
+    let at = iov + index * 16;
+    // SAFETY: user memory the syscall was given, read fault-tolerantly.
+    let base = unsafe { bpf_probe_read_user(at as *const u64) }.unwrap_or(0);
+    // SAFETY: as above.
+    let len = unsafe { bpf_probe_read_user((at + 8) as *const u64) }.unwrap_or(0);
+    if base == 0 { (0, 0) } else { (base, len) }
 }

@@ -318,12 +318,16 @@ pub enum Counter {
     DataEvents = 9,
     /// Syscalls on tracked sockets.
     TrackedSyscalls = 10,
-    /// `recvmsg`/`sendmsg`/`readv`/`writev` with more than one iovec: only
-    /// the first is captured.
+    /// `recvmsg`/`sendmsg`/`readv`/`writev` with more than one iovec (up to
+    /// 4 chunks across them are captured; bytes past those are skipped).
     MultiIovec = 11,
+    /// I/O on a tracked socket the socket hook cannot read: not made by
+    /// read/write/readv/writev/recv*/send* (io_uring, sendfile, splice,
+    /// sendmmsg, a 32-bit process). Its bytes are skipped.
+    SocketIoUnattributed = 12,
 }
 
-pub const COUNTER_COUNT: u32 = 12;
+pub const COUNTER_COUNT: u32 = 13;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -339,6 +343,7 @@ impl Counter {
         Counter::DataEvents,
         Counter::TrackedSyscalls,
         Counter::MultiIovec,
+        Counter::SocketIoUnattributed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -355,8 +360,25 @@ impl Counter {
             Counter::DataEvents => "data_events",
             Counter::TrackedSyscalls => "tracked_syscalls",
             Counter::MultiIovec => "multi_iovec",
+            Counter::SocketIoUnattributed => "socket_io_unattributed",
         }
     }
+}
+
+/// Linux TCP states (`include/net/tcp_states.h`), as `inet_sock_set_state`
+/// and [`SockStateEvent`] carry them.
+pub mod tcp_state {
+    pub const ESTABLISHED: u32 = 1;
+    pub const SYN_SENT: u32 = 2;
+    pub const SYN_RECV: u32 = 3;
+    pub const FIN_WAIT1: u32 = 4;
+    pub const FIN_WAIT2: u32 = 5;
+    pub const TIME_WAIT: u32 = 6;
+    pub const CLOSE: u32 = 7;
+    pub const CLOSE_WAIT: u32 = 8;
+    pub const LAST_ACK: u32 = 9;
+    pub const LISTEN: u32 = 10;
+    pub const CLOSING: u32 = 11;
 }
 
 /// Key of a tracked socket: process and file descriptor.

@@ -2,6 +2,7 @@
 //! (aya-build); on any other target this file is an empty binary.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 #[cfg(target_arch = "bpf")]
 mod io;
@@ -13,6 +14,8 @@ mod openssl;
 mod process;
 #[cfg(target_arch = "bpf")]
 mod sock;
+#[cfg(target_arch = "bpf")]
+mod sock_io;
 #[cfg(target_arch = "bpf")]
 mod syscall;
 

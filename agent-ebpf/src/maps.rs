@@ -42,9 +42,11 @@ pub static SK_OWNER: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65536, 
 #[map]
 pub static PEER_TUPLE: LruHashMap<PeerKey, PendingAccept> = LruHashMap::with_max_entries(16384, 0);
 
-/// The OpenSSL call each thread is inside, keyed by pid_tgid.
+/// The OpenSSL call each thread is inside, keyed by pid_tgid. Freed by the
+/// call's return probe, or by the thread's exit when it dies inside the
+/// call; LRU so that a return no probe saw cannot leak an entry for good.
 #[map]
-pub static SSL_CALLS: HashMap<u64, SslCall> = HashMap::with_max_entries(16384, 0);
+pub static SSL_CALLS: LruHashMap<u64, SslCall> = LruHashMap::with_max_entries(16384, 0);
 
 /// Per `SSL*`: its socket and whether its handshake completed.
 #[map]
@@ -79,11 +81,12 @@ pub struct SysArgs {
     pub syscall: u8,
     /// `agent_ebpf::Direction` for I/O.
     pub direction: u8,
-    pub _pad: u8,
+    /// I/O: `buf` is an iovec array of `len` entries.
+    pub vectored: u8,
     pub fd: i32,
     /// I/O: user buffer. Accept: peer sockaddr. Connect: unused.
     pub buf: u64,
-    /// I/O: buffer length (first iovec for vectored I/O).
+    /// I/O: buffer length, or the number of iovecs.
     pub len: u64,
     /// Connect: the socket, from the SYN_SENT transition.
     pub sk: u64,
@@ -145,6 +148,7 @@ pub struct SslCall {
 #[inline(always)]
 pub fn count(counter: Counter) {
     if let Some(p) = COUNTERS.get_ptr_mut(counter as u32) {
+        // SAFETY: a per-CPU counter slot; no other program writes it on this CPU.
         unsafe { *p += 1 };
     }
 }
@@ -155,6 +159,7 @@ pub fn header(kind: EventKind) -> EventHeader {
     EventHeader {
         kind: kind as u32,
         _pad: 0,
+        // SAFETY: a helper without preconditions.
         ts_ns: unsafe { bpf_ktime_get_ns() },
         tid: pid_tgid as u32,
         tgid: (pid_tgid >> 32) as u32,

@@ -68,18 +68,21 @@ fn call_enter(ctx: &ProbeContext, func: SslFunc) -> Result<(), ()> {
         return Ok(());
     }
     let ssl: u64 = ctx.arg(0).ok_or(())?;
+    // SAFETY: a helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
 
-    let state = SSL_STATE.get_ptr_mut(&ssl_key(tgid, ssl));
+    let state = SSL_STATE.get_ptr_mut(ssl_key(tgid, ssl));
     let mut done_before = false;
     let mut fd = -1;
     if let Some(state) = state {
+        // SAFETY: a live map value the verifier checked; writers on other CPUs can only make it stale, not invalid.
         let state = unsafe { &*state };
         fd = state.fd;
         done_before = state.flags & SSL_STATE_DONE != 0;
     }
 
     if let Some(existing) = SSL_CALLS.get_ptr_mut(pid_tgid) {
+        // SAFETY: a live map value the verifier checked; writers on other CPUs can only make it stale, not invalid.
         let existing = unsafe { &mut *existing };
         if existing.ssl == ssl && existing.depth > 0 && now - existing.entry_ts < NESTING_WINDOW_NS
         {
@@ -91,6 +94,7 @@ fn call_enter(ctx: &ProbeContext, func: SslFunc) -> Result<(), ()> {
     let Some(scratch) = SSL_SCRATCH.get_ptr_mut(0) else {
         return Ok(());
     };
+    // SAFETY: a live map value the verifier checked; writers on other CPUs can only make it stale, not invalid.
     let call = unsafe { &mut *scratch };
     call.ssl = ssl;
     call.entry_ts = now;
@@ -104,7 +108,7 @@ fn call_enter(ctx: &ProbeContext, func: SslFunc) -> Result<(), ()> {
     } else {
         0
     };
-    if SSL_CALLS.insert(pid_tgid, &*call, 0).is_err() {
+    if SSL_CALLS.insert(pid_tgid, *call, 0).is_err() {
         count(Counter::SslCallMapFull);
     }
     Ok(())
@@ -116,6 +120,7 @@ fn call_exit(ctx: &RetProbeContext) -> Result<(), ()> {
     let Some(call) = SSL_CALLS.get_ptr_mut(pid_tgid) else {
         return Ok(());
     };
+    // SAFETY: a live map value the verifier checked; writers on other CPUs can only make it stale, not invalid.
     let call = unsafe { &mut *call };
     if call.depth > 1 {
         call.depth -= 1;
@@ -132,7 +137,8 @@ fn call_exit(ctx: &RetProbeContext) -> Result<(), ()> {
 
     // Remember the socket and completion for the next calls on this SSL*.
     let key = ssl_key(tgid, call.ssl);
-    let mut state = match unsafe { SSL_STATE.get(&key) } {
+    // SAFETY: the map value is copied out at once.
+    let mut state = match unsafe { SSL_STATE.get(key) } {
         Some(s) => *s,
         None => SslState { fd: -1, flags: 0 },
     };
@@ -142,7 +148,7 @@ fn call_exit(ctx: &RetProbeContext) -> Result<(), ()> {
     if completes {
         state.flags |= SSL_STATE_DONE;
     }
-    let _ = SSL_STATE.insert(&key, &state, 0);
+    let _ = SSL_STATE.insert(key, state, 0);
     mark_active(tgid);
 
     let report = completes || has_errors;
@@ -154,6 +160,7 @@ fn call_exit(ctx: &RetProbeContext) -> Result<(), ()> {
         return Ok(());
     }
     if let Some(mut e) = reserve::<SslEvent>() {
+        // SAFETY: every field is written before the entry is submitted.
         let ev = unsafe { e.assume_init_mut() };
         ev.header = header(EventKind::Ssl);
         ev.ssl = call.ssl;
@@ -215,6 +222,7 @@ fn record_error(lib: u32, reason: u32, line: u32) {
         );
         return;
     };
+    // SAFETY: a live map value the verifier checked; writers on other CPUs can only make it stale, not invalid.
     let call = unsafe { &mut *call };
     let idx = call.error_count as usize;
     if idx >= MAX_SSL_ERRORS {
@@ -245,6 +253,7 @@ pub fn x509_store_ctx_get_error_ret(ctx: RetProbeContext) -> u32 {
         }
         return 0;
     };
+    // SAFETY: a live map value the verifier checked; writers on other CPUs can only make it stale, not invalid.
     let call = unsafe { &mut *call };
     // Keep the first failure: later calls (callbacks) may read it again.
     if call.flags & SSL_FLAG_VERIFY_RESULT == 0 || (call.verify_result == 0 && result != 0) {
@@ -265,6 +274,7 @@ fn emit_outside(error: Option<SslError>, verify_result: Option<i32>) {
     let Some(mut e) = reserve::<SslEvent>() else {
         return;
     };
+    // SAFETY: every field is written before the entry is submitted.
     let ev = unsafe { e.assume_init_mut() };
     ev.header = header(EventKind::Ssl);
     ev.ssl = 0;
@@ -310,7 +320,8 @@ pub fn ssl_set_bio(ctx: ProbeContext) -> u32 {
         return 0;
     };
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if let Some(fd) = unsafe { BIO_FD.get(&ssl_key(tgid, rbio)) } {
+    // SAFETY: the map value is copied out at once.
+    if let Some(fd) = unsafe { BIO_FD.get(ssl_key(tgid, rbio)) } {
         bind_fd(ssl, *fd);
     }
     0
@@ -324,7 +335,7 @@ fn bind_fd(ssl: u64, fd: i32) {
     }
     let state = SslState { fd, flags: 0 };
     // A new binding starts a new connection on a possibly reused SSL*.
-    let _ = SSL_STATE.insert(&ssl_key(tgid, ssl), &state, 0);
+    let _ = SSL_STATE.insert(ssl_key(tgid, ssl), state, 0);
 }
 
 #[uprobe]
@@ -337,7 +348,7 @@ pub fn bio_new_socket(ctx: ProbeContext) -> u32 {
         kind: ARGS_BIO_NEW_SOCKET,
         syscall: 0,
         direction: 0,
-        _pad: 0,
+        vectored: 0,
         fd,
         buf: 0,
         len: 0,
@@ -351,6 +362,7 @@ pub fn bio_new_socket(ctx: ProbeContext) -> u32 {
 #[uretprobe]
 pub fn bio_new_socket_ret(ctx: RetProbeContext) -> u32 {
     let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: the map value is copied out at once.
     let Some(args) = (unsafe { ARGS.get(pid_tgid) }).copied() else {
         return 0;
     };
@@ -360,7 +372,7 @@ pub fn bio_new_socket_ret(ctx: RetProbeContext) -> u32 {
     let _ = ARGS.remove(pid_tgid);
     let bio: u64 = ctx.ret();
     if bio != 0 {
-        let _ = BIO_FD.insert(&ssl_key((pid_tgid >> 32) as u32, bio), &args.fd, 0);
+        let _ = BIO_FD.insert(ssl_key((pid_tgid >> 32) as u32, bio), args.fd, 0);
     }
     0
 }
@@ -370,7 +382,7 @@ pub fn bio_new_socket_ret(ctx: RetProbeContext) -> u32 {
 pub fn ssl_free(ctx: ProbeContext) -> u32 {
     if let Some(ssl) = ctx.arg::<u64>(0) {
         let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-        let _ = SSL_STATE.remove(&ssl_key(tgid, ssl));
+        let _ = SSL_STATE.remove(ssl_key(tgid, ssl));
     }
     0
 }

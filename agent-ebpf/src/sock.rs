@@ -10,7 +10,7 @@
 
 use agent_ebpf::{
     AF_INET, AF_INET6, CloseEvent, ConnEvent, Counter, Endpoint, EventKind, ROLE_CLIENT,
-    ROLE_SERVER, SockStateEvent, TASK_COMM_LEN, TrackedSock, sock_key,
+    ROLE_SERVER, SockStateEvent, TASK_COMM_LEN, TrackedSock, sock_key, tcp_state,
 };
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_user_buf},
@@ -38,10 +38,10 @@ const SS_SADDR_V6: usize = 40;
 const SS_DADDR_V6: usize = 56;
 
 const IPPROTO_TCP: u16 = 6;
-const TCP_ESTABLISHED: i32 = 1;
-const TCP_SYN_SENT: i32 = 2;
-const TCP_SYN_RECV: i32 = 3;
-const TCP_CLOSE: i32 = 7;
+const TCP_ESTABLISHED: i32 = tcp_state::ESTABLISHED as i32;
+const TCP_SYN_SENT: i32 = tcp_state::SYN_SENT as i32;
+const TCP_SYN_RECV: i32 = tcp_state::SYN_RECV as i32;
+const TCP_CLOSE: i32 = tcp_state::CLOSE as i32;
 const EINPROGRESS: i64 = 115;
 
 #[inline(always)]
@@ -56,6 +56,7 @@ fn read_sockaddr(ptr: u64) -> Option<Endpoint> {
         return None;
     }
     let mut raw = [0u8; 24];
+    // SAFETY: user memory, read with the fault-tolerant helper.
     unsafe { bpf_probe_read_user_buf(ptr as *const u8, &mut raw) }.ok()?;
     let family = u16::from_ne_bytes([raw[0], raw[1]]);
     let port = u16::from_be_bytes([raw[2], raw[3]]);
@@ -103,7 +104,9 @@ fn try_enter_connect(ctx: &TracePointContext) -> Result<(), i64> {
     if is_self((pid_tgid >> 32) as u32) {
         return Ok(());
     }
+    // SAFETY: a field of the tracepoint's record, at the offset its format gives.
     let fd: u64 = unsafe { ctx.read_at(SYSCALL_ARG0)? };
+    // SAFETY: a field of the tracepoint's record, at the offset its format gives.
     let addr: u64 = unsafe { ctx.read_at(SYSCALL_ARG1)? };
     // Only IP sockets: unix-socket connects never reach TCP state.
     let Some(remote) = read_sockaddr(addr) else {
@@ -113,7 +116,7 @@ fn try_enter_connect(ctx: &TracePointContext) -> Result<(), i64> {
         kind: ARGS_CONNECT,
         syscall: 0,
         direction: 0,
-        _pad: 0,
+        vectored: 0,
         fd: fd as i32,
         buf: 0,
         len: 0,
@@ -134,6 +137,7 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
 
 fn try_exit_connect(ctx: &TracePointContext) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: the map value is copied out at once.
     let Some(args) = (unsafe { ARGS.get(pid_tgid) }).copied() else {
         return Ok(());
     };
@@ -142,6 +146,7 @@ fn try_exit_connect(ctx: &TracePointContext) -> Result<(), i64> {
         // Not TCP (no SYN was sent): UDP "connects", address errors.
         return Ok(());
     }
+    // SAFETY: a field of the tracepoint's record, at the offset its format gives.
     let ret: i64 = unsafe { ctx.read_at(SYSCALL_RET)? };
     let tgid = (pid_tgid >> 32) as u32;
     if ret == 0 || ret == -EINPROGRESS {
@@ -190,7 +195,9 @@ fn try_enter_accept(ctx: &TracePointContext) -> Result<(), i64> {
     if is_self((pid_tgid >> 32) as u32) {
         return Ok(());
     }
+    // SAFETY: a field of the tracepoint's record, at the offset its format gives.
     let fd: u64 = unsafe { ctx.read_at(SYSCALL_ARG0)? };
+    // SAFETY: a field of the tracepoint's record, at the offset its format gives.
     let peer: u64 = unsafe { ctx.read_at(SYSCALL_ARG1)? };
     if peer == 0 {
         // The caller does not want the peer address, and without it the
@@ -201,7 +208,7 @@ fn try_enter_accept(ctx: &TracePointContext) -> Result<(), i64> {
         kind: ARGS_ACCEPT,
         syscall: 0,
         direction: 0,
-        _pad: 0,
+        vectored: 0,
         fd: fd as i32,
         buf: peer,
         len: 0,
@@ -228,6 +235,7 @@ pub fn sys_exit_accept4(ctx: TracePointContext) -> u32 {
 
 fn try_exit_accept(ctx: &TracePointContext) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: the map value is copied out at once.
     let Some(args) = (unsafe { ARGS.get(pid_tgid) }).copied() else {
         return Ok(());
     };
@@ -235,6 +243,7 @@ fn try_exit_accept(ctx: &TracePointContext) -> Result<(), i64> {
     if args.kind != ARGS_ACCEPT {
         return Ok(());
     }
+    // SAFETY: a field of the tracepoint's record, at the offset its format gives.
     let ret: i64 = unsafe { ctx.read_at(SYSCALL_RET)? };
     if ret < 0 {
         return Ok(());
@@ -244,14 +253,15 @@ fn try_exit_accept(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     };
     let key = peer_key(&remote);
-    let (sk, local) = match unsafe { PEER_TUPLE.get(&key) } {
+    // SAFETY: the map value is copied out at once.
+    let (sk, local) = match unsafe { PEER_TUPLE.get(key) } {
         Some(p) => (p.sk, p.local),
         None => {
             count(Counter::AcceptTupleMissing);
             (0, Endpoint::default())
         }
     };
-    let _ = PEER_TUPLE.remove(&key);
+    let _ = PEER_TUPLE.remove(key);
     let tgid = (pid_tgid >> 32) as u32;
     let fd = ret as i32;
     let skey = sock_key(tgid, fd);
@@ -293,6 +303,7 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
 
 fn try_enter_close(ctx: &TracePointContext) -> Result<(), i64> {
     let pid_tgid = bpf_get_current_pid_tgid();
+    // SAFETY: a field of the tracepoint's record, at the offset its format gives.
     let fd: u64 = unsafe { ctx.read_at(SYSCALL_ARG0)? };
     let key = sock_key((pid_tgid >> 32) as u32, fd as i32);
     if TRACKED.remove(key).is_err() {
@@ -323,9 +334,11 @@ fn endpoint(ctx: &TracePointContext, family: u16, port: u16, v4: usize, v6: usiz
         addr: [0; 16],
     };
     if family == AF_INET {
+        // SAFETY: a field of the tracepoint's record, at the offset its format gives.
         if let Ok(a) = unsafe { ctx.read_at::<[u8; 4]>(v4) } {
             ep.addr[..4].copy_from_slice(&a);
         }
+    // SAFETY: a field of the tracepoint's record, at the offset its format gives.
     } else if let Ok(a) = unsafe { ctx.read_at::<[u8; 16]>(v6) } {
         ep.addr = a;
     }
@@ -333,18 +346,23 @@ fn endpoint(ctx: &TracePointContext, family: u16, port: u16, v4: usize, v6: usiz
 }
 
 fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
+    // SAFETY: a field of the tracepoint's record, at the offset its format gives.
     let protocol: u16 = unsafe { ctx.read_at(SS_PROTOCOL)? };
     if protocol != IPPROTO_TCP {
         return Ok(());
     }
+    // SAFETY: a field of the tracepoint's record, at the offset its format gives.
     let sk: u64 = unsafe { ctx.read_at(SS_SKADDR)? };
+    // SAFETY: a field of the tracepoint's record, at the offset its format gives.
     let old: i32 = unsafe { ctx.read_at(SS_OLDSTATE)? };
+    // SAFETY: a field of the tracepoint's record, at the offset its format gives.
     let new: i32 = unsafe { ctx.read_at(SS_NEWSTATE)? };
 
     if new == TCP_SYN_SENT {
         // Runs inside the connecting thread's `connect`: link fd and sock.
         let pid_tgid = bpf_get_current_pid_tgid();
         if let Some(args) = ARGS.get_ptr_mut(pid_tgid) {
+            // SAFETY: a live map value the verifier checked; writers on other CPUs can only make it stale, not invalid.
             let args = unsafe { &mut *args };
             if args.kind == ARGS_CONNECT {
                 args.sk = sk;
@@ -355,8 +373,11 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     }
 
+    // SAFETY: a field of the tracepoint's record, at the offset its format gives.
     let family: u16 = unsafe { ctx.read_at(SS_FAMILY)? };
+    // SAFETY: a field of the tracepoint's record, at the offset its format gives.
     let sport: u16 = unsafe { ctx.read_at(SS_SPORT)? };
+    // SAFETY: a field of the tracepoint's record, at the offset its format gives.
     let dport: u16 = unsafe { ctx.read_at(SS_DPORT)? };
 
     if old == TCP_SYN_RECV && new == TCP_ESTABLISHED {
@@ -368,6 +389,7 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
         return Ok(());
     }
 
+    // SAFETY: the map value is copied out at once.
     let Some(owner) = (unsafe { SK_OWNER.get(sk) }).copied() else {
         return Ok(());
     };

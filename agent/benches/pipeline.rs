@@ -68,7 +68,7 @@ fn endpoint(port: u16) -> Endpoint {
 }
 
 /// The events a client-side capture of `chunks` produces.
-fn events_for(chunks: &[(bool, Vec<u8>)], tgid: u32, sk: u64, start: u64) -> Vec<KernelEvent> {
+fn events_for(chunks: &[(bool, Vec<u8>)], tgid: u32, sk: u64, start: u64) -> Vec<KernelEvent<'_>> {
     let fd = 5;
     let mut ts = start;
     let mut ev = vec![
@@ -110,7 +110,7 @@ fn events_for(chunks: &[(bool, Vec<u8>)], tgid: u32, sk: u64, start: u64) -> Vec
             syscall: 1,
             stream_offset: *offset,
             syscall_len: bytes.len() as u32,
-            bytes: bytes.clone(),
+            bytes,
         }));
         *offset += bytes.len() as u32;
     }
@@ -127,7 +127,7 @@ fn pipeline(c: &mut Criterion) {
     let fixtures = load_fixtures();
     assert!(!fixtures.is_empty(), "no wire fixtures in {FIXTURES}");
     // 64 connections per iteration, the fixtures in turn.
-    let streams: Vec<Vec<KernelEvent>> = (0..64u32)
+    let streams: Vec<Vec<KernelEvent<'_>>> = (0..64u32)
         .map(|i| {
             events_for(
                 &fixtures[i as usize % fixtures.len()],

@@ -57,6 +57,13 @@ pub struct RunConfig {
     #[arg(long, env = "TLSDOCTOR_EBPF_LOG", default_value = "off")]
     pub ebpf_log: String,
 
+    /// How handshake bytes are captured: `socket` (hooks on socket I/O only,
+    /// Linux 6.3+) or `syscalls` (the read/write syscall tracepoints, which
+    /// every process's I/O pays for). Default: `socket` where the kernel
+    /// allows it, else `syscalls`; status.json says which runs and why.
+    #[arg(long = "capture", env = "TLSDOCTOR_CAPTURE", value_enum)]
+    pub capture: Option<crate::capture::CaptureMechanism>,
+
     /// Only report handshakes whose server port is one of these (default: all).
     #[arg(long = "port", value_delimiter = ',')]
     pub ports: Vec<u16>,
@@ -122,6 +129,7 @@ impl RunConfig {
         Ok(CaptureOptions {
             ringbuf_bytes,
             ebpf_log_level,
+            mechanism: self.capture,
         })
     }
 

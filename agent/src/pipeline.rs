@@ -18,10 +18,13 @@ use serde::Serialize;
 use tokio::io::unix::AsyncFd;
 use tracing::{debug, info, warn};
 
-use crate::assembly::{Assembler, AssemblyStats, PlainPorts, TlsPorts, WallClock, monotonic_ns};
+use crate::assembly::{
+    Assembler, AssemblyStats, PlainPorts, RoleCounts, SuccessPolicy, TlsPorts, WallClock,
+    monotonic_ns,
+};
 use crate::capture::events::{self, KernelEvent};
 use crate::capture::tls_libs::{self, Coverage, FileId};
-use crate::capture::{Capture, LibraryReport};
+use crate::capture::{Capture, LibraryReport, MechanismReport};
 use crate::config::RunConfig;
 use crate::health::Health;
 use crate::outcome::{HandshakeOutcome, HandshakeResult};
@@ -52,6 +55,9 @@ pub struct Status {
     pub started: Option<DateTime<Utc>>,
     pub updated: Option<DateTime<Utc>>,
     pub journal: String,
+    /// How handshake bytes are captured (`socket` or `syscalls`), and why
+    /// not `socket` when it is not.
+    pub capture: Option<MechanismReport>,
     /// Kernel-side counters (ring buffer full, map full, ...).
     pub kernel: BTreeMap<&'static str, u64>,
     pub assembly: AssemblyStats,
@@ -107,6 +113,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         agent_pid: std::process::id(),
         started: Some(Utc::now()),
         journal: config.journal.display().to_string(),
+        capture: Some(capture.mechanism().clone()),
         ..Default::default()
     };
     let mut coverage = CoverageTracker::default();
@@ -128,8 +135,10 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
 
     let journal = JournalWriter::open(&config.journal, config.journal_max_mib * 1024 * 1024)?;
     let shared = Arc::new(Shared::default());
+    let mut sample_ratio = 0.0;
     let exporter = match OtlpConfig::from_env_and_flags(config.otlp.clone())? {
         Some(otlp) => {
+            sample_ratio = otlp.sample_success_ratio;
             let exporter = OtlpExporter::new(otlp).context("starting the OTLP exporter")?;
             info!(
                 endpoint = exporter.endpoint(),
@@ -157,6 +166,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             }
         };
     let metrics = Arc::new(Metrics::new());
+    metrics.set_capture_mechanism(capture.mechanism().mechanism.as_str());
     // Liveness and readiness (`/healthz`, `/readyz` beside `/metrics`).
     let health = Arc::new(Health::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -217,6 +227,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         tls_ports.add(port);
     }
     let mut assembler = Assembler::new(config.assembly(), tls_ports, plain_ports.clone());
+    assembler.set_success_policy(success_policy(config.show_success, sample_ratio));
+    let mut successes_reported = RoleCounts::default();
     let mut queue = OutcomeQueue {
         tx: Some(tx),
         queued,
@@ -273,7 +285,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                     match events::decode(&record) {
                         Ok(event) => {
                             tracing::trace!(?event, "kernel event");
-                            handle_side_effects(&event, &mut capture, &mut exec_checks);
+                            handle_side_effects(&event, &mut exec_checks);
                             assembler.on_event(&event, &clock, &mut out);
                         }
                         Err(e) => {
@@ -333,6 +345,10 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                 }
                 status.spans_dropped = shared.spans_dropped.load(Ordering::Relaxed);
                 status.assembly = assembler.stats().clone();
+                let counted = status.assembly.successes_counted_only;
+                metrics.add_successes("client", counted.client - successes_reported.client);
+                metrics.add_successes("server", counted.server - successes_reported.server);
+                successes_reported = counted;
                 status.dropped_outcomes = queue.dropped;
                 status.decode_errors = decode_errors.clone();
                 status.journal_errors = shared.journal_errors.load(Ordering::Relaxed);
@@ -398,6 +414,22 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     );
     info!("detached");
     Ok(())
+}
+
+/// Which successes become outcomes: all with `--show-success`, else those
+/// the OTLP exporter samples (decided from the ClientHello random exactly as
+/// the exporter decides, so both ends of a handshake agree).
+fn success_policy(show_success: bool, sample_ratio: f64) -> SuccessPolicy {
+    let sample: Option<crate::assembly::SampleSuccess> = (sample_ratio > 0.0).then(|| {
+        Arc::new(move |random: &str, role| {
+            crate::sinks::otlp::SpanIds::from_client_random(random, role)
+                .is_some_and(|ids| crate::sinks::otlp::sample_success(ids.trace_id, sample_ratio))
+        }) as crate::assembly::SampleSuccess
+    });
+    SuccessPolicy {
+        all: show_success,
+        sample,
+    }
 }
 
 /// OpenSSL libraries with at least one uprobe attached.
@@ -468,28 +500,15 @@ impl OutcomeQueue {
     }
 }
 
-fn handle_side_effects(
-    event: &KernelEvent,
-    capture: &mut Capture,
-    exec_checks: &mut Vec<(tokio::time::Instant, u32)>,
-) {
-    match event {
-        KernelEvent::Exec(ev) => {
-            let now = tokio::time::Instant::now();
-            for delay in EXEC_CHECKS {
-                exec_checks.push((now + delay, ev.header.tgid));
-            }
+/// A new process is checked for TLS libraries after its exec. (An exited
+/// process's sockets are handed back by the assembler's next tick, which
+/// keeps them by process: no walk of the kernel map.)
+fn handle_side_effects(event: &KernelEvent, exec_checks: &mut Vec<(tokio::time::Instant, u32)>) {
+    if let KernelEvent::Exec(ev) = event {
+        let now = tokio::time::Instant::now();
+        for delay in EXEC_CHECKS {
+            exec_checks.push((now + delay, ev.header.tgid));
         }
-        KernelEvent::Exit(ev) => match capture.tracked_keys_of(ev.header.tgid) {
-            Ok(keys) if !keys.is_empty() => {
-                if let Err(e) = capture.untrack(&keys) {
-                    debug!(error = %e, "untracking an exited process");
-                }
-            }
-            Ok(_) => {}
-            Err(e) => debug!(error = %e, "listing an exited process's sockets"),
-        },
-        _ => {}
     }
 }
 

@@ -19,11 +19,10 @@ use crate::outcome::Role;
 
 use super::WallClock;
 
-const TCP_ESTABLISHED: u32 = 1;
-const TCP_SYN_SENT: u32 = 2;
-const TCP_FIN_WAIT1: u32 = 4;
-const TCP_CLOSE: u32 = 7;
-const TCP_CLOSE_WAIT: u32 = 8;
+use agent_ebpf::tcp_state::{
+    CLOSE as TCP_CLOSE, CLOSE_WAIT as TCP_CLOSE_WAIT, ESTABLISHED as TCP_ESTABLISHED,
+    FIN_WAIT1 as TCP_FIN_WAIT1, SYN_SENT as TCP_SYN_SENT,
+};
 
 /// A SYN_SENT -> CLOSE faster than this was refused (RST); slower, it timed out.
 const REFUSED_WITHIN_NS: u64 = 3_000_000_000;
@@ -171,7 +170,7 @@ impl Conn {
             sender,
             stream_offset: d.stream_offset,
             flags: d.flags,
-            bytes: &d.bytes,
+            bytes: d.bytes,
         });
         match self.wire.progress() {
             WireProgress::Failed => self.decide(Decision::Failed, ts),

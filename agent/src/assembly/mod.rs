@@ -9,7 +9,7 @@
 
 pub mod conn;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ const EINPROGRESS: i32 = 115;
 /// outside a followed call to be tied to it (a TLS 1.3 server's rejection of
 /// a client certificate follows the client's last handshake bytes at once).
 const OUTSIDE_WINDOW_NS: u64 = 2_000_000_000;
-const TCP_SYN_SENT: u32 = 2;
+use agent_ebpf::tcp_state::SYN_SENT as TCP_SYN_SENT;
 
 /// Converts the kernel's monotonic timestamps to wall-clock time.
 #[derive(Clone, Copy, Debug)]
@@ -192,6 +192,9 @@ pub struct AssemblyStats {
     pub learned_tls_ports: u64,
     /// Successful handshakes.
     pub successes: u64,
+    /// Of those, the ones only counted, by role: no outcome was built for
+    /// them (no `--show-success`, not sampled for export).
+    pub successes_counted_only: RoleCounts,
     /// Failed handshakes.
     pub failures: u64,
     /// OpenSSL errors raised outside a followed call (inside `SSL_read`,
@@ -201,6 +204,64 @@ pub struct AssemblyStats {
     /// I/O on that thread, or a server thread whose handshakes all run
     /// inside followed calls): counted, not reported.
     pub openssl_outside_unattributed: u64,
+}
+
+/// A count per role.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RoleCounts {
+    pub client: u64,
+    pub server: u64,
+}
+
+impl RoleCounts {
+    fn bump(&mut self, role: Role) {
+        match role {
+            Role::Client => self.client += 1,
+            Role::Server => self.server += 1,
+        }
+    }
+}
+
+/// Decides from a ClientHello random (hex) and a role whether a success is
+/// sampled.
+pub type SampleSuccess = std::sync::Arc<dyn Fn(&str, Role) -> bool + Send + Sync>;
+
+/// Which successful handshakes become outcomes. The others are only
+/// counted: building an outcome (endpoints, names, facts) and handing it to
+/// the sink thread is most of what a handshake costs the agent, and a
+/// success is neither journaled nor diagnosed.
+#[derive(Clone, Default)]
+pub struct SuccessPolicy {
+    /// Every success (`--show-success`, `agent diagnose --watch`).
+    pub all: bool,
+    /// Successes this returns true for, given the ClientHello random (hex)
+    /// and the role: OTLP success sampling, decided as the exporter does.
+    pub sample: Option<SampleSuccess>,
+}
+
+impl SuccessPolicy {
+    fn wants(&self, conn: &Conn) -> bool {
+        if self.all || may_fail_after_handshake(conn.wire.facts()) {
+            return true;
+        }
+        let Some(sample) = &self.sample else {
+            return false;
+        };
+        conn.wire
+            .facts()
+            .client_hello
+            .as_ref()
+            .is_some_and(|ch| sample(&ch.random, conn.role))
+    }
+}
+
+impl std::fmt::Debug for SuccessPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SuccessPolicy")
+            .field("all", &self.all)
+            .field("sampled", &self.sample.is_some())
+            .finish()
+    }
 }
 
 type Addr = (IpAddr, u16);
@@ -274,6 +335,11 @@ pub struct Assembler {
     tls_ports: TlsPorts,
     plain_ports: std::sync::Arc<PlainPorts>,
     open: HashMap<u64, Conn>,
+    /// The keys of `open` by process, so that an exit touches only its own.
+    open_by_tgid: HashMap<u32, HashSet<u64>>,
+    /// Sockets of exited processes, for the kernel to forget (handed over
+    /// by the next [`Assembler::tick`]).
+    exited_keys: Vec<u64>,
     /// Closed by their process, waiting `close_linger`, keyed by (socket,
     /// owner): the kernel reuses a freed socket's address at once.
     closing: HashMap<(u64, u64), (Conn, u64)>,
@@ -285,6 +351,7 @@ pub struct Assembler {
     /// OpenSSL error raised outside a followed call belongs to it.
     thread_conn: HashMap<u32, (u64, u64)>,
     stats: AssemblyStats,
+    success_policy: SuccessPolicy,
     host: Option<String>,
     next_id: u64,
 }
@@ -303,15 +370,23 @@ impl Assembler {
             tls_ports,
             plain_ports,
             open: HashMap::new(),
+            open_by_tgid: HashMap::new(),
+            exited_keys: Vec::new(),
             closing: HashMap::new(),
             early_states: HashMap::new(),
             tuples: TupleIndex::new(),
             processes: ProcessCache::default(),
             thread_conn: HashMap::new(),
             stats: AssemblyStats::default(),
+            success_policy: SuccessPolicy::default(),
             host: hostname(),
             next_id: 0,
         }
+    }
+
+    /// Which successes become outcomes (default: none, only counted).
+    pub fn set_success_policy(&mut self, policy: SuccessPolicy) {
+        self.success_policy = policy;
     }
 
     pub fn stats(&self) -> &AssemblyStats {
@@ -367,7 +442,7 @@ impl Assembler {
                 }
             }
             KernelEvent::Close(ev) => {
-                if let Some(mut conn) = self.open.remove(&sock_key(ev.header.tgid, ev.fd)) {
+                if let Some(mut conn) = self.open_remove(sock_key(ev.header.tgid, ev.fd)) {
                     conn.closed = true;
                     conn.socket
                         .closed_by
@@ -379,24 +454,42 @@ impl Assembler {
             KernelEvent::Exec(ev) => self.processes.forget(ev.header.tgid),
             KernelEvent::Exit(ev) => {
                 let tgid = ev.header.tgid;
-                let keys: Vec<u64> = self
-                    .open
-                    .keys()
-                    .copied()
-                    .filter(|k| (k >> 32) as u32 == tgid)
-                    .collect();
+                let keys = self.open_by_tgid.remove(&tgid).unwrap_or_default();
                 for key in keys {
                     if let Some(mut conn) = self.open.remove(&key) {
                         conn.closed = true;
                         conn.socket
                             .closed_by
                             .get_or_insert_with(|| "local".to_string());
+                        self.exited_keys.push(key);
                         self.start_closing(conn, ev.header.ts_ns, clock, out);
                     }
                 }
                 self.processes.forget(tgid);
             }
         }
+    }
+
+    /// Adds an open connection under `key`.
+    fn open_insert(&mut self, key: u64, conn: Conn) {
+        self.open_by_tgid
+            .entry((key >> 32) as u32)
+            .or_default()
+            .insert(key);
+        self.open.insert(key, conn);
+    }
+
+    /// Removes the open connection under `key`.
+    fn open_remove(&mut self, key: u64) -> Option<Conn> {
+        let conn = self.open.remove(&key)?;
+        let tgid = (key >> 32) as u32;
+        if let Some(keys) = self.open_by_tgid.get_mut(&tgid) {
+            keys.remove(&key);
+            if keys.is_empty() {
+                self.open_by_tgid.remove(&tgid);
+            }
+        }
+        Some(conn)
     }
 
     fn note_thread_io(&mut self, tid: u32, key: u64, ts: u64) {
@@ -492,7 +585,7 @@ impl Assembler {
     fn insert(&mut self, conn: Conn, clock: &WallClock, out: &mut Vec<HandshakeOutcome>) {
         let key = sock_key(conn.tgid, conn.fd);
         // An fd reused without a close we saw: the old connection is over.
-        if let Some(old) = self.open.remove(&key)
+        if let Some(old) = self.open_remove(key)
             && let Some(o) = self.conclude(old, clock)
         {
             out.push(o);
@@ -503,7 +596,7 @@ impl Assembler {
         }
         let mut conn = conn;
         index_live(&mut self.tuples, &mut conn);
-        self.open.insert(key, conn);
+        self.open_insert(key, conn);
     }
 
     fn on_state(&mut self, ev: &SockStateEvent, clock: &WallClock) {
@@ -557,7 +650,7 @@ impl Assembler {
         let linger = self.config.linger.as_nanos() as u64;
         let settle = self.config.settle.as_nanos() as u64;
         let stall = self.config.stall_timeout.as_nanos() as u64;
-        let mut untracked = Vec::new();
+        let mut untracked = std::mem::take(&mut self.exited_keys);
         let keys: Vec<u64> = self.open.keys().copied().collect();
         for key in keys {
             let Some(conn) = self.open.get(&key) else {
@@ -571,7 +664,7 @@ impl Assembler {
             if !due {
                 continue;
             }
-            if let Some(mut conn) = self.open.remove(&key) {
+            if let Some(mut conn) = self.open_remove(key) {
                 if conn.decision.is_none() {
                     conn.socket.stalled = true;
                 }
@@ -592,6 +685,7 @@ impl Assembler {
 
     /// Everything still open, concluded now (shutdown).
     pub fn drain(&mut self, clock: &WallClock, out: &mut Vec<HandshakeOutcome>) {
+        self.open_by_tgid.clear();
         let conns: Vec<Conn> = self
             .open
             .drain()
@@ -644,7 +738,7 @@ impl Assembler {
             || !conn.openssl.errors.is_empty()
             || (tls_port && facts.non_tls.is_some());
         if involved_tls || conn.connect_failed && tls_port {
-            return Some(self.finish(conn, clock));
+            return self.finish_or_count(conn, clock);
         }
         // Only non-TLS bytes, or a failed connect, to a port not known either
         // way: plain HTTP to a TLS port that never reached OpenSSL (nginx
@@ -672,13 +766,19 @@ impl Assembler {
         outcome
     }
 
+    /// A failure's outcome; a success's only when the success policy wants
+    /// it, else the success is counted.
+    fn finish_or_count(&mut self, conn: Conn, clock: &WallClock) -> Option<HandshakeOutcome> {
+        if !conn_failed(&conn) && !self.success_policy.wants(&conn) {
+            self.stats.successes += 1;
+            self.stats.successes_counted_only.bump(conn.role);
+            return None;
+        }
+        Some(self.finish(conn, clock))
+    }
+
     fn finish(&mut self, conn: Conn, clock: &WallClock) -> HandshakeOutcome {
-        let completed =
-            conn.ssl_completed || conn.decision.is_some_and(|(d, _)| d == Decision::Completed);
-        let failed = conn.connect_failed
-            || conn.ssl_failed
-            || conn.decision.is_some_and(|(d, _)| d == Decision::Failed)
-            || !completed;
+        let failed = conn_failed(&conn);
         let result = if failed {
             self.stats.failures += 1;
             HandshakeResult::Failure
@@ -747,6 +847,45 @@ impl Assembler {
     }
 }
 
+/// Whether a completed handshake may still have failed one layer up, which
+/// host state decides on the sink thread (see
+/// `diagnosis::rules::after_handshake::worth_checking`, whose conditions
+/// this only loosens: the client asked for a name and sent no application
+/// data, or a requested client certificate came back empty). Such successes
+/// always become outcomes.
+fn may_fail_after_handshake(tls: &TlsFacts) -> bool {
+    let missing_certificate = tls.certificate_requested && tls.client_certificate_count == Some(0);
+    if missing_certificate {
+        return true;
+    }
+    if tls.sni.is_none() {
+        return false;
+    }
+    let client_data = tls
+        .encrypted_records
+        .iter()
+        .filter(|r| r.sender == Role::Client && r.content_type == 23 && !r.probable_alert)
+        .count();
+    let tls13 = tls.negotiated_version.as_deref() == Some("TLS 1.3");
+    let sent_data = if tls13 {
+        client_data > 1
+    } else {
+        client_data > 0
+    };
+    !sent_data
+}
+
+/// Whether a concluded connection's handshake failed: any failure seen, or
+/// no completion.
+fn conn_failed(conn: &Conn) -> bool {
+    let completed =
+        conn.ssl_completed || conn.decision.is_some_and(|(d, _)| d == Decision::Completed);
+    conn.connect_failed
+        || conn.ssl_failed
+        || conn.decision.is_some_and(|(d, _)| d == Decision::Failed)
+        || !completed
+}
+
 /// Makes a connection's process findable by its peer as soon as both
 /// endpoints are known (the peer may finish first).
 fn index_live(tuples: &mut TupleIndex, conn: &mut Conn) {
@@ -811,7 +950,7 @@ mod tests {
     }
 
     /// A blocking `connect` to 127.0.0.1:port that returned `ret`.
-    fn connect(port: u16, ret: i32) -> KernelEvent {
+    fn connect(port: u16, ret: i32) -> KernelEvent<'static> {
         KernelEvent::Connect(ConnEvent {
             header: header(1, 1_000),
             fd: 5,
@@ -864,7 +1003,7 @@ mod tests {
         new: u32,
         local_port: u16,
         ts: u64,
-    ) -> KernelEvent {
+    ) -> KernelEvent<'static> {
         KernelEvent::SockState(SockStateEvent {
             header: header(3, ts),
             sk: 0xffff_0001,
@@ -950,7 +1089,7 @@ mod tests {
 
     /// An error OpenSSL raised on `tid` outside a followed call (in
     /// `SSL_read`, which is not probed): certificate verify failed.
-    fn outside_error(tid: u32, ts_ns: u64) -> KernelEvent {
+    fn outside_error(tid: u32, ts_ns: u64) -> KernelEvent<'static> {
         let none = agent_ebpf::SslError {
             lib: 0,
             reason: 0,
@@ -1001,7 +1140,7 @@ mod tests {
                 syscall: 0,
                 stream_offset: 0,
                 syscall_len: 5,
-                bytes: vec![0x16, 0x03, 0x01, 0x00, 0x40],
+                bytes: &[0x16, 0x03, 0x01, 0x00, 0x40],
             }),
             &clock,
             &mut out,
@@ -1031,5 +1170,122 @@ mod tests {
         assert_eq!(o.result, HandshakeResult::Failure, "{o:#?}");
         assert_eq!(o.openssl.errors.len(), 1);
         assert!(o.openssl.calls.is_empty(), "no followed call is invented");
+    }
+
+    /// A completed `SSL_connect` on curl's socket (fd 5).
+    fn handshake_done(ts_ns: u64) -> KernelEvent<'static> {
+        let none = agent_ebpf::SslError {
+            lib: 0,
+            reason: 0,
+            line: 0,
+            _pad: 0,
+        };
+        KernelEvent::Ssl(Box::new(SslEvent {
+            header: header(6, ts_ns),
+            ssl: 0x5511,
+            entry_ts_ns: ts_ns,
+            fd: 5,
+            ret: 1,
+            func: SslFunc::Connect as u8,
+            flags: 0,
+            error_count: 0,
+            _pad: 0,
+            verify_result: 0,
+            errors: [none; agent_ebpf::MAX_SSL_ERRORS],
+        }))
+    }
+
+    fn close(ts_ns: u64) -> KernelEvent<'static> {
+        KernelEvent::Close(agent_ebpf::CloseEvent {
+            header: header(5, ts_ns),
+            fd: 5,
+            _pad: 0,
+        })
+    }
+
+    fn client_hello_start(ts_ns: u64) -> KernelEvent<'static> {
+        KernelEvent::Data(crate::capture::events::DataRecord {
+            header: header(4, ts_ns),
+            fd: 5,
+            direction: agent_ebpf::Direction::Egress,
+            flags: 0,
+            syscall: 0,
+            stream_offset: 0,
+            syscall_len: 5,
+            bytes: &[0x16, 0x03, 0x01, 0x00, 0x40],
+        })
+    }
+
+    #[test]
+    fn a_success_is_only_counted_unless_the_policy_wants_it() {
+        for all in [false, true] {
+            let mut a = assembler(Arc::new(PlainPorts::default()));
+            a.set_success_policy(SuccessPolicy { all, sample: None });
+            let clock = WallClock::now();
+            let mut out = Vec::new();
+            a.on_event(&connect(443, 0), &clock, &mut out);
+            a.on_event(&client_hello_start(2_000), &clock, &mut out);
+            a.on_event(&handshake_done(3_000), &clock, &mut out);
+            a.on_event(&close(4_000), &clock, &mut out);
+            a.tick(10_000_000_000, &clock, &mut out);
+            assert_eq!(a.stats().successes, 1);
+            if all {
+                assert_eq!(out.len(), 1);
+                assert_eq!(out[0].result, HandshakeResult::Success);
+                assert_eq!(a.stats().successes_counted_only, RoleCounts::default());
+            } else {
+                assert!(out.is_empty(), "{out:#?}");
+                assert_eq!(a.stats().successes_counted_only.client, 1);
+            }
+        }
+    }
+
+    #[test]
+    fn a_success_that_may_have_failed_one_layer_up_becomes_an_outcome() {
+        // The client asked for a name and left without a request: host
+        // state must decide (see diagnosis::rules::after_handshake).
+        let mut tls = TlsFacts {
+            sni: Some("site.test".to_string()),
+            ..TlsFacts::default()
+        };
+        assert!(may_fail_after_handshake(&tls));
+        tls.negotiated_version = Some("TLS 1.2".to_string());
+        tls.encrypted_records
+            .push(crate::evidence::wire::EncryptedRecordFact {
+                time: None,
+                sender: Role::Client,
+                content_type: 23,
+                length: 100,
+                probable_alert: false,
+            });
+        assert!(!may_fail_after_handshake(&tls), "the client sent a request");
+        tls.certificate_requested = true;
+        tls.client_certificate_count = Some(0);
+        assert!(may_fail_after_handshake(&tls));
+    }
+
+    #[test]
+    fn an_exit_concludes_and_untracks_only_its_own_sockets() {
+        let mut a = assembler(Arc::new(PlainPorts::default()));
+        let clock = WallClock::now();
+        let mut out = Vec::new();
+        a.on_event(&connect(443, 0), &clock, &mut out);
+        let mut other = connect(443, 0);
+        if let KernelEvent::Connect(ev) = &mut other {
+            ev.header.tgid = CURL + 7;
+            ev.sk = 0xffff_0002;
+        }
+        a.on_event(&other, &clock, &mut out);
+        a.on_event(
+            &KernelEvent::Exit(agent_ebpf::ProcEvent {
+                header: header(8, 5_000),
+                comm: comm("curl"),
+            }),
+            &clock,
+            &mut out,
+        );
+        let untracked = a.tick(6_000, &clock, &mut out);
+        assert_eq!(untracked, vec![sock_key(CURL, 5)]);
+        assert_eq!(a.open.len(), 1, "the other process's socket stays open");
     }
 }

@@ -28,9 +28,10 @@ pub enum DecodeError {
     BadDataLength { claimed: usize, carried: usize },
 }
 
-/// Handshake bytes with their metadata (the payload copied out of the ring).
+/// Handshake bytes with their metadata. The payload is borrowed from the
+/// ring-buffer record: nothing is allocated per event.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DataRecord {
+pub struct DataRecord<'a> {
     pub header: EventHeader,
     pub fd: i32,
     pub direction: Direction,
@@ -38,23 +39,23 @@ pub struct DataRecord {
     pub syscall: u8,
     pub stream_offset: u32,
     pub syscall_len: u32,
-    pub bytes: Vec<u8>,
+    pub bytes: &'a [u8],
 }
 
 /// One decoded kernel event.
 #[derive(Clone, Debug)]
-pub enum KernelEvent {
+pub enum KernelEvent<'a> {
     Connect(ConnEvent),
     Accept(ConnEvent),
     SockState(SockStateEvent),
-    Data(DataRecord),
+    Data(DataRecord<'a>),
     Close(CloseEvent),
     Ssl(Box<SslEvent>),
     Exec(ProcEvent),
     Exit(ProcEvent),
 }
 
-impl KernelEvent {
+impl KernelEvent<'_> {
     pub fn header(&self) -> &EventHeader {
         match self {
             KernelEvent::Connect(e) | KernelEvent::Accept(e) => &e.header,
@@ -84,7 +85,7 @@ fn read<T: Copy>(bytes: &[u8], kind: EventKind) -> Result<T, DecodeError> {
 }
 
 /// Decodes one ring-buffer record.
-pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
+pub fn decode(bytes: &[u8]) -> Result<KernelEvent<'_>, DecodeError> {
     if bytes.len() < size_of::<EventHeader>() {
         return Err(DecodeError::TooShort(bytes.len()));
     }
@@ -102,7 +103,7 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent, DecodeError> {
     })
 }
 
-fn decode_data(bytes: &[u8]) -> Result<DataRecord, DecodeError> {
+fn decode_data(bytes: &[u8]) -> Result<DataRecord<'_>, DecodeError> {
     if bytes.len() < DATA_EVENT_HEADER_LEN {
         return Err(DecodeError::Truncated {
             kind: EventKind::Data,
@@ -149,7 +150,7 @@ fn decode_data(bytes: &[u8]) -> Result<DataRecord, DecodeError> {
         syscall,
         stream_offset,
         syscall_len,
-        bytes: payload[..len].to_vec(),
+        bytes: &payload[..len],
     })
 }
 

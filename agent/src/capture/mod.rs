@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use agent_ebpf::{COUNTER_COUNT, Counter, TrackedSock, map_names};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{TracePoint, UProbe, uprobe::UProbeScope};
+use aya::programs::{RawTracePoint, TracePoint, UProbe, uprobe::UProbeScope};
 use aya::{Ebpf, EbpfLoader};
 use serde::Serialize;
 use tracing::{debug, info, warn};
@@ -41,9 +41,11 @@ pub enum CaptureError {
     MissingMap(&'static str),
     #[error("eBPF program {0} is missing from the object")]
     MissingProgram(&'static str),
+    #[error("not supported here: {0}")]
+    Unsupported(&'static str),
 }
 
-/// Tracepoints: (program, category, event).
+/// Tracepoints every capture mechanism uses: (program, category, event).
 const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_enter_connect", "syscalls", "sys_enter_connect"),
     ("sys_exit_connect", "syscalls", "sys_exit_connect"),
@@ -52,6 +54,21 @@ const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_enter_accept4", "syscalls", "sys_enter_accept4"),
     ("sys_exit_accept4", "syscalls", "sys_exit_accept4"),
     ("sys_enter_close", "syscalls", "sys_enter_close"),
+    ("inet_sock_set_state", "sock", "inet_sock_set_state"),
+    ("sched_process_exec", "sched", "sched_process_exec"),
+    ("sched_process_exit", "sched", "sched_process_exit"),
+];
+
+/// [`CaptureMechanism::Socket`]: raw tracepoints on socket I/O (Linux 6.3+):
+/// (program, tracepoint).
+const SOCKET_IO_HOOKS: &[(&str, &str)] = &[
+    ("sock_send_length", "sock_send_length"),
+    ("sock_recv_length", "sock_recv_length"),
+];
+
+/// [`CaptureMechanism::Syscalls`]: the read/write family of syscall
+/// tracepoints, which every process's I/O goes through.
+const SYSCALL_IO_TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_enter_read", "syscalls", "sys_enter_read"),
     ("sys_exit_read", "syscalls", "sys_exit_read"),
     ("sys_enter_write", "syscalls", "sys_enter_write"),
@@ -68,10 +85,28 @@ const TRACEPOINTS: &[(&str, &str, &str)] = &[
     ("sys_exit_readv", "syscalls", "sys_exit_readv"),
     ("sys_enter_writev", "syscalls", "sys_enter_writev"),
     ("sys_exit_writev", "syscalls", "sys_exit_writev"),
-    ("inet_sock_set_state", "sock", "inet_sock_set_state"),
-    ("sched_process_exec", "sched", "sched_process_exec"),
-    ("sched_process_exit", "sched", "sched_process_exit"),
 ];
+
+/// How handshake bytes are captured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureMechanism {
+    /// Hooks on socket I/O only (`sock:sock_send_length`/`sock_recv_length`,
+    /// Linux 6.3+ with BTF, x86_64): other I/O is not hooked at all.
+    Socket,
+    /// The read/write family of syscall tracepoints: every process's I/O
+    /// pays a map lookup. The fallback for older kernels.
+    Syscalls,
+}
+
+impl CaptureMechanism {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureMechanism::Socket => "socket",
+            CaptureMechanism::Syscalls => "syscalls",
+        }
+    }
+}
 
 /// One uprobe attachment: (program, library, symbol). Symbols missing from a
 /// library build (OpenSSL 1.1 has no `ERR_vset_error`, 3.x no
@@ -105,6 +140,8 @@ pub struct CaptureOptions {
     pub ringbuf_bytes: u32,
     /// eBPF-side log level (aya-log); `None` silences it.
     pub ebpf_log_level: Option<aya_log::Level>,
+    /// The capture mechanism to use; `None`: the best the kernel allows.
+    pub mechanism: Option<CaptureMechanism>,
 }
 
 impl Default for CaptureOptions {
@@ -112,6 +149,7 @@ impl Default for CaptureOptions {
         CaptureOptions {
             ringbuf_bytes: 4 * 1024 * 1024,
             ebpf_log_level: None,
+            mechanism: None,
         }
     }
 }
@@ -126,10 +164,20 @@ pub struct LibraryReport {
     pub skipped: BTreeMap<&'static str, String>,
 }
 
+/// Which capture mechanism runs, and why not the preferred one.
+#[derive(Clone, Debug, Serialize)]
+pub struct MechanismReport {
+    pub mechanism: CaptureMechanism,
+    /// Why the socket hooks are not used, when they are not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+}
+
 /// The loaded, attached eBPF programs.
 pub struct Capture {
     ebpf: Ebpf,
     libraries: HashMap<FileId, LibraryReport>,
+    mechanism: MechanismReport,
 }
 
 impl Capture {
@@ -150,12 +198,36 @@ impl Capture {
         if options.ebpf_log_level.is_some() {
             start_ebpf_logger(&mut ebpf);
         }
-        for &(program, category, event) in TRACEPOINTS {
-            let tp: &mut TracePoint = program_mut(&mut ebpf, program)?;
-            tp.load()
-                .map_err(|source| CaptureError::Program { program, source })?;
-            tp.attach(category, event)
-                .map_err(|source| CaptureError::Program { program, source })?;
+        attach_tracepoints(&mut ebpf, TRACEPOINTS)?;
+        let mechanism = match options.mechanism {
+            Some(CaptureMechanism::Syscalls) => MechanismReport {
+                mechanism: CaptureMechanism::Syscalls,
+                fallback_reason: Some("chosen by --capture".to_string()),
+            },
+            Some(CaptureMechanism::Socket) => {
+                attach_socket_io(&mut ebpf)?;
+                MechanismReport {
+                    mechanism: CaptureMechanism::Socket,
+                    fallback_reason: None,
+                }
+            }
+            None => match attach_socket_io(&mut ebpf) {
+                Ok(()) => MechanismReport {
+                    mechanism: CaptureMechanism::Socket,
+                    fallback_reason: None,
+                },
+                Err(e) => {
+                    let reason = error_chain(&e);
+                    warn!(reason = %reason, "socket I/O hooks unavailable; hooking the read/write syscalls instead");
+                    MechanismReport {
+                        mechanism: CaptureMechanism::Syscalls,
+                        fallback_reason: Some(reason),
+                    }
+                }
+            },
+        };
+        if mechanism.mechanism == CaptureMechanism::Syscalls {
+            attach_tracepoints(&mut ebpf, SYSCALL_IO_TRACEPOINTS)?;
         }
         let mut loaded = std::collections::HashSet::new();
         for &(program, _, _) in UPROBES {
@@ -166,14 +238,20 @@ impl Capture {
             }
         }
         info!(
-            tracepoints = TRACEPOINTS.len(),
+            mechanism = mechanism.mechanism.as_str(),
             uprobe_programs = loaded.len(),
             "eBPF programs loaded"
         );
         Ok(Capture {
             ebpf,
             libraries: HashMap::new(),
+            mechanism,
         })
+    }
+
+    /// The capture mechanism that runs.
+    pub fn mechanism(&self) -> &MechanismReport {
+        &self.mechanism
     }
 
     /// Probes one library file, once per file (device and inode).
@@ -275,24 +353,6 @@ impl Capture {
         }
         Ok(removed)
     }
-
-    /// Every tracked key of a process.
-    pub fn tracked_keys_of(&self, tgid: u32) -> Result<Vec<u64>, CaptureError> {
-        let map = self
-            .ebpf
-            .map(map_names::TRACKED)
-            .ok_or(CaptureError::MissingMap(map_names::TRACKED))?;
-        let tracked: BpfHashMap<&MapData, u64, TrackedSock> =
-            BpfHashMap::try_from(map).map_err(|source| CaptureError::Map {
-                name: map_names::TRACKED,
-                source,
-            })?;
-        Ok(tracked
-            .keys()
-            .flatten()
-            .filter(|k| (k >> 32) as u32 == tgid)
-            .collect())
-    }
 }
 
 fn program_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, CaptureError>
@@ -306,6 +366,57 @@ where
         program: name,
         source,
     })
+}
+
+fn attach_tracepoints(
+    ebpf: &mut Ebpf,
+    tracepoints: &[(&'static str, &str, &str)],
+) -> Result<(), CaptureError> {
+    for &(program, category, event) in tracepoints {
+        let tp: &mut TracePoint = program_mut(ebpf, program)?;
+        tp.load()
+            .map_err(|source| CaptureError::Program { program, source })?;
+        tp.attach(category, event)
+            .map_err(|source| CaptureError::Program { program, source })?;
+    }
+    Ok(())
+}
+
+/// Loads and attaches the socket I/O hooks, all or none: on an error the
+/// ones already attached are unloaded again.
+fn attach_socket_io(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
+    if !cfg!(target_arch = "x86_64") {
+        // The hooks read the syscall's registers at x86_64 offsets.
+        return Err(CaptureError::Unsupported(
+            "the socket I/O hooks read x86_64 syscall registers",
+        ));
+    }
+    let mut done: Vec<&'static str> = Vec::new();
+    let mut result = Ok(());
+    for &(program, tracepoint) in SOCKET_IO_HOOKS {
+        let attached = program_mut::<RawTracePoint>(ebpf, program).and_then(|p| {
+            p.load()
+                .and_then(|()| p.attach(tracepoint).map(|_| ()))
+                .map_err(|source| CaptureError::Program { program, source })
+        });
+        match attached {
+            Ok(()) => done.push(program),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    if result.is_err() {
+        for program in done {
+            if let Ok(p) = program_mut::<RawTracePoint>(ebpf, program)
+                && let Err(e) = p.unload()
+            {
+                warn!(program, error = %e, "unloading a socket I/O hook");
+            }
+        }
+    }
+    result
 }
 
 fn attach_library(ebpf: &mut Ebpf, kind: LibKind, path: &Path) -> LibraryReport {

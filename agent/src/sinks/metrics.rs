@@ -8,6 +8,7 @@
 //! | `tlsdoctor_otlp_spans_dropped_total` | | spans the OTLP sink lost (queue full, export failed) |
 //! | `tlsdoctor_journal_write_errors_total` | | failed journal writes |
 //! | `tlsdoctor_build_info` | `version` | always 1 |
+//! | `tlsdoctor_capture_mechanism` | `mechanism` | 1 for the mechanism that captures handshake bytes (`socket` or `syscalls`) |
 //!
 //! The exposition is written by `prometheus-client`, not by hand. The same
 //! server answers the health probes (`/healthz`, `/readyz`; see
@@ -62,6 +63,11 @@ struct KernelLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MechanismLabels {
+    mechanism: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -77,6 +83,7 @@ pub struct Metrics {
     kernel_lock: Mutex<()>,
     spans_dropped: Counter,
     journal_errors: Counter,
+    capture_mechanism: Family<MechanismLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -119,6 +126,12 @@ impl Metrics {
             })
             .set(1);
         registry.register("build_info", "The agent's version", build_info);
+        let capture_mechanism = Family::<MechanismLabels, Gauge>::default();
+        registry.register(
+            "capture_mechanism",
+            "1 for the mechanism that captures handshake bytes (socket or syscalls)",
+            capture_mechanism.clone(),
+        );
         Metrics {
             registry,
             handshakes,
@@ -126,7 +139,16 @@ impl Metrics {
             kernel_lock: Mutex::new(()),
             spans_dropped,
             journal_errors,
+            capture_mechanism,
         }
+    }
+
+    /// Names the capture mechanism that runs.
+    pub fn set_capture_mechanism(&self, mechanism: &'static str) {
+        self.capture_mechanism.clear();
+        self.capture_mechanism
+            .get_or_create(&MechanismLabels { mechanism })
+            .set(1);
     }
 
     /// Counts one outcome.
@@ -139,6 +161,20 @@ impl Metrics {
                 cause: if failure { outcome.cause.id() } else { "none" },
             })
             .inc();
+    }
+
+    /// Counts `n` successful handshakes of `role` (`client`/`server`) that
+    /// were only counted, never built into outcomes.
+    pub fn add_successes(&self, role: &'static str, n: u64) {
+        if n > 0 {
+            self.handshakes
+                .get_or_create(&HandshakeLabels {
+                    role,
+                    result: "success",
+                    cause: "none",
+                })
+                .inc_by(n);
+        }
     }
 
     /// Sets the kernel counter `name` (e.g. `ringbuf_full`) to the running

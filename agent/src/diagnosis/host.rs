@@ -18,10 +18,13 @@ use tracing::debug;
 use crate::catalogue::Cause;
 use crate::diagnosis::rules::log_text;
 use crate::evidence::certificates::{self, ChainFinding, ChainReport, TrustStore};
-use crate::evidence::clock::{self, ClockState};
+use crate::evidence::clock::{self, ClockState, StepWatch};
 use crate::evidence::fsroot::FsRoot;
 use crate::evidence::listeners::{ListenCounters, Listener, ListenerTable};
 use crate::evidence::logs::{self, LogLine};
+use crate::evidence::process::{ProcessLoad, maps_tls_library};
+
+use super::host_load::{LoadCache, died_before_the_server_answered};
 use crate::evidence::server_config::{
     self, ConfigProblem, DiscoveredConfig, ServerBlock, ServerConfig,
 };
@@ -44,6 +47,12 @@ pub struct HostFacts {
     /// True when no block names the SNI (or there was no SNI), so the
     /// selection fell back to the port's default block.
     pub selected_by_default: bool,
+    /// The server blocks (nginx) or name-based virtual hosts (apache) the
+    /// connection's address:port routes between by name. With one there is
+    /// nothing to route: a name its certificate lacks is a plain mismatch,
+    /// not the default certificate's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routed_blocks: Vec<RoutedBlock>,
     /// The port's default block (its `ssl_protocols` decide the version in
     /// nginx before 1.29.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,7 +66,28 @@ pub struct HostFacts {
     /// The server's own error-log lines near the failure.
     pub log_lines: Vec<ClassifiedLogLine>,
     pub listen_counters: Option<ListenCounters>,
+    /// How much ListenOverflows/ListenDrops rose while this handshake was
+    /// attempted (None: no rise, or no earlier reading to compare with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen_overflow_rise: Option<ListenCounters>,
+    /// The load of the processes behind the listener a handshake died at
+    /// before the server answered (its owner and that one's children):
+    /// open descriptors against their limit, stopped or not, CPU pressure.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listener_load: Vec<ProcessLoad>,
+    /// The host's CPU pressure (PSI "some" avg10, percent), read with
+    /// `listener_load`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_pressure: Option<u32>,
     pub config_problems: Vec<ConfigProblem>,
+}
+
+/// One block a listener routes to: its names and where it starts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutedBlock {
+    pub names: Vec<String>,
+    /// `file:line` of the block.
+    pub location: String,
 }
 
 /// A server error-log line and the cause its text indicates, when it names
@@ -121,6 +151,13 @@ pub struct HostState {
     wire_chains: HashMap<WireChainKey, Timed<ChainReport>>,
     logs: HashMap<(FsRoot, PathBuf), Timed<logs::LogFollower<Option<Cause>>>>,
     local_addrs: Option<Timed<Vec<IpAddr>>>,
+    clock: Option<Timed<Option<ClockState>>>,
+    /// The clock's first observation this boot, when `agent run` keeps no
+    /// learned state (`diagnosis::learned`).
+    step_watch: StepWatch,
+    load: LoadCache,
+    /// Whether a listening process maps a TLS library, by pid.
+    tls_library: HashMap<u32, Timed<Option<String>>>,
 }
 
 impl Default for HostState {
@@ -147,7 +184,60 @@ impl HostState {
             wire_chains: HashMap::new(),
             logs: HashMap::new(),
             local_addrs: None,
+            clock: None,
+            step_watch: StepWatch::default(),
+            load: LoadCache::default(),
+            tls_library: HashMap::new(),
         }
+    }
+
+    /// The clock, read at most every [`CLOCK_EVERY`], with any step since
+    /// its first observation this boot (the agent's learned baseline when
+    /// there is one, so a step before a restart counts).
+    pub fn clock(&mut self) -> Option<ClockState> {
+        if let Some(cached) = &self.clock
+            && cached.at.elapsed() < CLOCK_EVERY
+        {
+            return cached.value.clone();
+        }
+        let mut state = clock::read().ok();
+        if let Some(state) = &mut state {
+            match super::learned::global().and_then(|l| l.lock().ok()) {
+                Some(mut learned) => {
+                    learned.step_watch().observe(state);
+                    let watch = learned.step_watch().clone();
+                    learned.note_clock(&watch);
+                }
+                None => self.step_watch.observe(state),
+            }
+        }
+        self.clock = Some(Timed {
+            at: Instant::now(),
+            value: state.clone(),
+        });
+        state
+    }
+
+    /// The TLS library process `pid` maps (cached for a minute: a server's
+    /// libraries do not change while it runs).
+    fn tls_library_of(&mut self, pid: u32) -> Option<String> {
+        if let Some(cached) = self.tls_library.get(&pid)
+            && cached.at.elapsed() < Duration::from_secs(60)
+        {
+            return cached.value.clone();
+        }
+        let value = maps_tls_library(pid);
+        if self.tls_library.len() > 4096 {
+            self.tls_library.clear();
+        }
+        self.tls_library.insert(
+            pid,
+            Timed {
+                at: Instant::now(),
+                value: value.clone(),
+            },
+        );
+        value
     }
 
     /// The running (and installed) servers' configurations.
@@ -353,15 +443,35 @@ impl HostState {
         &entry.value
     }
 
-    /// Whether a local server config serves TLS on the outcome's server port.
-    /// An unknown port makes discovery run again (at most once a second): the
-    /// server may have started a moment ago.
+    /// Whether a tentative outcome (only non-TLS bytes, or a failed connect,
+    /// to a port assembly does not know) is a TLS failure: a local server
+    /// config serves TLS on the port, or the port served a ServerHello
+    /// before (learned); and for a connect that failed or a connection the
+    /// server never answered, also a listener on the port bound to other
+    /// addresses only (a record in its own right), a listening process that
+    /// maps a TLS library (`openssl s_server`, a Node or C service without
+    /// a config file), or a listener under load (a full accept queue, a
+    /// process at its descriptor limit or stopped). Plain bytes to a port
+    /// known only from a mapped library stay plain: plenty of plain
+    /// services map libssl. An unknown port makes discovery run again (at
+    /// most once a second): the server may have started a moment ago.
     pub fn port_serves_tls(&mut self, outcome: &HandshakeOutcome) -> bool {
         let (Some(ip), Some(port)) = (outcome.server.ip, outcome.server.port) else {
             return false;
         };
         if outcome.role != Role::Server && !self.is_local(ip) {
             return false;
+        }
+        let learned = super::learned::global()
+            .and_then(|l| l.lock().ok())
+            .is_some_and(|l| l.served_hello_ports().contains(&port));
+        if learned {
+            return true;
+        }
+        let never_answered =
+            outcome.tls.non_tls.is_none() && died_before_the_server_answered(outcome);
+        if never_answered && self.config_less_tls_listener(outcome, ip, port) {
+            return true;
         }
         let serves = |configs: &[DiscoveredConfig]| {
             configs
@@ -384,10 +494,72 @@ impl HostState {
         serves(self.configs())
     }
 
+    /// The listener side of [`HostState::port_serves_tls`] for a connect
+    /// that failed or a connection the server never answered.
+    fn config_less_tls_listener(
+        &mut self,
+        outcome: &HandshakeOutcome,
+        ip: IpAddr,
+        port: u16,
+    ) -> bool {
+        let Some(table) = self.listeners() else {
+            return false;
+        };
+        let on_port: Vec<Listener> = table.on_port(port).into_iter().cloned().collect();
+        if on_port.is_empty() {
+            return false;
+        }
+        let accepting = table.accepting(ip, port).cloned();
+        let refused = outcome.socket.connect_errno == Some(libc::ECONNREFUSED);
+        // Listening, but not on the address the client used.
+        if refused && accepting.is_none() {
+            return true;
+        }
+        let pids: Vec<u32> = on_port.iter().filter_map(|l| l.pid).collect();
+        if pids
+            .into_iter()
+            .any(|pid| self.tls_library_of(pid).is_some())
+        {
+            return true;
+        }
+        let Some(listener) = accepting else {
+            return false;
+        };
+        let queue_full = listener.backlog > 0 && listener.accept_queue >= listener.backlog;
+        let loaded = listener.pid.is_some_and(|owner| {
+            self.load
+                .loads(owner)
+                .iter()
+                .any(|l| l.at_fd_limit() || l.stopped())
+        });
+        queue_full || loaded
+    }
+
+    /// Listen-queue, descriptor and CPU facts for a failure the server never
+    /// answered, at the listener that accepts the connection's address.
+    fn gather_load(
+        &mut self,
+        outcome: &HandshakeOutcome,
+        owner: Option<u32>,
+        facts: &mut HostFacts,
+    ) {
+        if let Some(counters) = &facts.listen_counters {
+            self.load.sample(counters, Utc::now());
+        }
+        if !died_before_the_server_answered(outcome) {
+            return;
+        }
+        facts.listen_overflow_rise = self.load.rise_since(outcome.time);
+        if let Some(owner) = owner {
+            facts.listener_load = self.load.loads(owner);
+        }
+        facts.cpu_pressure = self.load.cpu_pressure();
+    }
+
     /// Gathers the host facts for one outcome.
     pub fn facts_for(&mut self, outcome: &HandshakeOutcome) -> HostFacts {
         let mut facts = HostFacts {
-            clock: clock::read().ok(),
+            clock: self.clock(),
             ..Default::default()
         };
         let server_ip = outcome.server.ip;
@@ -408,10 +580,15 @@ impl HostState {
             return facts;
         }
 
+        let mut accepting_owner = None;
         if let Some(table) = self.listeners() {
             facts.listeners_on_port = table.on_port(port).into_iter().cloned().collect();
             facts.listen_counters = Some(table.counters.clone());
+            accepting_owner = server_ip
+                .and_then(|ip| table.accepting(ip, port))
+                .and_then(|l| l.pid);
         }
+        self.gather_load(outcome, accepting_owner, &mut facts);
         let listener_pids: Vec<u32> = facts
             .listeners_on_port
             .iter()
@@ -450,6 +627,14 @@ impl HostState {
         let mut selected_block = None;
         if let Some(cfg) = chosen {
             facts.blocks_on_port = cfg.blocks_on_port(port).into_iter().cloned().collect();
+            facts.routed_blocks = cfg
+                .listener_blocks(server_ip, port)
+                .into_iter()
+                .map(|b| RoutedBlock {
+                    names: b.server_names.iter().map(|n| n.value.clone()).collect(),
+                    location: b.location(),
+                })
+                .collect();
             if let Some(sel) = cfg.select(server_ip, port, sni.as_deref()) {
                 facts.selected_by_default = sel.by_default;
                 facts.default_block = Some(sel.default_block.clone());
@@ -544,6 +729,10 @@ fn in_context(error: String, root: &FsRoot) -> String {
         None => error,
     }
 }
+
+/// How long a clock reading is reused (its offsets are compared with gaps
+/// of minutes and more).
+const CLOCK_EVERY: Duration = Duration::from_secs(1);
 
 /// How soon discovery may run again for a failure the cached configs do not
 /// cover (a flood of failures at an unknown port costs one discovery a

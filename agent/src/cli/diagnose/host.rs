@@ -170,6 +170,13 @@ impl HostReport {
         let mut advice = Vec::new();
         if let Some(clock) = &clock {
             findings.extend(checks::clock_findings(clock));
+            if let Some(text) = checks::clock_advice(clock) {
+                advice.push(Advice {
+                    subject: "clock".to_string(),
+                    text,
+                    location: None,
+                });
+            }
         }
         let now = Utc::now();
         let mut servers = Vec::new();

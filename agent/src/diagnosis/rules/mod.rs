@@ -11,6 +11,7 @@
 pub mod after_handshake;
 mod chain;
 mod cite;
+pub mod clock;
 mod connection;
 mod directives;
 pub mod log_text;

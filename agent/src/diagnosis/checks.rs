@@ -9,6 +9,22 @@ use crate::evidence::clock::ClockState;
 use crate::evidence::listeners::Listener;
 use crate::evidence::server_config::{ServerBlock, ServerKind, Setting, effective_protocols};
 
+/// Names listed in a sentence before the rest is counted: a certificate
+/// can carry 1,500 subjectAltNames.
+pub const MAX_LISTED: usize = 10;
+
+/// "a, b, c" or "a, b, … (1490 more)".
+pub fn cap_list(items: &[String], max: usize) -> String {
+    if items.len() <= max {
+        return items.join(", ");
+    }
+    format!(
+        "{}, … ({} more)",
+        items[..max].join(", "),
+        items.len() - max
+    )
+}
+
 /// Findings about one served certificate chain (checked for `name`).
 pub fn chain_findings(block: &ServerBlock, report: &ChainReport) -> Vec<Diagnosis> {
     let cert = block.certificate.as_ref();
@@ -70,7 +86,7 @@ pub fn chain_findings(block: &ServerBlock, report: &ChainReport) -> Vec<Diagnosi
             ChainFinding::NameMismatch { name, sans } => (
                 Cause::HostnameMismatch,
                 Confidence::High,
-                format!("{file} does not cover {name} (its names: {})", sans.join(", ")),
+                format!("{file} does not cover {name} (its names: {})", cap_list(sans, MAX_LISTED)),
                 format!("serve a certificate whose subjectAltName includes {name}, or remove {name} from this server block"),
             ),
             ChainFinding::WeakKey { index, subject, key_type, bits } => (

@@ -5,7 +5,6 @@
 pub mod checks;
 pub mod engine;
 pub mod host;
-mod host_load;
 pub mod learned;
 pub mod pairing;
 pub mod rules;

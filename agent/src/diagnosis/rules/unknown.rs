@@ -184,8 +184,12 @@ fn host_facts(f: &Facts, evidence: &mut Vec<Evidence>) {
                 p.comm,
                 p.pid,
                 p.state,
-                p.open_fds.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
-                p.fd_limit.map(|n| n.to_string()).unwrap_or_else(|| "?".into()),
+                p.open_fds
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "?".into()),
+                p.fd_limit
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "?".into()),
                 p.cpu_pressure
                     .map(|v| format!(", cgroup CPU pressure {v}%"))
                     .unwrap_or_default()

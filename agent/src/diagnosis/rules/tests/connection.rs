@@ -2,8 +2,9 @@
 //! server-cannot-load-certificate, and handshake-aborted.
 
 use super::scenario;
+use crate::diagnosis::rules::aborted::handshake_aborted;
 use crate::diagnosis::rules::connection::{
-    KEY_VALUES_MISMATCH, handshake_aborted, listener_bound_to_loopback, port_not_listening,
+    KEY_VALUES_MISMATCH, listener_bound_to_loopback, port_not_listening,
     server_cannot_load_certificate,
 };
 use crate::diagnosis::rules::fixtures::*;

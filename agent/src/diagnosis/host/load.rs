@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use crate::diagnosis::host::{HostFacts, HostState};
 use crate::evidence::listeners::ListenCounters;
 use crate::evidence::process::{ProcessLoad, host_cpu_pressure};
 use crate::outcome::HandshakeOutcome;
@@ -147,6 +148,29 @@ fn children_of(pid: u32) -> Vec<u32> {
     }
     out.sort_unstable();
     out
+}
+
+impl HostState {
+    /// Listen-queue, descriptor and CPU facts for a failure the server never
+    /// answered, at the listener that accepts the connection's address.
+    pub(super) fn gather_load(
+        &mut self,
+        outcome: &HandshakeOutcome,
+        owner: Option<u32>,
+        facts: &mut HostFacts,
+    ) {
+        if let Some(counters) = &facts.listen_counters {
+            self.load.sample(counters, Utc::now());
+        }
+        if !died_before_the_server_answered(outcome) {
+            return;
+        }
+        facts.listen_overflow_rise = self.load.rise_since(outcome.time);
+        if let Some(owner) = owner {
+            facts.listener_load = self.load.loads(owner);
+        }
+        facts.cpu_pressure = self.load.cpu_pressure();
+    }
 }
 
 #[cfg(test)]

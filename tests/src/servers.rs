@@ -19,6 +19,25 @@ pub struct Server {
 }
 
 impl Server {
+    /// A started server process (apache, a Go service) the caller waits
+    /// for; killed when dropped.
+    pub fn from_child(
+        child: Child,
+        port: u16,
+        error_log: Option<PathBuf>,
+        config: Option<PathBuf>,
+    ) -> Server {
+        let pid = child.id();
+        Server {
+            child,
+            port,
+            pid,
+            error_log,
+            config,
+            _dir: None,
+        }
+    }
+
     /// A started server with no config or log of its own (`_dir` kept alive
     /// with it), once something listens on `port`.
     fn listening(child: Child, port: u16, dir: Option<TempDir>) -> Server {
@@ -104,10 +123,27 @@ pub fn s_server_console(port: u16, cert: &Path, key: &Path, extra: &[&str]) -> S
 }
 
 fn start_s_server(port: u16, cert: &Path, key: &Path, extra: &[&str], stdin: Stdio) -> Server {
+    start_s_server_at(&format!("127.0.0.1:{port}"), port, cert, key, extra, stdin)
+}
+
+/// `openssl s_server` in console mode accepting on `accept`
+/// ("127.0.0.1:4433", "[::1]:4433").
+pub fn s_server_at(accept: &str, port: u16, cert: &Path, key: &Path, extra: &[&str]) -> Server {
+    start_s_server_at(accept, port, cert, key, extra, Stdio::piped())
+}
+
+fn start_s_server_at(
+    accept: &str,
+    port: u16,
+    cert: &Path,
+    key: &Path,
+    extra: &[&str],
+    stdin: Stdio,
+) -> Server {
     let child = Command::new("openssl")
         .arg("s_server")
         .arg("-accept")
-        .arg(format!("127.0.0.1:{port}"))
+        .arg(accept)
         .arg("-cert")
         .arg(cert)
         .arg("-key")

@@ -89,8 +89,8 @@ struct WindowSignals<'a> {
     local_verify: Option<(&'a VerifyResultFact, Whose)>,
     /// The date-specific alert (45 for expiry) from the peer that judged.
     specific_alert: Option<(SeenAlert, Whose)>,
-    /// bad_certificate (42) from the client: not-yet-valid, but also a name
-    /// mismatch or a weak key.
+    /// bad_certificate (42) or certificate_unknown (46) from the client: an
+    /// alert naming no reason, shared with a name mismatch or a weak key.
     shared_alert: Option<SeenAlert>,
     /// Host chain analysis and wire leaf dates, both against this host's clock.
     chain: Vec<Evidence>,
@@ -150,8 +150,17 @@ fn window_signals<'a>(f: &Facts<'a>, window: Window) -> WindowSignals<'a> {
             }),
         Window::NotYetValid => None,
     };
+    // An alert that names no reason: OpenSSL sends 42 for a certificate not
+    // yet valid (and for a name mismatch or a weak key); Go sends 42 and
+    // JSSE 46 for every verification failure, an expired certificate too.
+    // OpenSSL checks the name before the dates: with a name gap shown too,
+    // an alert 42 is no sign of expiry.
+    let name_gap = !f
+        .findings(|x| matches!(x, ChainFinding::NameMismatch { .. }))
+        .is_empty();
     let shared_alert = match window {
-        Window::NotYetValid => f.alert_from(Role::Client, &[42]),
+        Window::NotYetValid => f.alert_from(Role::Client, &[42, 46]),
+        Window::Expired if !name_gap => f.alert_from(Role::Client, &[42, 46]),
         Window::Expired => None,
     };
 

@@ -346,3 +346,30 @@ fn not_yet_valid_at_a_local_server_resolves_alert_42() {
     assert!(!causes(&d).contains(&Cause::HostnameMismatch));
     assert!(case.rule(certificate_expired).is_none());
 }
+
+/// Go (alert 42 for any verify error) against nginx serving an expired
+/// leaf from a private CA: the host's analysis finds both the expiry and a
+/// root its own store lacks (the client had it). The date is absolute, the
+/// trust finding is this host's: expired.
+#[test]
+fn an_unspecific_alert_with_an_expired_chain_is_expired_not_untrusted() {
+    let d = Case::server()
+        .client_hello(&["TLS 1.2"])
+        .server_hello("TLS 1.2")
+        .server_receives_alert(42)
+        .configured_chain(report(
+            SITE_CERT,
+            vec![expired_leaf(), intermediate()],
+            verify::CERT_HAS_EXPIRED,
+            vec![
+                ChainFinding::UntrustedRoot {
+                    root: "CN=Lab Root CA".into(),
+                },
+                expired_finding(),
+            ],
+        ))
+        .diagnose();
+    assert_eq!(d.cause, Cause::CertificateExpired, "{d:#?}");
+    assert_eq!(d.confidence, Confidence::High);
+    assert!(causes(&d).contains(&Cause::UntrustedRoot));
+}

@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | run | test | bench`.
+//! Project tasks: `cargo xtask setup | run | test | bench | kernels | fuzz`.
 //!
 //! `run` and `test` first install what is missing on a Debian machine of this
 //! kind (idempotent, and fast when everything is present), printing each thing
@@ -10,6 +10,7 @@ use std::process::Command;
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 
+mod kernels;
 #[path = "../../agent-ebpf/toolchain.rs"]
 mod toolchain;
 
@@ -49,6 +50,9 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Boots each kernel of the matrix in qemu and runs the capture checks
+    /// inside (root; see docs/kernels.md).
+    Kernels(kernels::KernelsArgs),
 }
 
 /// The LLVM that bpf-linker is built against: the pinned eBPF toolchain
@@ -171,6 +175,10 @@ fn main() -> Result<()> {
             run(Command::new(cargo_bin())
                 .args(&bench_args)
                 .env("TLSDOCTOR_AGENT_BIN", root.join("target/release/agent")))?;
+        }
+        Task::Kernels(args) => {
+            setup(false)?;
+            kernels::kernels(&root, args)?;
         }
     }
     Ok(())

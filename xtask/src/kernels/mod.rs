@@ -516,7 +516,10 @@ fn judge(
             Expect::RefuseAtStart => Verdict::Fail(format!(
                 "must refuse at start with one clear sentence; got ({state}): {error}"
             )),
-            Expect::Capture => Verdict::Fail(format!("the agent did not start: {error}")),
+            Expect::Capture => Verdict::Fail(match verifier_rejection(&agent_log) {
+                Some(rejection) => rejection,
+                None => format!("the agent did not start: {error}"),
+            }),
         }
     } else {
         let status = check_status(&read("status.json"));
@@ -568,6 +571,31 @@ fn judge(
         duration,
         details,
     }
+}
+
+/// A verifier rejection in the agent's log, in one line: which program, the
+/// verifier's reason (the line before its `verification time` summary) and
+/// the instruction it stopped at. The full log is in the report's details.
+fn verifier_rejection(log: &str) -> Option<String> {
+    let error = log.lines().find(|l| l.contains("Verifier output"))?;
+    let program = error
+        .split("eBPF program ")
+        .nth(1)
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or("?");
+    let lines: Vec<&str> = log.lines().collect();
+    let summary = lines
+        .iter()
+        .position(|l| l.starts_with("verification time"))?;
+    let reason = lines.get(summary.checked_sub(1)?)?.trim();
+    let insn = summary
+        .checked_sub(2)
+        .and_then(|i| lines.get(i))
+        .map(|l| l.trim())
+        .unwrap_or("");
+    Some(format!(
+        "the verifier rejected {program}: {reason} (at `{insn}`)"
+    ))
 }
 
 /// The agent's last `error:` line says which Linux it needs, in one short
@@ -680,6 +708,25 @@ mod tests {
             "error: loading the eBPF programs: eBPF program x: the BPF_PROG_LOAD syscall failed: invalid argument"
         ));
         assert!(!is_one_clear_sentence("error:"));
+    }
+
+    #[test]
+    fn verifier_rejection_names_program_reason_and_instruction() {
+        let log = "error: loading the eBPF programs: eBPF program sys_exit_read: the \
+                   BPF_PROG_LOAD syscall returned Permission denied (os error 13). Verifier \
+                   output: reg type unsupported for arg#0 function sys_exit_read#78
+0: R1=ctx(off=0,imm=0) R10=fp0
+545: (85) call bpf_probe_read_user#112
+R2 unbounded memory access, use 'var &= const' or 'if (var < const)'
+verification time 78340 usec
+stack depth 128+24+0
+";
+        assert_eq!(
+            verifier_rejection(log).unwrap(),
+            "the verifier rejected sys_exit_read: R2 unbounded memory access, use 'var &= \
+             const' or 'if (var < const)' (at `545: (85) call bpf_probe_read_user#112`)"
+        );
+        assert_eq!(verifier_rejection("error: something else"), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::process::Command;
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 
+mod fuzz;
 mod kernels;
 #[path = "../../agent-ebpf/toolchain.rs"]
 mod toolchain;
@@ -53,6 +54,9 @@ enum Task {
     /// Boots each kernel of the matrix in qemu and runs the capture checks
     /// inside (root; see docs/kernels.md).
     Kernels(kernels::KernelsArgs),
+    /// Runs the fuzz targets of fuzz/ (cargo fuzz, pinned nightly; see
+    /// docs/robustness.md).
+    Fuzz(fuzz::FuzzArgs),
 }
 
 /// The LLVM that bpf-linker is built against: the pinned eBPF toolchain
@@ -151,6 +155,9 @@ fn main() -> Result<()> {
                     "--",
                     "--quick",
                 ])?;
+                // Every fuzz target for 20 s: they keep building and
+                // running, and the corpus keeps what earlier runs found.
+                fuzz::fuzz(&root, &fuzz::FuzzArgs::smoke(20))?;
             }
             println!("xtask: all tests passed");
         }
@@ -179,6 +186,10 @@ fn main() -> Result<()> {
         Task::Kernels(args) => {
             setup(false)?;
             kernels::kernels(&root, args)?;
+        }
+        Task::Fuzz(args) => {
+            install_ebpf_toolchain()?;
+            fuzz::fuzz(&root, &args)?;
         }
     }
     Ok(())

@@ -11,6 +11,15 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/r
 cd /tmp || exit 1
 uname -r > "$OUT/uname"
 
+# 0. How fast this guest is (TCG emulation is many times slower than the
+# host): the time programs the capture test drives take to start.
+for cmd in "openssl version" "python3 -c 'import ssl'" "java -version"; do
+    start=$(date +%s%N)
+    bash -c "$cmd" > /dev/null 2>&1
+    end=$(date +%s%N)
+    echo "$cmd: $(( (end - start) / 1000000 )) ms"
+done > "$OUT/timings"
+
 # 1. The agent alone: does it load and attach, and what does status.json say?
 mkdir -p /tmp/agent-check
 TLSDOCTOR_LOG=info "$AGENT_BIN" run --journal /tmp/agent-check/journal.jsonl \

@@ -125,6 +125,8 @@ fn main() -> Result<()> {
             // The eBPF crate's host half (shared types, record walker).
             cargo(&["test", "-p", "agent-ebpf", "--lib"])?;
             cargo(&["test", "-p", "xtask"])?;
+            // The fuzz targets' file-tree format (the targets run below).
+            cargo(&["test", "-p", "tlsdoctor-fuzz", "--lib"])?;
             cargo(&["test", "-p", "agent", "--lib", "--bins"])?;
             // deploy/: manifests against the Kubernetes schemas and their
             // semantic checks, the Dockerfile linted and its build steps

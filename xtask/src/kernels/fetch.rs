@@ -310,7 +310,6 @@ pub fn module_depends(elf: &[u8]) -> Result<Vec<String>> {
         .filter_map(|entry| entry.strip_prefix(b"depends="))
         .flat_map(|list| {
             String::from_utf8_lossy(list)
-                .into_owned()
                 .split(',')
                 .map(normalize)
                 .collect::<Vec<_>>()

@@ -89,9 +89,8 @@ pub fn fuzz(root: &Path, args: &FuzzArgs) -> Result<()> {
             .arg("-rss_limit_mb=2048")
             .arg("-max_len=262144")
             .arg("-print_final_stats=1")
-            .arg(format!("-jobs={}", args.jobs))
-            .arg(format!("-workers={}", args.jobs))
             .args(&args.libfuzzer_args)
+            .args(parallel_args(args.jobs))
             // The agent's eBPF object is not needed to parse files.
             .env("AYA_BUILD_SKIP", "1")
             .current_dir(root);
@@ -103,6 +102,17 @@ pub fn fuzz(root: &Path, args: &FuzzArgs) -> Result<()> {
         })?;
     }
     Ok(())
+}
+
+/// libFuzzer's `-jobs`/`-workers` only for more than one process: with
+/// them it writes each job's output to `fuzz-N.log` in the working
+/// directory instead of the terminal.
+fn parallel_args(jobs: u32) -> Vec<String> {
+    if jobs > 1 {
+        vec![format!("-jobs={jobs}"), format!("-workers={jobs}")]
+    } else {
+        Vec::new()
+    }
 }
 
 fn install_cargo_fuzz() -> Result<()> {

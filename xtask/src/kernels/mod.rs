@@ -708,7 +708,8 @@ fn render_report(
     let _ = writeln!(
         out,
         "Agent: `{}`. Guests: qemu, {accel:?} ({why}), 2 vCPUs, the host's root \
-         filesystem read-only over virtiofs under a tmpfs overlay, loopback only.\n",
+         filesystem read-only over virtiofs (tmpfs on /tmp and /run, tmpfs overlays on /var \
+         and /root), loopback only. See docs/kernels.md.\n",
         agent.display()
     );
     if !skipped_tests.is_empty() {

@@ -199,6 +199,12 @@ impl MachineLock {
             .open(MACHINE_LOCK)
             .with_context(|| format!("opening {MACHINE_LOCK}"))?;
         // SAFETY: flock on a descriptor this struct owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } != 0 {
+            println!("xtask: waiting for {MACHINE_LOCK} (held exclusively, e.g. by a benchmark)");
+        } else {
+            return Ok(MachineLock { _file: file });
+        }
+        // SAFETY: as above.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH) } != 0 {
             bail!(
                 "locking {MACHINE_LOCK}: {}",

@@ -1,6 +1,6 @@
 //! The error-log follower on hostile tails: a sequence of appends,
 //! truncations, rotations and replacements of the log file, with a refresh
-//! after each step, and `classify` on every line kept. Invariants: no
+//! after each step. Invariants: no
 //! panic, memory under the cap, at most FOLLOWED_LINES (4096) lines kept,
 //! line numbers never going backwards between two refreshes of one file.
 //!
@@ -13,7 +13,7 @@
 use std::fs::{self, OpenOptions};
 use std::io::Write as _;
 
-use agent::evidence::logs::{LogFollower, classify};
+use agent::evidence::logs::LogFollower;
 use libfuzzer_sys::fuzz_target;
 use tlsdoctor_fuzz::{arm_allocation_cap, scratch_dir};
 
@@ -61,9 +61,6 @@ fuzz_target!(|data: &[u8]| {
                 // Lines kept from before a refresh stay in file order.
                 assert!(pair[0].line <= pair[1].line || !before.contains(&pair[1].line));
             }
-        }
-        for line in &lines {
-            let _ = classify(&line.text);
         }
     }
 });

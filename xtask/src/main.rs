@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | run | test | bench`.
+//! Project tasks: `cargo xtask setup | run | test | bench | kernels | fuzz`.
 //!
 //! `run` and `test` first install what is missing on a Debian machine of this
 //! kind (idempotent, and fast when everything is present), printing each thing
@@ -10,6 +10,8 @@ use std::process::Command;
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 
+mod fuzz;
+mod kernels;
 #[path = "../../agent-ebpf/toolchain.rs"]
 mod toolchain;
 
@@ -49,6 +51,12 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Boots each kernel of the matrix in qemu and runs the capture checks
+    /// inside (root; see docs/kernels.md).
+    Kernels(kernels::KernelsArgs),
+    /// Runs the fuzz targets of fuzz/ (cargo fuzz, pinned nightly; see
+    /// docs/robustness.md).
+    Fuzz(fuzz::FuzzArgs),
 }
 
 /// The LLVM that bpf-linker is built against: the pinned eBPF toolchain
@@ -163,6 +171,8 @@ fn run_task(cli: Cli) -> Result<()> {
             // The eBPF crate's host half (shared types, record walker).
             cargo(&["test", "-p", "agent-ebpf", "--lib"])?;
             cargo(&["test", "-p", "xtask"])?;
+            // The fuzz targets' file-tree format (the targets run below).
+            cargo(&["test", "-p", "tlsdoctor-fuzz", "--lib"])?;
             cargo(&["test", "-p", "agent", "--lib", "--bins"])?;
             // deploy/: manifests against the Kubernetes schemas and their
             // semantic checks, the Dockerfile linted and its build steps
@@ -193,6 +203,9 @@ fn run_task(cli: Cli) -> Result<()> {
                     "--",
                     "--quick",
                 ])?;
+                // Every fuzz target for 20 s: they keep building and
+                // running, and the corpus keeps what earlier runs found.
+                fuzz::fuzz(&root, &fuzz::FuzzArgs::smoke(20))?;
             }
             println!("xtask: all tests passed");
         }
@@ -217,6 +230,14 @@ fn run_task(cli: Cli) -> Result<()> {
             run(Command::new(cargo_bin())
                 .args(&bench_args)
                 .env("TLSDOCTOR_AGENT_BIN", root.join("target/release/agent")))?;
+        }
+        Task::Kernels(args) => {
+            setup(false)?;
+            kernels::kernels(&root, args)?;
+        }
+        Task::Fuzz(args) => {
+            install_ebpf_toolchain()?;
+            fuzz::fuzz(&root, &args)?;
         }
     }
     Ok(())

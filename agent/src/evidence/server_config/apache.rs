@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 pub use super::apache_env::{
-    config_path_from_cmdline, config_path_from_cmdline_in, options_from_cmdline, parse_envvars,
+    Envvars, MAX_TOTAL_BYTES, MAX_VALUE_BYTES, config_path_from_cmdline,
+    config_path_from_cmdline_in, options_from_cmdline, parse_envvars,
 };
 use super::apache_syntax::{self, Node};
 use super::apache_values::{parse_address, protocol_set};
@@ -64,7 +65,11 @@ pub fn parse_with(main_file: &Path, options: &ApacheOptions) -> Result<ServerCon
     for candidate in envvars_candidates(main_file, &server_root) {
         if let Ok(text) = loader::read_text(&options.root, &candidate) {
             loader.record_file(&candidate);
-            env.extend(parse_envvars(&text));
+            let envvars = parse_envvars(&text);
+            for (line, message) in envvars.skipped {
+                loader.problem(&candidate, Some(line), message);
+            }
+            env.extend(envvars.vars);
             break;
         }
     }
@@ -74,6 +79,7 @@ pub fn parse_with(main_file: &Path, options: &ApacheOptions) -> Result<ServerCon
         loader: &mut loader,
         server_root: server_root.clone(),
         defines: HashMap::new(),
+        defines_bytes: 0,
         cmdline_defines: options
             .defines
             .as_ref()
@@ -182,6 +188,8 @@ struct Walker<'a> {
     loader: &'a mut Loader,
     server_root: PathBuf,
     defines: HashMap<String, String>,
+    /// Bytes of all `Define` values, against [`MAX_TOTAL_BYTES`].
+    defines_bytes: usize,
     cmdline_defines: Option<HashSet<String>>,
     env: HashMap<String, String>,
     modules: HashSet<String>,
@@ -353,11 +361,15 @@ impl Walker<'_> {
 
     /// httpd's `${NAME}` substitution: `Define`d names first, then the
     /// environment. An undefined name stays as written (httpd warns AH00111
-    /// and does the same), which usually breaks the path it is in.
+    /// and does the same), which usually breaks the path it is in. So does a
+    /// value that would take the line past [`MAX_VALUE_BYTES`] (httpd itself
+    /// refuses lines past 8 KiB), reported once per line.
     fn substitute(&mut self, text: &str, file: &Path, line: u32) -> String {
         if !text.contains("${") {
             return text.to_string();
         }
+        let limit = MAX_VALUE_BYTES.max(text.len());
+        let mut too_long_reported = false;
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
         while let Some(start) = rest.find("${") {
@@ -370,7 +382,24 @@ impl Walker<'_> {
             };
             let name = after.get(..end).unwrap_or("");
             match self.defines.get(name).or_else(|| self.env.get(name)) {
-                Some(value) => out.push_str(value),
+                Some(value) if out.len() + value.len() + rest.len() <= limit => out.push_str(value),
+                Some(_) => {
+                    if !too_long_reported {
+                        too_long_reported = true;
+                        self.problem(
+                            file,
+                            line,
+                            format!(
+                                "expanding ${{{name}}} would make the line longer than {} KiB \
+                                 (left as written)",
+                                MAX_VALUE_BYTES / 1024
+                            ),
+                        );
+                    }
+                    out.push_str("${");
+                    out.push_str(name);
+                    out.push('}');
+                }
                 None => {
                     if self.undefined_reported.insert(name.to_string()) {
                         self.problem(
@@ -427,13 +456,31 @@ impl Walker<'_> {
             "define" => {
                 if let Some(var) = first {
                     let value = words.get(1).cloned().unwrap_or_default();
+                    // Counted as name + value per entry; a redefinition
+                    // replaces its old entry.
+                    let old = self.defines.get(&var).map_or(0, |v| var.len() + v.len());
+                    let total = self.defines_bytes - old + var.len() + value.len();
+                    if total > MAX_TOTAL_BYTES {
+                        self.problem(
+                            file,
+                            line,
+                            format!(
+                                "Define {var} ignored: all defined values would exceed {} KiB",
+                                MAX_TOTAL_BYTES / 1024
+                            ),
+                        );
+                        return;
+                    }
+                    self.defines_bytes = total;
                     self.defines.insert(var, value);
                 }
                 return;
             }
             "undefine" => {
-                if let Some(var) = first {
-                    self.defines.remove(&var);
+                if let Some(var) = first
+                    && let Some(old) = self.defines.remove(&var)
+                {
+                    self.defines_bytes -= var.len() + old.len();
                 }
                 return;
             }

@@ -410,7 +410,8 @@ export BACKTICK=`id`
 #export COMMENTED=1
 export LANG
 ",
-    );
+    )
+    .vars;
     assert_eq!(vars.get("APACHE_RUN_USER").unwrap(), "www-data");
     assert_eq!(vars.get("APACHE_LOG_DIR").unwrap(), "/var/log/apache2");
     assert_eq!(vars.get("QUOTED").unwrap(), "/a b");

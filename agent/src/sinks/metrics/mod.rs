@@ -1,38 +1,46 @@
-//! The agent's own counters, served in the Prometheus/OpenMetrics text format
-//! on `--metrics-addr` (e.g. `0.0.0.0:9464`), path `/metrics`.
+//! The agent's metrics, served in the Prometheus/OpenMetrics text format
+//! on `--metrics-addr` (e.g. `127.0.0.1:9464`), path `/metrics`. Names
+//! follow the Prometheus naming guide (base units, `_total` counters,
+//! `_timestamp_seconds`).
 //!
 //! | metric | labels | what |
 //! |---|---|---|
-//! | `tlsdoctor_handshakes_total` | `role`, `result`, `cause` | outcomes; `cause` is the catalogue id of a failure, `none` for a success |
+//! | `tlsdoctor_handshakes_total` | `role`, `result`, `cause` (+ `server_port`, `k8s_namespace` with `--metrics-labels`, failures only) | outcomes; `cause` is the catalogue id of a failure, `none` for a success |
+//! | `tlsdoctor_handshake_duration_seconds` | `role`, `result` | histogram, connect/accept to the outcome, of the outcomes *built*: every failure, and only the successes that are built (`--show-success`, `--sample-success`), since the others are counted, not timed |
+//! | `tlsdoctor_certificate_not_after_timestamp_seconds` | `file`, `subject`, `server_name`, `port` | end of validity (Unix seconds) of every certificate a running local server's TLS config serves ([`certificates`]) |
+//! | `tlsdoctor_certificate_files_unreadable` | | certificate files named by those configs that could not be read at the last scan |
 //! | `tlsdoctor_kernel_events_lost_total` | `reason` | events the eBPF side could not hand over (ring buffer full, ...) |
+//! | `tlsdoctor_outcomes_dropped_total` | | outcomes dropped because the sink queue was full |
 //! | `tlsdoctor_otlp_spans_dropped_total` | | spans the OTLP sink lost (queue full, export failed) |
-//! | `tlsdoctor_journal_write_errors_total` | | failed journal writes |
+//! | `tlsdoctor_journal_write_errors_total` | | failed journal writes (the journal unwritable included) |
+//! | `tlsdoctor_metrics_connections_refused_total` | | scrapes refused: [`server::MAX_CONNECTIONS`] already open |
 //! | `tlsdoctor_build_info` | `version` | always 1 |
 //! | `tlsdoctor_capture_mechanism` | `mechanism` | 1 for the mechanism that captures handshake bytes (`socket` or `syscalls`) |
 //!
 //! The exposition is written by `prometheus-client`, not by hand. The same
 //! server answers the health probes (`/healthz`, `/readyz`; see
-//! [`crate::health`]) when it is given the agent's [`Health`].
+//! [`crate::health`]) when it is given the agent's [`Health`](crate::health::Health).
 
-use std::convert::Infallible;
-use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+pub mod certificates;
+pub mod server;
+#[cfg(test)]
+mod tests;
 
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use prometheus_client::encoding::EncodeLabelSet;
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+
+use prometheus_client::encoding::{EncodeLabel as _, EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
+use serde::Serialize;
 
-use crate::health::{self, Health};
 use crate::outcome::HandshakeOutcome;
+
+pub use server::{serve, serve_listener, serve_listener_with_health};
 
 /// The path the metrics are served on.
 pub const METRICS_PATH: &str = "/metrics";
@@ -41,20 +49,109 @@ pub const METRICS_PATH: &str = "/metrics";
 /// Prometheus scrapes natively).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Command-line flag of the metrics endpoint, flattened into `agent run`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, clap::Args)]
+/// Distinct values an opt-in label takes before new ones are counted as
+/// `other`: a port scan or a namespace churn cannot grow the series
+/// without bound.
+pub const MAX_LABEL_VALUES: usize = 64;
+
+/// Upper bounds (seconds) of the handshake duration buckets: 1 ms to 30 s.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Command-line flags of the metrics endpoint, flattened into `agent run`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, clap::Args, Serialize)]
 pub struct MetricsFlags {
-    /// Serve Prometheus metrics on this address at /metrics, e.g.
-    /// 0.0.0.0:9464. Default: no metrics endpoint.
-    #[arg(long = "metrics-addr", value_name = "ADDR:PORT")]
+    /// Serve Prometheus metrics at /metrics and the health probes at
+    /// /healthz and /readyz on this address, e.g. 127.0.0.1:9464 (a bare
+    /// IPv6 address before the port is accepted: `$(HOST_IP):9464`).
+    /// Bind the node's own address or loopback rather than 0.0.0.0: the
+    /// endpoint has no authentication. Default: no endpoint.
+    #[arg(long = "metrics-addr", env = "TLSDOCTOR_METRICS_ADDR", value_name = "ADDR:PORT", value_parser = parse_listen_addr)]
     pub metrics_addr: Option<SocketAddr>,
+
+    /// Extra labels on the failure counter, each bounded to
+    /// 64 values (then `other`): `server_port`, `k8s_namespace`.
+    #[arg(
+        long = "metrics-labels",
+        env = "TLSDOCTOR_METRICS_LABELS",
+        value_enum,
+        value_delimiter = ','
+    )]
+    pub metrics_labels: Vec<ExtraLabel>,
+
+    /// Re-read the local servers' TLS configs and certificates for the
+    /// certificate expiry metric this often (seconds; 0: never). Runs off
+    /// the capture loop.
+    #[arg(
+        long = "certificate-scan-seconds",
+        env = "TLSDOCTOR_CERTIFICATE_SCAN_SECONDS",
+        default_value_t = 300
+    )]
+    pub certificate_scan_seconds: u64,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+/// An opt-in label of `tlsdoctor_handshakes_total` (failures).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum, Serialize)]
+pub enum ExtraLabel {
+    /// The server port of the handshake.
+    #[value(name = "server_port")]
+    #[serde(rename = "server_port")]
+    ServerPort,
+    /// The Kubernetes namespace of the observed process.
+    #[value(name = "k8s_namespace")]
+    #[serde(rename = "k8s_namespace")]
+    K8sNamespace,
+}
+
+/// `ADDR:PORT`, `[V6]:PORT`, or a bare IPv6 address then `:PORT` (what
+/// `$(HOST_IP):9464` expands to on an IPv6 node).
+pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let (ip, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?}: expected ADDR:PORT, e.g. 127.0.0.1:9464"))?;
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| format!("{s:?}: {ip:?} is not an IP address"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("{s:?}: {port:?} is not a port"))?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct HandshakeLabels {
     role: &'static str,
     result: &'static str,
     cause: &'static str,
+    /// Only with `--metrics-labels`, and only on failures.
+    server_port: Option<String>,
+    k8s_namespace: Option<String>,
+}
+
+impl EncodeLabelSet for HandshakeLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        ("role", self.role).encode(encoder.encode_label())?;
+        ("result", self.result).encode(encoder.encode_label())?;
+        ("cause", self.cause).encode(encoder.encode_label())?;
+        if let Some(port) = &self.server_port {
+            ("server_port", port.as_str()).encode(encoder.encode_label())?;
+        }
+        if let Some(ns) = &self.k8s_namespace {
+            ("k8s_namespace", ns.as_str()).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DurationLabels {
+    role: &'static str,
+    result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -72,17 +169,57 @@ struct BuildLabels {
     version: &'static str,
 }
 
-/// The registry of the agent's counters. Cheap to update from any thread.
+/// One certificate of a local server's config (see [`certificates`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct CertificateLabels {
+    /// The file, as the server names it.
+    pub file: String,
+    pub subject: String,
+    /// The block's first server name (`""` when it has none).
+    pub server_name: String,
+    pub port: u16,
+}
+
+/// Distinct values seen for one opt-in label, up to [`MAX_LABEL_VALUES`].
+#[derive(Debug, Default)]
+struct BoundedValues(Mutex<HashSet<String>>);
+
+impl BoundedValues {
+    /// `value` while fewer than the cap are known (or it is one of them),
+    /// else `other`.
+    fn admit(&self, value: String) -> String {
+        let mut seen = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.contains(&value) || seen.len() < MAX_LABEL_VALUES {
+            seen.insert(value.clone());
+            value
+        } else {
+            "other".to_string()
+        }
+    }
+}
+
+/// The registry of the agent's metrics. Cheap to update from any thread.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     handshakes: Family<HandshakeLabels, Counter>,
+    durations: Family<DurationLabels, Histogram, fn() -> Histogram>,
+    extra_labels: Vec<ExtraLabel>,
+    ports_seen: BoundedValues,
+    namespaces_seen: BoundedValues,
+    certificates: Family<CertificateLabels, Gauge>,
+    certificate_files_unreadable: Gauge,
     kernel_lost: Family<KernelLabels, Counter>,
     /// Serializes `set_kernel_counter` so two callers cannot both add the
     /// same delta.
     kernel_lock: Mutex<()>,
+    outcomes_dropped: Counter,
     spans_dropped: Counter,
     journal_errors: Counter,
+    connections_refused: Counter,
     capture_mechanism: Family<MechanismLabels, Gauge>,
 }
 
@@ -92,8 +229,17 @@ impl Default for Metrics {
     }
 }
 
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
 impl Metrics {
     pub fn new() -> Self {
+        Self::with_labels(&[])
+    }
+
+    /// The registry, with `extra` labels on failures (`--metrics-labels`).
+    pub fn with_labels(extra: &[ExtraLabel]) -> Self {
         let mut registry = Registry::with_prefix("tlsdoctor");
         let handshakes = Family::<HandshakeLabels, Counter>::default();
         registry.register(
@@ -101,11 +247,40 @@ impl Metrics {
             "TLS handshake outcomes seen, by role, result and root cause",
             handshakes.clone(),
         );
+        let durations =
+            Family::<DurationLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                duration_histogram,
+            );
+        registry.register_with_unit(
+            "handshake_duration",
+            "Connect or accept to the handshake's outcome, of the outcomes built: every failure, successes only when built (--show-success, --sample-success)",
+            prometheus_client::registry::Unit::Seconds,
+            durations.clone(),
+        );
+        let certificates = Family::<CertificateLabels, Gauge>::default();
+        registry.register_with_unit(
+            "certificate_not_after_timestamp",
+            "End of validity (Unix time) of each certificate a running local server's TLS config serves",
+            prometheus_client::registry::Unit::Seconds,
+            certificates.clone(),
+        );
+        let certificate_files_unreadable = Gauge::default();
+        registry.register(
+            "certificate_files_unreadable",
+            "Certificate files named by local TLS configs that could not be read at the last scan",
+            certificate_files_unreadable.clone(),
+        );
         let kernel_lost = Family::<KernelLabels, Counter>::default();
         registry.register(
             "kernel_events_lost",
             "Events the eBPF programs could not hand to user space, by reason",
             kernel_lost.clone(),
+        );
+        let outcomes_dropped = Counter::default();
+        registry.register(
+            "outcomes_dropped",
+            "Outcomes dropped because the queue to diagnosis and the sinks was full",
+            outcomes_dropped.clone(),
         );
         let spans_dropped = Counter::default();
         registry.register(
@@ -118,6 +293,12 @@ impl Metrics {
             "journal_write_errors",
             "Failed writes to the outcome journal",
             journal_errors.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "metrics_connections_refused",
+            "Connections to this endpoint closed unanswered: too many were open",
+            connections_refused.clone(),
         );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
@@ -135,10 +316,18 @@ impl Metrics {
         Metrics {
             registry,
             handshakes,
+            durations,
+            extra_labels: extra.to_vec(),
+            ports_seen: BoundedValues::default(),
+            namespaces_seen: BoundedValues::default(),
+            certificates,
+            certificate_files_unreadable,
             kernel_lost,
             kernel_lock: Mutex::new(()),
+            outcomes_dropped,
             spans_dropped,
             journal_errors,
+            connections_refused,
             capture_mechanism,
         }
     }
@@ -151,20 +340,55 @@ impl Metrics {
             .set(1);
     }
 
-    /// Counts one outcome.
+    /// Counts one outcome and times it.
     pub fn record_outcome(&self, outcome: &HandshakeOutcome) {
         let failure = outcome.is_failure();
+        let result = if failure { "failure" } else { "success" };
+        let extra = |label: ExtraLabel| failure && self.extra_labels.contains(&label);
+        let server_port = extra(ExtraLabel::ServerPort).then(|| {
+            self.ports_seen.admit(
+                outcome
+                    .server
+                    .port
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
+            )
+        });
+        let k8s_namespace = extra(ExtraLabel::K8sNamespace).then(|| {
+            let ns = outcome
+                .local()
+                .k8s
+                .as_ref()
+                .and_then(|k| k.namespace.clone())
+                .unwrap_or_default();
+            // No namespace (a host process) is not a value to bound.
+            if ns.is_empty() {
+                ns
+            } else {
+                self.namespaces_seen.admit(ns)
+            }
+        });
         self.handshakes
             .get_or_create(&HandshakeLabels {
                 role: outcome.role.as_str(),
-                result: if failure { "failure" } else { "success" },
+                result,
                 cause: if failure { outcome.cause.id() } else { "none" },
+                server_port,
+                k8s_namespace,
             })
             .inc();
+        if let Ok(d) = (outcome.end_time - outcome.time).to_std() {
+            self.durations
+                .get_or_create(&DurationLabels {
+                    role: outcome.role.as_str(),
+                    result,
+                })
+                .observe(d.as_secs_f64());
+        }
     }
 
     /// Counts `n` successful handshakes of `role` (`client`/`server`) that
-    /// were only counted, never built into outcomes.
+    /// were only counted, never built into outcomes (so never timed).
     pub fn add_successes(&self, role: &'static str, n: u64) {
         if n > 0 {
             self.handshakes
@@ -172,9 +396,22 @@ impl Metrics {
                     role,
                     result: "success",
                     cause: "none",
+                    server_port: None,
+                    k8s_namespace: None,
                 })
                 .inc_by(n);
         }
+    }
+
+    /// Replaces the certificate expiry series with `served` (one scan's
+    /// result), and the count of files that could not be read.
+    pub fn set_certificates(&self, served: &[(CertificateLabels, i64)], unreadable: usize) {
+        self.certificates.clear();
+        for (labels, not_after) in served {
+            self.certificates.get_or_create(labels).set(*not_after);
+        }
+        self.certificate_files_unreadable
+            .set(i64::try_from(unreadable).unwrap_or(i64::MAX));
     }
 
     /// Sets the kernel counter `name` (e.g. `ringbuf_full`) to the running
@@ -200,6 +437,14 @@ impl Metrics {
         }
     }
 
+    /// Sets the dropped-outcome counter to the running total `value`.
+    pub fn set_outcomes_dropped(&self, value: u64) {
+        let current = self.outcomes_dropped.get();
+        if value > current {
+            self.outcomes_dropped.inc_by(value - current);
+        }
+    }
+
     /// Adds `n` dropped spans (the increase of
     /// [`OtlpExporter::dropped`](super::otlp::OtlpExporter::dropped) since the
     /// last call).
@@ -213,6 +458,10 @@ impl Metrics {
         self.journal_errors.inc();
     }
 
+    fn inc_connections_refused(&self) {
+        self.connections_refused.inc();
+    }
+
     /// The exposition text (OpenMetrics; see [`CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -222,309 +471,5 @@ impl Metrics {
             tracing::warn!(error = %e, "encoding metrics");
         }
         out
-    }
-}
-
-/// Serves `metrics` on `addr` at [`METRICS_PATH`] until `shutdown`
-/// completes. Errors only when the address cannot be bound.
-pub async fn serve(
-    metrics: Arc<Metrics>,
-    addr: SocketAddr,
-    shutdown: impl Future,
-) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "serving metrics at {METRICS_PATH}");
-    serve_listener(metrics, listener, shutdown).await
-}
-
-/// [`serve`] on a listener bound by the caller (e.g. to port 0).
-pub async fn serve_listener(
-    metrics: Arc<Metrics>,
-    listener: TcpListener,
-    shutdown: impl Future,
-) -> std::io::Result<()> {
-    serve_listener_with_health(metrics, None, listener, shutdown).await
-}
-
-/// [`serve_listener`], answering [`health::LIVENESS_PATH`] and
-/// [`health::READINESS_PATH`] from `health` too (404 without it).
-pub async fn serve_listener_with_health(
-    metrics: Arc<Metrics>,
-    health: Option<Arc<Health>>,
-    listener: TcpListener,
-    shutdown: impl Future,
-) -> std::io::Result<()> {
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off rather
-                    // than spin, and keep serving.
-                    tracing::warn!(error = %e, "metrics endpoint: accept failed");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            },
-        };
-        let metrics = Arc::clone(&metrics);
-        let health = health.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let metrics = Arc::clone(&metrics);
-                let health = health.clone();
-                async move { Ok::<_, Infallible>(respond(&metrics, health.as_deref(), &req)) }
-            });
-            let served = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                // A scraper that never finishes its request must not hold a
-                // connection forever.
-                .header_read_timeout(Duration::from_secs(10))
-                .keep_alive(false)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = served {
-                tracing::debug!(error = %e, "metrics connection");
-            }
-        });
-    }
-}
-
-fn respond<B>(
-    metrics: &Metrics,
-    health: Option<&Health>,
-    req: &Request<B>,
-) -> Response<Full<Bytes>> {
-    let simple = |status: StatusCode, body: &'static str| {
-        let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-        *resp.status_mut() = status;
-        resp
-    };
-    let path = req.uri().path();
-    let probe = match (path, health) {
-        (health::LIVENESS_PATH, Some(h)) => Some(health::liveness(&h.snapshot())),
-        (health::READINESS_PATH, Some(h)) => Some(health::readiness(&h.snapshot())),
-        _ => None,
-    };
-    if probe.is_none() && path != METRICS_PATH {
-        return simple(
-            StatusCode::NOT_FOUND,
-            "not found; metrics are at /metrics\n",
-        );
-    }
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut resp = simple(StatusCode::METHOD_NOT_ALLOWED, "use GET\n");
-        resp.headers_mut().insert(
-            hyper::header::ALLOW,
-            hyper::header::HeaderValue::from_static("GET, HEAD"),
-        );
-        return resp;
-    }
-    if let Some(verdict) = probe {
-        let mut resp = Response::new(Full::new(Bytes::from(verdict.body())));
-        if !verdict.ok {
-            *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-        }
-        resp.headers_mut().insert(
-            hyper::header::CONTENT_TYPE,
-            hyper::header::HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        return resp;
-    }
-    let mut resp = Response::new(Full::new(Bytes::from(metrics.encode())));
-    resp.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(CONTENT_TYPE),
-    );
-    resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::diagnosis::{Cause, Confidence, Diagnosis};
-    use crate::outcome::sample_failure;
-    use crate::outcome::{Endpoint, HandshakeResult, Role};
-    use chrono::Utc;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    fn outcome(role: Role, result: HandshakeResult, cause: Cause) -> HandshakeOutcome {
-        HandshakeOutcome {
-            id: "t".into(),
-            time: Utc::now(),
-            end_time: Utc::now(),
-            role,
-            result,
-            cause,
-            client: Endpoint::default(),
-            server: Endpoint::default(),
-            diagnosis: Diagnosis::new(cause, Confidence::High, "x"),
-            ..sample_failure()
-        }
-    }
-
-    #[test]
-    fn exposition_text() {
-        let m = Metrics::new();
-        m.record_outcome(&outcome(
-            Role::Client,
-            HandshakeResult::Failure,
-            Cause::UntrustedRoot,
-        ));
-        m.record_outcome(&outcome(
-            Role::Client,
-            HandshakeResult::Failure,
-            Cause::UntrustedRoot,
-        ));
-        m.record_outcome(&outcome(
-            Role::Server,
-            HandshakeResult::Success,
-            Cause::Unknown,
-        ));
-        m.set_kernel_counter("ringbuf_full", 7);
-        m.set_kernel_counter("ringbuf_full", 12);
-        m.set_kernel_counter("ringbuf_full", 12);
-        m.add_spans_dropped(3);
-        m.add_spans_dropped(0);
-        m.inc_journal_errors();
-        let text = m.encode();
-        let has = |line: &str| {
-            assert!(
-                text.lines().any(|l| l == line),
-                "missing line {line:?} in:\n{text}"
-            )
-        };
-        has("# TYPE tlsdoctor_handshakes counter");
-        has(
-            "tlsdoctor_handshakes_total{role=\"client\",result=\"failure\",cause=\"untrusted-root\"} 2",
-        );
-        has("tlsdoctor_handshakes_total{role=\"server\",result=\"success\",cause=\"none\"} 1");
-        has("tlsdoctor_kernel_events_lost_total{reason=\"ringbuf_full\"} 12");
-        has("tlsdoctor_otlp_spans_dropped_total 3");
-        has("tlsdoctor_journal_write_errors_total 1");
-        has(&format!(
-            "tlsdoctor_build_info{{version=\"{}\"}} 1",
-            env!("CARGO_PKG_VERSION")
-        ));
-        assert_eq!(text.lines().last(), Some("# EOF"));
-    }
-
-    #[test]
-    fn kernel_counter_reset_is_added() {
-        let m = Metrics::new();
-        m.set_kernel_counter("map_full", 10);
-        // The programs were reloaded and count from zero again.
-        m.set_kernel_counter("map_full", 4);
-        assert!(
-            m.encode()
-                .contains("tlsdoctor_kernel_events_lost_total{reason=\"map_full\"} 14")
-        );
-    }
-
-    async fn raw_get(addr: SocketAddr, path: &str) -> String {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        stream
-            .write_all(
-                format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-                    .as_bytes(),
-            )
-            .await
-            .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.unwrap();
-        response
-    }
-
-    #[tokio::test]
-    async fn serves_metrics_over_http() {
-        let metrics = Arc::new(Metrics::new());
-        metrics.record_outcome(&outcome(
-            Role::Client,
-            HandshakeResult::Failure,
-            Cause::ClockSkew,
-        ));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve_listener(Arc::clone(&metrics), listener, stop_rx));
-
-        let response = raw_get(addr, "/metrics").await;
-        assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
-        assert!(
-            response
-                .to_ascii_lowercase()
-                .contains(&format!("content-type: {CONTENT_TYPE}")),
-            "{response}"
-        );
-        assert!(
-            response.contains(
-                "tlsdoctor_handshakes_total{role=\"client\",result=\"failure\",cause=\"clock-skew\"} 1"
-            ),
-            "{response}"
-        );
-        // Counts move between scrapes.
-        metrics.inc_journal_errors();
-        let response = raw_get(addr, "/metrics").await;
-        assert!(
-            response.contains("tlsdoctor_journal_write_errors_total 1"),
-            "{response}"
-        );
-
-        let response = raw_get(addr, "/").await;
-        assert!(response.starts_with("HTTP/1.1 404"), "{response}");
-        // No health given: no probes.
-        let response = raw_get(addr, "/readyz").await;
-        assert!(response.starts_with("HTTP/1.1 404"), "{response}");
-
-        stop_tx.send(()).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), server)
-            .await
-            .expect("server stops on shutdown")
-            .unwrap()
-            .unwrap();
-    }
-
-    #[tokio::test]
-    async fn serves_health_probes() {
-        let metrics = Arc::new(Metrics::new());
-        let health = Arc::new(Health::new());
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve_listener_with_health(
-            metrics,
-            Some(Arc::clone(&health)),
-            listener,
-            stop_rx,
-        ));
-
-        // Started, not attached: alive, not ready.
-        let response = raw_get(addr, "/healthz").await;
-        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-        let response = raw_get(addr, "/readyz").await;
-        assert!(response.starts_with("HTTP/1.1 503"), "{response}");
-        assert!(response.contains("not attached"), "{response}");
-
-        health.set_attached(true);
-        health.heartbeat();
-        let response = raw_get(addr, "/readyz").await;
-        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-        assert!(response.ends_with("\r\n\r\nok\ntracepoints attached; uprobes on 0 OpenSSL libraries\nring buffer empty since start\n"), "{response}");
-
-        health.lost_events();
-        let response = raw_get(addr, "/readyz").await;
-        assert!(response.starts_with("HTTP/1.1 503"), "{response}");
-        // /metrics still served alongside.
-        let response = raw_get(addr, "/metrics").await;
-        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-
-        stop_tx.send(()).unwrap();
-        tokio::time::timeout(Duration::from_secs(5), server)
-            .await
-            .expect("server stops on shutdown")
-            .unwrap()
-            .unwrap();
     }
 }

@@ -275,8 +275,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     // waking on every record: under load wake-ups stay bounded, and the
     // first event after a quiet spell is still handled at once.
     let mut collect = false;
-    // Losses seen so far (ring buffer full, outcome queue full): a rise marks
-    // the agent not ready for a while.
+    // Losses seen so far (ring buffer full, outcome queue full): a rise is
+    // reported by /readyz as a warning for a while.
     let mut losses_seen = 0u64;
     health.set_probed_libraries(probed_libraries(&capture));
     health.heartbeat();

@@ -221,8 +221,7 @@ fn run_task(cli: Cli) -> Result<()> {
         }
         Task::Completions { out } => {
             let agent = built_agent(&root)?;
-            std::fs::create_dir_all(&out)
-                .with_context(|| format!("creating {}", out.display()))?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             for (shell, name) in COMPLETIONS {
                 let output = Command::new(&agent)
                     .args(["completions", shell])

@@ -604,11 +604,7 @@ fn render_server(out: &mut String, server: &ServerReport, style: Style) {
             escape(&b.listens.join(", "))
         );
         let _ = writeln!(out, "      names      {}", escape(&b.names.join(" ")));
-        let _ = writeln!(
-            out,
-            "      protocols  {}",
-            escape(&b.protocols.join(" "))
-        );
+        let _ = writeln!(out, "      protocols  {}", escape(&b.protocols.join(" ")));
         if let Some(leaf) = b.certificates.first() {
             let expiry = expiry_words(leaf.not_after, Utc::now());
             let expiry = if leaf.not_after < Utc::now() {

@@ -68,6 +68,8 @@ pub enum LogFormat {
     Json,
 }
 
+// Parsed once at start and consumed at once: the size of a variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Capture every TLS handshake on this host and record failures with their cause.

@@ -627,6 +627,66 @@ fn watch_json_lines_filtered_by_process_and_cause() {
     drop(nginx);
 }
 
+#[test]
+fn watch_escapes_a_hostile_process_name() {
+    require_root();
+    let pki = Pki::new();
+    let mut spec = LeafSpec::new("escape.test");
+    spec.issuer = Issuer::Itself;
+    let leaf = pki.leaf(&spec);
+    let port = free_port();
+    let _server = tlsdoctor_tests::servers::s_server(port, &leaf.cert, &leaf.key, &[]);
+    // A client whose process name clears the screen: curl run under a
+    // name with an escape sequence in it (comm is the executable's name).
+    let dir = TempDir::new("escape");
+    let evil = dir.join("cu\u{1b}[2Jrl");
+    std::os::unix::fs::symlink(which("curl"), &evil).unwrap();
+    let mut child = Command::new(agent_binary())
+        .args([
+            "--color",
+            "always",
+            "diagnose",
+            "--watch",
+            "--failures-only",
+            "--duration",
+            "120s",
+            "--port",
+            &port.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agent diagnose --watch");
+    let out = collect(child.stdout.take().unwrap());
+    let err = collect(child.stderr.take().unwrap());
+    wait_for(&err, Duration::from_secs(90), |l| {
+        l.contains("capturing TLS handshakes")
+    });
+    let run = Command::new(&evil)
+        .args(["-sS", "-o", "/dev/null", "--max-time", "10"])
+        .arg(format!("https://127.0.0.1:{port}/"))
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    let line = wait_for(&out, Duration::from_secs(30), |l| l.contains("cu\\x1b[2Jrl["));
+    // SAFETY: kill on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let _ = child.wait();
+    assert!(
+        !line.contains("\u{1b}[2J"),
+        "the raw sequence reached the terminal: {line:?}"
+    );
+}
+
+/// The path of a program on PATH.
+fn which(program: &str) -> std::path::PathBuf {
+    let out = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .unwrap();
+    std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
 fn collect(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();

@@ -505,6 +505,60 @@ fn an_unwritable_journal_directory_does_not_stop_the_agent() {
 }
 
 #[test]
+fn lost_events_are_counted_and_reported_but_do_not_make_the_agent_unready() {
+    require_root();
+    let pki = Pki::new();
+    let mut spec = LeafSpec::new("losses.test");
+    spec.issuer = Issuer::Itself;
+    let leaf = pki.leaf(&spec);
+    let port = free_port();
+    let _server = tlsdoctor_tests::servers::s_server(port, &leaf.cert, &leaf.key, &[]);
+    let metrics_port = free_port();
+    let addr = format!("127.0.0.1:{metrics_port}");
+    // A queue of one outcome: a burst of failures overflows it.
+    let agent = Agent::start(&["--metrics-addr", &addr, "--queue", "1"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let page = loop {
+        let clients: Vec<_> = (0..6)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    s_client(
+                        port,
+                        &["-servername", "losses.test", "-verify_return_error"],
+                    )
+                })
+            })
+            .collect();
+        for c in clients {
+            let _ = c.join();
+        }
+        let (_, page) = http_get(metrics_port, "/metrics");
+        if sample(&page, "tlsdoctor_outcomes_dropped_total").is_some_and(|v| v > 0.0) {
+            break page;
+        }
+        assert!(Instant::now() < deadline, "no outcome dropped:\n{page}");
+    };
+    assert!(page.contains("tlsdoctor_outcomes_dropped_total"));
+    // Within the 30 s window of a loss: still ready, the loss a warning.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        let (code, body) = http_get(metrics_port, "/readyz");
+        assert_eq!(code, 200, "a loss must not make the agent unready: {body}");
+        if body.contains("warning: events lost") {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "no loss warning: {body}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(body.starts_with("ok\n"), "{body}");
+    let status = agent.status().expect("status.json");
+    assert!(
+        status["dropped_outcomes"].as_u64().unwrap_or(0) > 0,
+        "{status}"
+    );
+}
+
+#[test]
 fn the_agents_own_logs_carry_no_colour_off_a_terminal_and_can_be_json() {
     require_root();
     let metrics_port = free_port();
@@ -668,7 +722,9 @@ fn watch_escapes_a_hostile_process_name() {
         .output()
         .unwrap();
     assert!(!run.status.success());
-    let line = wait_for(&out, Duration::from_secs(30), |l| l.contains("cu\\x1b[2Jrl["));
+    let line = wait_for(&out, Duration::from_secs(30), |l| {
+        l.contains("cu\\x1b[2Jrl[")
+    });
     // SAFETY: kill on our own child's pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let _ = child.wait();

@@ -18,3 +18,4 @@ pub mod outcome;
 pub mod pipeline;
 pub mod probe;
 pub mod sinks;
+pub mod text;

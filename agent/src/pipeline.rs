@@ -28,8 +28,8 @@ use crate::capture::{Capture, LibraryReport, MechanismReport};
 use crate::config::RunConfig;
 use crate::health::Health;
 use crate::outcome::{HandshakeOutcome, HandshakeResult};
-use crate::sinks::console::{self, Colour};
-use crate::sinks::journal::JournalWriter;
+use crate::sinks::console::Console;
+use crate::sinks::journal::Journal;
 use crate::sinks::metrics::Metrics;
 use crate::sinks::otlp::{OtlpConfig, OtlpExporter};
 
@@ -133,7 +133,14 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         "process coverage"
     );
 
-    let journal = JournalWriter::open(&config.journal, config.journal_max_mib * 1024 * 1024)?;
+    // Liveness and readiness (`/healthz`, `/readyz` beside `/metrics`).
+    let health = Arc::new(Health::new());
+    // An unwritable journal is reported and retried, never fatal.
+    let journal = Journal::open(
+        &config.journal,
+        config.journal_max_mib * 1024 * 1024,
+        Some(health.clone()),
+    );
     let shared = Arc::new(Shared::default());
     let mut sample_ratio = 0.0;
     let exporter = match OtlpConfig::from_env_and_flags(config.otlp.clone())? {
@@ -165,10 +172,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                 None
             }
         };
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_labels(&config.metrics.metrics_labels));
     metrics.set_capture_mechanism(capture.mechanism().mechanism.as_str());
-    // Liveness and readiness (`/healthz`, `/readyz` beside `/metrics`).
-    let health = Arc::new(Health::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let Some(addr) = config.metrics.metrics_addr {
         let metrics = metrics.clone();
@@ -178,6 +183,13 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding the metrics endpoint {addr}"))?;
         info!(addr = %addr, "serving Prometheus metrics at /metrics, health at /healthz and /readyz");
+        if config.metrics.certificate_scan_seconds > 0 {
+            tokio::spawn(crate::sinks::metrics::certificates::run_scans(
+                metrics.clone(),
+                Duration::from_secs(config.metrics.certificate_scan_seconds),
+                stop_rx.clone(),
+            ));
+        }
         tokio::spawn(async move {
             let stopped = async move {
                 let _ = stop.wait_for(|s| *s).await;
@@ -207,7 +219,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             journal,
             exporter,
             metrics: metrics.clone(),
-            show_success: config.show_success,
+            console: config.console(),
             pods: pod_watch.as_ref().map(|w| w.metadata()),
             stdout_closed: stdout_closed.clone(),
         };
@@ -263,8 +275,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     // waking on every record: under load wake-ups stay bounded, and the
     // first event after a quiet spell is still handled at once.
     let mut collect = false;
-    // Losses seen so far (ring buffer full, outcome queue full): a rise marks
-    // the agent not ready for a while.
+    // Losses seen so far (ring buffer full, outcome queue full): a rise is
+    // reported by /readyz as a warning for a while.
     let mut losses_seen = 0u64;
     health.set_probed_libraries(probed_libraries(&capture));
     health.heartbeat();
@@ -350,6 +362,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                 metrics.add_successes("server", counted.server - successes_reported.server);
                 successes_reported = counted;
                 status.dropped_outcomes = queue.dropped;
+                metrics.set_outcomes_dropped(queue.dropped);
                 status.decode_errors = decode_errors.clone();
                 status.journal_errors = shared.journal_errors.load(Ordering::Relaxed);
                 status.journal_records = shared.journal_records.load(Ordering::Relaxed);
@@ -586,7 +599,7 @@ fn write_status(config: &RunConfig, status: &Status) {
     let tmp = path.with_extension("json.tmp");
     let result = serde_json::to_vec_pretty(status)
         .map_err(std::io::Error::other)
-        .and_then(|bytes| std::fs::write(&tmp, bytes))
+        .and_then(|bytes| crate::sinks::journal::write_private(&tmp, &bytes))
         .and_then(|()| std::fs::rename(&tmp, &path));
     if let Err(e) = result {
         debug!(path = %path.display(), error = %e, "writing the status file");
@@ -595,10 +608,11 @@ fn write_status(config: &RunConfig, status: &Status) {
 
 /// What the sink thread writes to.
 struct Sinks {
-    journal: JournalWriter,
+    journal: Journal,
     exporter: Option<OtlpExporter>,
     metrics: Arc<Metrics>,
-    show_success: bool,
+    /// What is printed on stdout (`--console`, the watch's filters).
+    console: Console,
     /// Pod names by UID and container id (in a Kubernetes cluster).
     pods: Option<Arc<crate::k8s::PodMetadata>>,
     /// Raised when stdout's reader went away (EPIPE): the agent stops.
@@ -613,11 +627,6 @@ fn sink_loop(
     plain_ports: &PlainPorts,
     queued: &AtomicUsize,
 ) {
-    let colour = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        Colour::Always
-    } else {
-        Colour::Never
-    };
     let mut diagnoser = crate::diagnosis::engine::Diagnoser::new();
     let mut journal_warned = false;
     let mut console_closed = false;
@@ -645,9 +654,9 @@ fn sink_loop(
                     exporter.export(&outcome);
                 }
             }
-            if (outcome.result == HandshakeResult::Failure || sinks.show_success)
-                && !console_closed
-                && let Err(e) = console::print_line(&outcome, colour)
+            if !console_closed
+                && sinks.console.wants(&outcome)
+                && let Err(e) = sinks.console.print(&outcome)
             {
                 // `agent run | head`: the reader left. Stop as Unix tools
                 // do, through the same graceful path as SIGTERM.

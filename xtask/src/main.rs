@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | run | test | bench | kernels | fuzz`.
+//! Project tasks: `cargo xtask setup | run | test | bench | kernels | fuzz | completions | man`.
 //!
 //! `run` and `test` first install what is missing on a Debian machine of this
 //! kind (idempotent, and fast when everything is present), printing each thing
@@ -57,7 +57,30 @@ enum Task {
     /// Runs the fuzz targets of fuzz/ (cargo fuzz, pinned nightly; see
     /// docs/robustness.md).
     Fuzz(fuzz::FuzzArgs),
+    /// Shell completion scripts of `agent` (bash, zsh, fish, elvish,
+    /// powershell), generated from its command line by clap_complete.
+    Completions {
+        /// Directory to write them into.
+        #[arg(long, default_value = "target/completions")]
+        out: PathBuf,
+    },
+    /// Man pages of `agent` and its commands (agent.1, agent-run.1, …),
+    /// generated from its command line by clap_mangen.
+    Man {
+        /// Directory to write them into.
+        #[arg(long, default_value = "target/man")]
+        out: PathBuf,
+    },
 }
+
+/// Completion scripts `cargo xtask completions` writes: (shell, file name).
+const COMPLETIONS: &[(&str, &str)] = &[
+    ("bash", "agent.bash"),
+    ("zsh", "_agent"),
+    ("fish", "agent.fish"),
+    ("elvish", "agent.elv"),
+    ("powershell", "_agent.ps1"),
+];
 
 /// The LLVM that bpf-linker is built against: the pinned eBPF toolchain
 /// (agent-ebpf/rust-toolchain.toml) must emit bitcode of this major.
@@ -209,6 +232,30 @@ fn run_task(cli: Cli) -> Result<()> {
             }
             println!("xtask: all tests passed");
         }
+        Task::Completions { out } => {
+            let agent = built_agent(&root)?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            for (shell, name) in COMPLETIONS {
+                let output = Command::new(&agent)
+                    .args(["completions", shell])
+                    .output()
+                    .context("running agent completions")?;
+                if !output.status.success() || output.stdout.is_empty() {
+                    bail!(
+                        "agent completions {shell}: {}",
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                }
+                let path = out.join(name);
+                std::fs::write(&path, &output.stdout)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("{}", path.display());
+            }
+        }
+        Task::Man { out } => {
+            let agent = built_agent(&root)?;
+            run(Command::new(&agent).arg("man").arg(&out))?;
+        }
         Task::Bench { args } => {
             setup(true)?;
             require_root()?;
@@ -241,6 +288,14 @@ fn run_task(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The agent's debug build (what `cargo xtask test` builds), for its
+/// command line: the completions and man pages come from it.
+fn built_agent(root: &Path) -> Result<PathBuf> {
+    setup(false)?;
+    cargo(&["build", "--quiet", "-p", "agent", "--bin", "agent"])?;
+    Ok(root.join("target/debug/agent"))
 }
 
 fn workspace_root() -> Result<PathBuf> {

@@ -113,6 +113,9 @@ pub struct HostState {
     discovery: ConfigDiscovery,
     /// The discovery in use; its generation tells when configs changed.
     configs: Option<Arc<Snapshot>>,
+    /// When a wait for a fresh discovery last ran out (a slow, possibly
+    /// hostile, config tree): later failures ask without waiting for a while.
+    rediscover_timed_out: Option<Instant>,
     listeners: Option<Timed<ListenerTable>>,
     trust: Option<Result<TrustStore, String>>,
     /// Configured chains analysed, by the filesystem they are in (two
@@ -137,6 +140,10 @@ const MAX_CONFIG_PROBLEMS: usize = 20;
 /// How long a failure the cached configs do not explain waits for a fresh
 /// discovery (the worker's parses stop at their own time budget).
 const REDISCOVER_WAIT: Duration = Duration::from_secs(6);
+/// After such a wait ran out, failures only ask for a discovery, without
+/// waiting, for this long: a slow tree must not hold up the sink thread
+/// at every failure.
+const REDISCOVER_BACKOFF: Duration = Duration::from_secs(30);
 
 impl HostState {
     pub fn new(config: HostStateConfig) -> HostState {
@@ -150,6 +157,7 @@ impl HostState {
             config,
             discovery,
             configs: None,
+            rediscover_timed_out: None,
             listeners: None,
             trust: None,
             chains: ChainCache::new(chain_ttl),
@@ -175,7 +183,18 @@ impl HostState {
     /// most [`REDISCOVER_WAIT`]: a server started (or restarted with
     /// another config), or a config was written, since the last one.
     fn rediscover(&mut self) {
-        if let Some(fresh) = self.discovery.fresh_since(Instant::now(), REDISCOVER_WAIT) {
+        let backing_off = self
+            .rediscover_timed_out
+            .is_some_and(|at| at.elapsed() < REDISCOVER_BACKOFF);
+        if backing_off {
+            self.discovery.request();
+            return;
+        }
+        let asked = Instant::now();
+        if let Some(fresh) = self.discovery.fresh_since(asked, REDISCOVER_WAIT) {
+            if fresh.started < asked {
+                self.rediscover_timed_out = Some(Instant::now());
+            }
             self.use_snapshot(fresh);
         }
     }

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::Duration;
 
@@ -28,6 +28,7 @@ use crate::capture::{Capture, LibraryReport, MechanismReport};
 use crate::config::RunConfig;
 use crate::health::Health;
 use crate::outcome::{HandshakeOutcome, HandshakeResult};
+use crate::queue_budget::{QUEUE_BYTES, QueueBudget};
 use crate::sinks::console::Console;
 use crate::sinks::journal::Journal;
 use crate::sinks::metrics::Metrics;
@@ -87,6 +88,8 @@ pub struct Status {
     /// The pod watch, when the agent runs in a Kubernetes cluster.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub k8s: Option<crate::k8s::K8sStatus>,
+    /// Server-config discovery: its last run, and what was refused.
+    pub discovery: crate::diagnosis::discovery::DiscoveryStatus,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -206,9 +209,10 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             }
         });
     }
-    // Bounded in outcomes, not batches: a batch can hold thousands.
-    let (tx, rx) = sync_channel::<Vec<HandshakeOutcome>>(1024);
-    let queued = Arc::new(AtomicUsize::new(0));
+    // Bounded in outcomes and bytes, not batches: a batch can hold
+    // thousands. Each batch travels with the bytes it took.
+    let (tx, rx) = sync_channel::<(Vec<HandshakeOutcome>, usize)>(1024);
+    let queued = Arc::new(QueueBudget::new(config.queue, QUEUE_BYTES));
     let plain_ports = Arc::new(PlainPorts::default());
     let stdout_closed = Arc::new(tokio::sync::Notify::new());
     let sink = {
@@ -244,7 +248,6 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     let mut queue = OutcomeQueue {
         tx: Some(tx),
         queued,
-        capacity: config.queue.max(1),
         dropped: 0,
         warned_at: None,
         ports: config.ports.clone(),
@@ -374,6 +377,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                 status.coverage = coverage.counts.clone();
                 status.uncovered = coverage.uncovered.clone();
                 status.k8s = pod_watch.as_ref().map(|w| w.metadata().status());
+                status.discovery = crate::diagnosis::discovery::ConfigDiscovery::shared().status();
                 write_status(&config, &status);
                 let lost = status.kernel.get("ringbuf_full").copied().unwrap_or(0);
                 let losses = lost.saturating_add(queue.dropped);
@@ -455,11 +459,10 @@ fn probed_libraries(capture: &Capture) -> usize {
 
 /// The bounded queue to the sink thread.
 struct OutcomeQueue {
-    tx: Option<SyncSender<Vec<HandshakeOutcome>>>,
-    /// Outcomes sent and not yet handled by the sink thread.
-    queued: Arc<AtomicUsize>,
-    /// Most outcomes waiting at once (`--queue`).
-    capacity: usize,
+    tx: Option<SyncSender<(Vec<HandshakeOutcome>, usize)>>,
+    /// Outcomes (at most `--queue`) and bytes sent and not yet handled by
+    /// the sink thread.
+    queued: Arc<QueueBudget>,
     dropped: u64,
     warned_at: Option<std::time::Instant>,
     /// Only these server ports (`--port`), when set.
@@ -477,23 +480,19 @@ impl OutcomeQueue {
         if self.tx.is_none() {
             return;
         }
-        let waiting = self.queued.load(Ordering::Relaxed);
-        if waiting + batch.len() > self.capacity {
-            // Keep what fits; the rest is counted.
-            let room = self.capacity.saturating_sub(waiting).min(batch.len());
-            let over = batch.len() - room;
-            batch.truncate(room);
+        // Keep what fits; the rest is counted.
+        let (bytes, over) = self.queued.admit(&mut batch);
+        if over > 0 {
             self.note_dropped(over as u64);
-            if batch.is_empty() {
-                return;
-            }
+        }
+        if batch.is_empty() {
+            return;
         }
         let n = batch.len();
-        self.queued.fetch_add(n, Ordering::Relaxed);
         let Some(tx) = &self.tx else { return };
-        let sent = tx.try_send(batch);
-        if let Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) = sent {
-            self.queued.fetch_sub(n, Ordering::Relaxed);
+        let sent = tx.try_send((batch, bytes));
+        if let Err(TrySendError::Full((batch, _)) | TrySendError::Disconnected((batch, _))) = sent {
+            self.queued.release(n, bytes);
             self.note_dropped(batch.len() as u64);
         }
     }
@@ -621,17 +620,17 @@ struct Sinks {
 
 /// The sink thread: diagnosis, then console, journal, OTLP and metrics.
 fn sink_loop(
-    rx: Receiver<Vec<HandshakeOutcome>>,
+    rx: Receiver<(Vec<HandshakeOutcome>, usize)>,
     mut sinks: Sinks,
     shared: &Shared,
     plain_ports: &PlainPorts,
-    queued: &AtomicUsize,
+    queued: &QueueBudget,
 ) {
     let mut diagnoser = crate::diagnosis::engine::Diagnoser::new();
     let mut journal_warned = false;
     let mut console_closed = false;
     let mut spans_dropped = 0;
-    while let Ok(batch) = rx.recv() {
+    while let Ok((batch, bytes)) = rx.recv() {
         let n = batch.len();
         for mut outcome in batch {
             if let Some(pods) = &sinks.pods {
@@ -678,7 +677,7 @@ fn sink_loop(
                 }
             }
         }
-        queued.fetch_sub(n, Ordering::Relaxed);
+        queued.release(n, bytes);
         shared
             .journal_records
             .store(sinks.journal.appended, Ordering::Relaxed);

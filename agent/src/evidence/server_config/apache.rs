@@ -17,7 +17,8 @@ pub use super::apache_env::{
 };
 use super::apache_syntax::{self, Node};
 use super::apache_values::{parse_address, protocol_set};
-use super::loader::{self, IncludeKind, Loader, MAX_DIRECTIVES};
+use super::loader::{self, IncludeKind, Loader, MAX_DIRECTIVES, ReadBudget};
+use super::shown;
 use super::{ConfigError, ListenSpec, ServerBlock, ServerConfig, ServerKind, Setting};
 use crate::evidence::fsroot::FsRoot;
 
@@ -42,6 +43,8 @@ pub struct ApacheOptions {
     pub env: HashMap<String, String>,
     /// The filesystem the server sees (its container's, if it has one).
     pub root: FsRoot,
+    /// How much the parse may read, and for how long.
+    pub budget: ReadBudget,
 }
 
 /// Parses the installation whose main file is `main_file`.
@@ -51,7 +54,7 @@ pub fn parse(main_file: &Path) -> Result<ServerConfig, ConfigError> {
 
 /// [`parse`] with command-line options.
 pub fn parse_with(main_file: &Path, options: &ApacheOptions) -> Result<ServerConfig, ConfigError> {
-    let mut loader = Loader::in_root(&options.root);
+    let mut loader = Loader::in_root(&options.root, options.budget);
     let text = loader.read_main(main_file)?;
     let server_root = options
         .server_root
@@ -63,7 +66,7 @@ pub fn parse_with(main_file: &Path, options: &ApacheOptions) -> Result<ServerCon
     // (never execute) it; the live process environment wins.
     let mut env = HashMap::new();
     for candidate in envvars_candidates(main_file, &server_root) {
-        if let Ok(text) = loader::read_text(&options.root, &candidate) {
+        if let Ok(text) = loader.read_counted(&candidate, main_file, None) {
             loader.record_file(&candidate);
             let envvars = parse_envvars(&text);
             for (line, message) in envvars.skipped {
@@ -224,7 +227,7 @@ impl Walker<'_> {
             return;
         };
         for path in paths.into_iter().flatten().take(loader::MAX_FILES) {
-            let Ok(text) = loader::read_text(&self.loader.root, &path) else {
+            let Ok(text) = self.loader.read_counted(&path, &path, None) else {
                 continue;
             };
             for line in text.lines() {
@@ -405,7 +408,8 @@ impl Walker<'_> {
                         self.problem(
                             file,
                             line,
-                            format!("config variable ${{{name}}} is not defined (left as written)"),
+                            "a config variable (${...}) is not defined (left as written)"
+                                .to_string(),
                         );
                     }
                     out.push_str("${");
@@ -441,7 +445,10 @@ impl Walker<'_> {
             self.problem(
                 file,
                 line,
-                format!("{name}: unterminated quote (httpd takes the rest of the line)"),
+                format!(
+                    "{}: unterminated quote (httpd takes the rest of the line)",
+                    shown::apache_directive(name)
+                ),
             );
         }
         let lname = name.to_ascii_lowercase();
@@ -524,7 +531,11 @@ impl Walker<'_> {
             if lname.starts_with("ssl")
                 || matches!(lname.as_str(), "errorlog" | "loglevel" | "servername")
             {
-                self.problem(file, line, format!("{name} takes an argument"));
+                self.problem(
+                    file,
+                    line,
+                    format!("{} takes an argument", shown::apache_directive(name)),
+                );
             }
             return;
         };
@@ -550,7 +561,11 @@ impl Walker<'_> {
                 // `SSLEngine addr:port ...` (2.4.30+) is a server-wide
                 // address list; kept as written, it does not read as "on".
                 if !matches!(value.as_str(), "on" | "off" | "optional") && !value.contains(':') {
-                    self.problem(file, line, format!("SSLEngine: invalid value \"{first}\""));
+                    self.problem(
+                        file,
+                        line,
+                        "SSLEngine: invalid value (on, off or optional)".to_string(),
+                    );
                 }
                 self.scope(vhost).ssl_engine = Some(setting(value, file, line));
             }
@@ -673,7 +688,7 @@ impl Walker<'_> {
                     });
                 }
             }
-            Err(message) => self.problem(file, line, format!("Listen {spec}: {message}")),
+            Err(message) => self.problem(file, line, format!("Listen: {message}")),
         }
     }
 
@@ -691,7 +706,7 @@ impl Walker<'_> {
                     line,
                 })),
                 Err(message) => {
-                    self.problem(file, line, format!("<VirtualHost {word}>: {message}"));
+                    self.problem(file, line, format!("<VirtualHost>: {message}"));
                 }
             }
         }

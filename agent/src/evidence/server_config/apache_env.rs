@@ -291,5 +291,6 @@ pub fn options_from_cmdline(args: &[String]) -> ApacheOptions {
         defines: Some(cmd.defines),
         env: HashMap::new(),
         root: FsRoot::Host,
+        budget: Default::default(),
     }
 }

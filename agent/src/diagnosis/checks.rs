@@ -8,22 +8,11 @@ use crate::evidence::certificates::{ChainFinding, ChainReport};
 use crate::evidence::clock::ClockState;
 use crate::evidence::listeners::Listener;
 use crate::evidence::server_config::{ServerBlock, ServerKind, Setting, effective_protocols};
+use crate::text::cap_list;
 
 /// Names listed in a sentence before the rest is counted: a certificate
 /// can carry 1,500 subjectAltNames.
 pub const MAX_LISTED: usize = 10;
-
-/// "a, b, c" or "a, b, … (1490 more)".
-pub fn cap_list(items: &[String], max: usize) -> String {
-    if items.len() <= max {
-        return items.join(", ");
-    }
-    format!(
-        "{}, … ({} more)",
-        items[..max].join(", "),
-        items.len() - max
-    )
-}
 
 /// Findings about one served certificate chain (checked for `name`).
 pub fn chain_findings(block: &ServerBlock, report: &ChainReport) -> Vec<Diagnosis> {

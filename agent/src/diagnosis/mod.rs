@@ -3,8 +3,10 @@
 //! (`crate::catalogue`, re-exported here).
 
 pub mod checks;
+pub mod discovery;
 pub mod engine;
 pub mod host;
+mod host_cache;
 pub mod learned;
 pub mod pairing;
 pub mod rules;

@@ -189,10 +189,27 @@ pub struct LogFollower<N = ()> {
     next_line: Option<u64>,
     note: Note<N>,
     lines: std::collections::VecDeque<(LogLine, N)>,
+    /// Bytes the kept lines hold, roughly ([`LogLine::heap_bytes`]).
+    bytes: usize,
 }
 
 /// SSL lines a follower keeps.
 const FOLLOWED_LINES: usize = 4096;
+/// Bytes of lines a follower keeps: a line is up to 2 KiB of text and
+/// names its file (a path of up to 4 KiB the config chose), so a count
+/// alone would allow tens of MiB per log.
+pub const FOLLOWED_BYTES: usize = 1 << 20;
+
+impl LogLine {
+    /// Roughly the memory the line holds.
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<LogLine>()
+            + self.file.len()
+            + self.level.len()
+            + self.text.len()
+            + self.client.as_ref().map_or(0, String::len)
+    }
+}
 
 impl LogFollower {
     /// A follower of a log of this host that notes nothing.
@@ -213,7 +230,18 @@ impl<N: Clone> LogFollower<N> {
             next_line: Some(1),
             note,
             lines: std::collections::VecDeque::new(),
+            bytes: 0,
         }
+    }
+
+    /// Bytes the kept lines hold, roughly.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The root the log is read from.
+    pub fn root(&self) -> &FsRoot {
+        &self.root
     }
 
     /// Reads what was appended since the last refresh.
@@ -236,6 +264,7 @@ impl<N: Clone> LogFollower<N> {
             // its tail.
             self.identity = Some(identity);
             self.lines.clear();
+            self.bytes = 0;
             self.offset = len.saturating_sub(MAX_TAIL_BYTES);
             self.next_line = if self.offset == 0 {
                 Some(1)
@@ -271,9 +300,15 @@ impl<N: Clone> LogFollower<N> {
         let whole = &appended[..end];
         let newlines = whole.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
         for line in parse_lines(whole, &shown, self.next_line, |_| true, self.note) {
-            if self.lines.len() >= FOLLOWED_LINES {
-                self.lines.pop_front();
+            let size = line.0.heap_bytes();
+            while self.lines.len() >= FOLLOWED_LINES
+                || (self.bytes + size > FOLLOWED_BYTES && !self.lines.is_empty())
+            {
+                if let Some((old, _)) = self.lines.pop_front() {
+                    self.bytes = self.bytes.saturating_sub(old.heap_bytes());
+                }
             }
+            self.bytes += size;
             self.lines.push_back(line);
         }
         self.offset += end as u64 + 1;
@@ -612,6 +647,36 @@ mod follower_tests {
         follower.refresh().unwrap();
         let lines: Vec<u64> = follower.lines().map(|l| l.line).collect();
         assert_eq!(lines, vec![1]);
+    }
+
+    /// A log of long SSL lines under a long path: what a follower keeps is
+    /// bounded in bytes, the newest lines kept.
+    #[test]
+    fn a_follower_keeps_at_most_its_byte_budget() {
+        let dir = temp("bytes").parent().unwrap().to_path_buf();
+        let deep = dir.join("d".repeat(200)).join("e".repeat(200));
+        std::fs::create_dir_all(&deep).unwrap();
+        let path = deep.join("error.log");
+        let line = format!(
+            "2026/11/29 01:53:17 [info] 1#1: *5 SSL_do_handshake() failed {}, client: 127.0.0.1\n",
+            "x".repeat(1900)
+        );
+        let mut f = File::create(&path).unwrap();
+        for _ in 0..3000 {
+            f.write_all(line.as_bytes()).unwrap();
+        }
+        let mut follower = LogFollower::new(&path);
+        follower.refresh().unwrap();
+        assert!(follower.bytes() <= FOLLOWED_BYTES, "{}", follower.bytes());
+        let kept = follower.lines().count();
+        assert!(kept > 100 && kept < 3000, "{kept}");
+        assert_eq!(follower.lines().last().unwrap().line, 3000);
+        // Appending keeps it bounded, and the newest lines.
+        f.write_all(LINE.as_bytes()).unwrap();
+        follower.refresh().unwrap();
+        assert!(follower.bytes() <= FOLLOWED_BYTES);
+        assert_eq!(follower.lines().last().unwrap().line, 3001);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::cli::output;
 
 mod render;
-use crate::diagnosis::checks::{self, cap_list};
+use crate::diagnosis::checks;
 use crate::diagnosis::learned::{self, LearnedState};
 use crate::diagnosis::{Cause, Diagnosis, Evidence, Source};
 use crate::evidence::certificates::{self, CertificateFact, TrustStore};
@@ -26,7 +26,16 @@ use crate::evidence::server_config::{
 };
 use crate::outcome::HandshakeOutcome;
 use crate::sinks::journal;
+use crate::text::cap_list;
 pub use render::{render, render_finding};
+
+/// A server kind as people write it.
+fn kind_name(kind: ServerKind) -> &'static str {
+    match kind {
+        ServerKind::Nginx => "nginx",
+        ServerKind::Apache => "apache",
+    }
+}
 
 /// The whole report (`agent diagnose --json`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -180,7 +189,7 @@ impl HostReport {
             if let (Some(context), Err(e)) = (d.root.context(), &d.result) {
                 limitations.push(format!(
                     "{} {context}: its config could not be read: {e}",
-                    format!("{:?}", d.kind).to_lowercase()
+                    kind_name(d.kind)
                 ));
             }
         }
@@ -408,7 +417,7 @@ fn server_report(
     };
     for problem in cfg.problems.iter().take(20) {
         advice.push(Advice {
-            subject: format!("{:?} config", d.kind).to_lowercase(),
+            subject: format!("{} config", kind_name(d.kind)),
             text: problem.message.clone(),
             location: Some(match problem.line {
                 Some(line) => format!("{}:{line}", problem.file.display()),
@@ -687,7 +696,7 @@ mod tests {
         );
         let all = expired.evidence.last().unwrap();
         assert!(
-            all.fact.contains("site1:12") && all.fact.contains("(4 more)"),
+            all.fact.contains("site1:12") && all.fact.contains("and 4 more"),
             "{}",
             all.fact
         );
@@ -698,7 +707,7 @@ mod tests {
     fn long_lists_are_capped_and_listeners_sorted_by_port() {
         let sans: Vec<String> = (0..1500).map(|i| format!("host{i}.test")).collect();
         let text = cap_list(&sans, 10);
-        assert!(text.ends_with("… (1490 more)"), "{text}");
+        assert!(text.ends_with(" and 1,490 more"), "{text}");
         assert_eq!(text.matches(".test").count(), 10);
         let listener = |port: u16, addr: &str| Listener {
             addr: addr.parse().unwrap(),

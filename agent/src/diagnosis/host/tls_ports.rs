@@ -55,14 +55,13 @@ impl HostState {
             return true;
         }
         let fresh_enough = self
-            .configs
-            .as_ref()
-            .is_some_and(|c| c.at.elapsed() < Duration::from_secs(1));
+            .configs_age()
+            .is_some_and(|age| age < super::REDISCOVER_AFTER);
         if fresh_enough {
             return false;
         }
-        self.configs = None;
-        serves(self.configs())
+        self.rediscover();
+        serves(self.configs.as_ref().map_or(&[], |c| c.configs.as_slice()))
     }
 
     /// The listener side of [`HostState::port_serves_tls`] for a connect

@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 
 use crate::cli::output::Style;
 use crate::diagnosis::Diagnosis;
-use crate::diagnosis::checks::cap_list;
+use crate::text::{cap_list, escape, expiry_words};
 
-use super::{HostReport, ListenerReport, MAX_LOCATIONS, RecentFailures, ServerReport};
+use super::{HostReport, ListenerReport, MAX_LOCATIONS, RecentFailures, ServerReport, kind_name};
 
 /// Prints one finding: cause, summary, evidence, fix.
 pub fn render_finding(out: &mut String, d: &Diagnosis, style: Style) {
@@ -17,7 +17,7 @@ pub fn render_finding(out: &mut String, d: &Diagnosis, style: Style) {
         "  {} {}  {}",
         style.red("✗"),
         style.bold(d.cause.id()),
-        d.summary
+        escape(&d.summary)
     );
     for e in &d.evidence {
         let at = e
@@ -29,12 +29,17 @@ pub fn render_finding(out: &mut String, d: &Diagnosis, style: Style) {
             out,
             "      {} {}{}",
             style.dim(&format!("{}:", e.source.letter())),
-            e.fact,
-            style.dim(&at)
+            escape(&e.fact),
+            style.dim(&escape(&at))
         );
     }
     if !d.remediation.is_empty() {
-        let _ = writeln!(out, "      {} {}", style.green("fix:"), d.remediation);
+        let _ = writeln!(
+            out,
+            "      {} {}",
+            style.green("fix:"),
+            escape(&d.remediation)
+        );
     }
     for alt in &d.alternatives {
         let _ = writeln!(
@@ -42,7 +47,7 @@ pub fn render_finding(out: &mut String, d: &Diagnosis, style: Style) {
             "      {} {} — {}",
             style.dim("or:"),
             alt.cause,
-            alt.why
+            escape(&alt.why)
         );
     }
 }
@@ -57,7 +62,7 @@ pub fn render(report: &HostReport, style: Style) -> String {
         report.host.as_deref().unwrap_or("")
     );
     for l in &report.limitations {
-        let _ = writeln!(out, "  {} {l}", style.yellow("!"));
+        let _ = writeln!(out, "  {} {}", style.yellow("!"), escape(l));
     }
     let _ = writeln!(out, "\n{}", style.bold("Clock"));
     match &report.clock {
@@ -92,7 +97,7 @@ fn render_listeners(out: &mut String, report: &HostReport, style: Style) {
     }
     for l in tls {
         let proc = match (&l.listener.comm, l.listener.pid) {
-            (Some(c), Some(p)) => format!("{c}[{p}]"),
+            (Some(c), Some(p)) => format!("{}[{p}]", escape(c)),
             _ => "?".into(),
         };
         let addr = match l.listener.addr {
@@ -114,7 +119,11 @@ fn render_listeners(out: &mut String, report: &HostReport, style: Style) {
         } else {
             String::new()
         };
-        let _ = writeln!(out, "  {addr:<28} {proc:<18} {}{full}", style.dim(&how));
+        let _ = writeln!(
+            out,
+            "  {addr:<28} {proc:<18} {}{full}",
+            style.dim(&escape(&how))
+        );
     }
 }
 
@@ -133,26 +142,40 @@ fn render_server(out: &mut String, server: &ServerReport, style: Style) {
     let _ = writeln!(
         out,
         "\n{} {} ({state}{container})",
-        style.bold(&format!("{:?}", server.kind).to_lowercase()),
-        server.main_file.display()
+        style.bold(kind_name(server.kind)),
+        escape(&server.main_file.display().to_string())
     );
     if let Some(e) = &server.error {
-        let _ = writeln!(out, "  {} {e}", style.red("✗"));
+        let _ = writeln!(out, "  {} {}", style.red("✗"), escape(e));
     }
     for b in &server.blocks {
-        let _ = writeln!(out, "  {}  {}", b.location, b.listens.join(", "));
+        let _ = writeln!(
+            out,
+            "  {}  {}",
+            escape(&b.location),
+            escape(&b.listens.join(", "))
+        );
         let _ = writeln!(
             out,
             "      names      {}",
-            cap_list(&b.names, MAX_LOCATIONS)
+            escape(&cap_list(&b.names, MAX_LOCATIONS))
         );
-        let _ = writeln!(out, "      protocols  {}", b.protocols.join(" "));
+        let _ = writeln!(out, "      protocols  {}", escape(&b.protocols.join(" ")));
         if let Some(leaf) = b.certificates.first() {
+            let now = chrono::Utc::now();
+            let expiry = expiry_words(leaf.not_after, now);
+            let expiry = if leaf.not_after < now {
+                style.red(&expiry)
+            } else if leaf.not_after - now < chrono::Duration::days(21) {
+                style.yellow(&expiry)
+            } else {
+                expiry
+            };
             let _ = writeln!(
                 out,
-                "      cert       {} · SAN {} · until {} · {} {}",
-                leaf.common_name.as_deref().unwrap_or(&leaf.subject),
-                cap_list(&leaf.sans, MAX_LOCATIONS),
+                "      cert       {} · SAN {} · until {} ({expiry}) · {} {}",
+                escape(leaf.common_name.as_deref().unwrap_or(&leaf.subject)),
+                escape(&cap_list(&leaf.sans, MAX_LOCATIONS)),
                 leaf.not_after.format("%Y-%m-%d"),
                 leaf.key_type,
                 leaf.key_bits.map(|b| b.to_string()).unwrap_or_default()
@@ -164,7 +187,12 @@ fn render_server(out: &mut String, server: &ServerReport, style: Style) {
             );
         }
         for (name, verdict) in b.verification.iter().take(MAX_LOCATIONS) {
-            let _ = writeln!(out, "      verify     {name}: {verdict}");
+            let _ = writeln!(
+                out,
+                "      verify     {}: {}",
+                escape(name),
+                escape(verdict)
+            );
         }
         if b.verification.len() > MAX_LOCATIONS {
             let _ = writeln!(
@@ -196,9 +224,9 @@ fn render_findings(out: &mut String, report: &HostReport, style: Style) {
                 out,
                 "  {} {}: {}{}",
                 style.yellow("·"),
-                a.subject,
-                a.text,
-                style.dim(&at)
+                escape(&a.subject),
+                escape(&a.text),
+                style.dim(&escape(&at))
             );
         }
     }

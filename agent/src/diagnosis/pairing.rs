@@ -186,6 +186,31 @@ fn wire_only_guess(o: &HandshakeOutcome) -> bool {
         && o.diagnosis.confidence < Confidence::High
 }
 
+/// A client end that closed the connection itself before it received the
+/// ServerHello: it never saw the server's certificate.
+fn left_before_the_certificate(o: &HandshakeOutcome) -> bool {
+    o.role == Role::Client
+        && o.tls.server_hello.is_none()
+        && o.socket.closed_by.as_deref() == Some("local")
+}
+
+/// Causes that need the client to have judged the server's certificate: a
+/// server end guessing one from a client that left without a word is wrong
+/// when the client's own end shows it left before the certificate came.
+fn about_the_certificate(cause: Cause) -> bool {
+    matches!(
+        cause,
+        Cause::ChainIncomplete
+            | Cause::UntrustedRoot
+            | Cause::CertificateExpired
+            | Cause::CertificateNotYetValid
+            | Cause::ClockSkew
+            | Cause::HostnameMismatch
+            | Cause::SniDefaultCertificate
+            | Cause::WeakCryptoRejected
+    )
+}
+
 fn end_name(o: &HandshakeOutcome) -> String {
     let end = o.local();
     match (&end.comm, end.pid) {
@@ -204,7 +229,11 @@ pub fn reconcile(a: &mut HandshakeOutcome, b: &mut HandshakeOutcome) -> Reconcil
             if a.cause == b.cause {
                 return Reconciled::Agreed;
             }
-            if strength(a) >= strength(b) {
+            if left_before_the_certificate(a) && about_the_certificate(b.cause) {
+                adopt(b, a);
+            } else if left_before_the_certificate(b) && about_the_certificate(a.cause) {
+                adopt(a, b);
+            } else if strength(a) >= strength(b) {
                 adopt(b, a);
             } else {
                 adopt(a, b);
@@ -392,6 +421,57 @@ mod tests {
             .client_rejects_certificate(verify::HOSTNAME_MISMATCH, 42));
         assert_eq!(reconcile(&mut curl, &mut server), Reconciled::Agreed);
         assert!(curl.is_failure());
+    }
+
+    #[test]
+    fn a_client_that_left_before_the_server_hello_saw_no_certificate() {
+        // python sends a ClientHello and closes; nginx, which had answered
+        // with a certificate this host does not trust, reads the silent
+        // departure as a rejection of it. The client never received it.
+        let client = end(Case::client()
+            .tls13()
+            .client_hello(&["TLS 1.3"])
+            .established(517, 0)
+            .closed_by("local"));
+        let mut client = client;
+        client.tls.server_hello = None;
+        assert_eq!(client.cause, Cause::HandshakeAborted);
+        let mut server = end(Case::server()
+            .tls13()
+            .closed_by("peer")
+            .configured_chain(report(
+                SITE_CERT,
+                vec![site_leaf(), intermediate()],
+                verify::UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
+                vec![ChainFinding::UntrustedRoot {
+                    root: "CN=Lab Root CA".into(),
+                }],
+            )));
+        server
+            .openssl
+            .errors
+            .push(crate::evidence::openssl::OpensslErrorFact {
+                time: crate::diagnosis::rules::fixtures::now(),
+                lib: reason::LIB_SSL,
+                reason: reason::UNEXPECTED_EOF_WHILE_READING,
+                text: "unexpected eof while reading".into(),
+                function: None,
+                line: None,
+            });
+        assert_eq!(
+            server.cause,
+            Cause::UntrustedRoot,
+            "{:#?}",
+            server.diagnosis
+        );
+        assert_eq!(reconcile(&mut client, &mut server), Reconciled::Adopted);
+        assert_eq!(
+            server.cause,
+            Cause::HandshakeAborted,
+            "{:#?}",
+            server.diagnosis
+        );
+        assert_eq!(client.cause, Cause::HandshakeAborted);
     }
 
     #[test]

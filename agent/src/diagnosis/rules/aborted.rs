@@ -55,7 +55,7 @@ pub fn handshake_aborted(f: &Facts) -> Option<Diagnosis> {
     )];
     evidence.extend(eof.map(|e| f.ssl_error_evidence(e)));
     evidence.extend(abort_wire_evidence(f, before_server_hello));
-    let load = load.filter(|_| before_server_hello);
+    let load = load.filter(|_| before_server_hello && !left_without_waiting(f));
     if let Some(load) = &load {
         evidence.extend(load.evidence.iter().cloned());
     }
@@ -101,6 +101,17 @@ pub fn handshake_aborted(f: &Facts) -> Option<Diagnosis> {
             .fix(fix)
             .fix_at(fix_location),
     )
+}
+
+/// This end hung up on its own within a second of connecting, with nothing
+/// stalled or reset: it waited for nothing, so no load on the server
+/// explains it (a client that sends its ClientHello and leaves).
+fn left_without_waiting(f: &Facts) -> bool {
+    let socket = &f.outcome.socket;
+    socket.closed_by.as_deref() == Some("local")
+        && !socket.stalled
+        && !socket.reset_by_peer
+        && f.outcome.end_time - f.outcome.time < chrono::TimeDelta::seconds(1)
 }
 
 /// A connect that never completed (timed out, given up, or reset) to a

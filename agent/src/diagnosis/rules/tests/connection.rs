@@ -355,3 +355,37 @@ fn a_stopped_or_starved_server_is_named() {
     assert_eq!(d.confidence, Confidence::Medium);
     assert!(!d.evidence.iter().any(|e| e.fact.contains("pressure")));
 }
+
+#[test]
+fn a_client_that_leaves_at_once_is_not_explained_by_load() {
+    // python sends its ClientHello and closes within milliseconds on a busy
+    // host: it waited for nothing, so CPU pressure there is no cause.
+    let case = |waited_ms: i64| {
+        let mut case = Case::client()
+            .server_at("127.0.0.1", 4433)
+            .client_hello(&["TLS 1.3"])
+            .established(517, 0)
+            .closed_by("local")
+            .with_host(|h| {
+                h.server_is_local = true;
+                h.listeners_on_port = vec![listener("127.0.0.1", 4433)];
+                h.listener_load = vec![load(999, "nginx", 5, 1024, 'S')];
+                h.cpu_pressure = Some(90);
+            });
+        case.outcome.end_time = case.outcome.time + chrono::TimeDelta::milliseconds(waited_ms);
+        case.diagnose()
+    };
+    let quick = case(3);
+    assert_eq!(quick.cause, Cause::HandshakeAborted);
+    assert!(
+        !quick.evidence.iter().any(|e| e.fact.contains("pressure")),
+        "{quick:#?}"
+    );
+    assert!(!quick.summary.contains("CPU"), "{}", quick.summary);
+    // A client that gave up after waiting seconds: the load is evidence.
+    let waited = case(5000);
+    assert!(
+        waited.evidence.iter().any(|e| e.fact.contains("pressure")),
+        "{waited:#?}"
+    );
+}

@@ -142,3 +142,20 @@ fn build(program: Program) -> PathBuf {
     let _ = std::fs::remove_dir_all(&src_dir);
     binary
 }
+
+/// The config-less Go `crypto/tls` server (net/http) on `addr` ("127.0.0.1:
+/// 4433", "[::1]:4433"), once `port` listens.
+pub fn go_server(addr: &str, port: u16, cert: &Path, key: &Path) -> crate::servers::Server {
+    let child = Command::new(binary(Program::Server))
+        .arg(addr)
+        .arg(cert)
+        .arg(key)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting the Go server");
+    let server = crate::servers::Server::from_child(child, port, None, None);
+    crate::servers::wait_listening(port);
+    server
+}

@@ -18,18 +18,19 @@ use std::time::{Duration, Instant};
 
 use agent::diagnosis::Cause;
 use agent::outcome::{HandshakeOutcome, Role};
-use tlsdoctor_tests::agent::{Agent, agent};
+use tlsdoctor_tests::agent::{Agent, agent, agent_binary};
 use tlsdoctor_tests::apache::{ApacheBuilder, VirtualHost};
 use tlsdoctor_tests::clients::{
     Run, Target, curl_at, gnutls_cli, go_tls, python_tls_at, s_client_at,
 };
 use tlsdoctor_tests::free_port;
+use tlsdoctor_tests::golang::go_server;
 use tlsdoctor_tests::pki::{LeafSpec, Pki};
 use tlsdoctor_tests::scenario::{
-    BOTH, Block, Expect, HOST_STATE_SETTLE, NginxBuilder, SERVER, assert_control_clean, expect,
-    has_evidence_at,
+    BOTH, Block, CLIENT, Expect, HOST_STATE_SETTLE, LocalAddress, NginxBuilder, SERVER,
+    assert_control_clean, expect, has_evidence_at,
 };
-use tlsdoctor_tests::servers::s_server_at;
+use tlsdoctor_tests::servers::{fd_starved_listener, s_server_at, stuck_listener};
 
 const GNUTLS_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -445,5 +446,439 @@ fn both_ends_of_one_handshake_get_one_cause() {
             "the client's record says where its cause came from: {:#?}",
             client.diagnosis
         );
+    }
+}
+
+/// The lab's first class again, one level up: the leaf is valid, the
+/// intermediate nginx serves with it expired three days ago. On this
+/// unsynchronized VM that was blamed on the clock; it is
+/// certificate-expired at the `ssl_certificate` line (the chain file to
+/// replace), from OpenSSL and wire-only clients, both ends.
+#[test]
+fn an_intermediate_expired_days_ago_is_certificate_expired() {
+    let agent = agent();
+    let pki = Pki::with_intermediate_days(-400, -3);
+    let leaf = pki.leaf(&LeafSpec::new("chain-expired.test"));
+    let port = free_port();
+    let nginx = NginxBuilder::new()
+        .block(Block::tls_at(
+            "127.0.0.1",
+            port,
+            "chain-expired.test",
+            &leaf.fullchain,
+            &leaf.key,
+        ))
+        .start();
+    let target = Target {
+        addr: "127.0.0.1",
+        port,
+        name: "chain-expired.test",
+        ca: Some(pki.ca_file.as_path()),
+    };
+    let runs = [
+        curl_at(&target, &[]),
+        gnutls_cli(&target, &[], GNUTLS_TIMEOUT),
+        go_tls(&target, None, &[]),
+    ];
+    for (run, client) in runs.iter().zip(["curl", "gnutls-cli", "go"]) {
+        failed(run, &format!("{client} against an expired intermediate"));
+    }
+    let cert_at = nginx.line_of(&format!("ssl_certificate {};", leaf.fullchain.display()));
+    let expected = Expect::cause(Cause::CertificateExpired).fixed_at(cert_at);
+    for r in expect_each(agent, port, &runs.iter().collect::<Vec<_>>(), &expected) {
+        assert!(
+            !r.diagnosis
+                .alternatives
+                .iter()
+                .any(|a| a.cause == Cause::ClockSkew),
+            "days off is never the clock's 16 s: {:#?}",
+            r.diagnosis
+        );
+        assert!(
+            r.diagnosis
+                .evidence
+                .iter()
+                .any(|e| e.fact.contains("intermediate")),
+            "the expired certificate is named as the intermediate: {:#?}",
+            r.diagnosis.evidence
+        );
+    }
+}
+
+/// The lab's third class: TLS servers without a config file (`openssl
+/// s_server`, a Go net/http service) bound to one address; a client comes
+/// to another address of this host and is refused. Nothing declared those
+/// ports TLS, so the refusal went unrecorded; a listener on the port on
+/// another address makes it listener-bound-to-loopback, seen from the
+/// client (OpenSSL-based and wire-only clients, an IPv6-only listener
+/// too). The control: a refused connect to a port where nothing listens
+/// and nothing says TLS is no record.
+#[test]
+fn a_config_less_listener_on_another_address_is_recorded() {
+    let agent = agent();
+    let address = LocalAddress::get();
+    let other = address.ip.to_string();
+    let pki = Pki::new();
+    let leaf = pki.leaf(&LeafSpec::new("bare.test"));
+    let (s_port, go_port, nothing) = (free_port(), free_port(), free_port());
+    let _s_server = s_server_at(
+        &format!("127.0.0.1:{s_port}"),
+        s_port,
+        &leaf.fullchain,
+        &leaf.key,
+        &[],
+    );
+    let _go = go_server(
+        &format!("[::1]:{go_port}"),
+        go_port,
+        &leaf.fullchain,
+        &leaf.key,
+    );
+    std::thread::sleep(HOST_STATE_SETTLE);
+    let ca = Some(pki.ca_file.as_path());
+    let to_s_server = Target {
+        addr: &other,
+        port: s_port,
+        name: "bare.test",
+        ca,
+    };
+    let to_go = Target {
+        addr: "127.0.0.1",
+        port: go_port,
+        name: "bare.test",
+        ca,
+    };
+    let s_runs = [
+        curl_at(&to_s_server, &[]),
+        gnutls_cli(&to_s_server, &[], GNUTLS_TIMEOUT),
+    ];
+    let go_runs = [go_tls(&to_go, None, &[]), python_tls_at(&to_go)];
+    for run in s_runs.iter().chain(&go_runs) {
+        failed(run, "a client to an address nothing listens on");
+    }
+    let control = gnutls_cli(
+        &Target {
+            addr: "127.0.0.1",
+            port: nothing,
+            name: "bare.test",
+            ca,
+        },
+        &[],
+        GNUTLS_TIMEOUT,
+    );
+    failed(&control, "gnutls-cli to a port nothing listens on");
+    let controls_done = Instant::now();
+
+    let expected = Expect::cause(Cause::ListenerBoundToLoopback);
+    for (port, runs, dest) in [
+        (s_port, &s_runs, address.ip),
+        (go_port, &go_runs, "127.0.0.1".parse().unwrap()),
+    ] {
+        for run in runs {
+            let records = expect(agent, port, run.pid, CLIENT, &expected);
+            assert_eq!(records[0].server.ip, Some(dest), "{:#?}", records[0]);
+            assert!(
+                records[0]
+                    .diagnosis
+                    .evidence
+                    .iter()
+                    .any(|e| e.fact.contains("[::1]") || e.fact.contains("127.0.0.1")),
+                "the listener's own address is evidence: {:#?}",
+                records[0].diagnosis
+            );
+        }
+    }
+    assert_control_clean(agent, nothing, controls_done);
+}
+
+/// The lab's seventh class: `agent diagnose` on a host whose nginx serves
+/// a certificate that both expired and chains to a root this host's store
+/// lacks. OpenSSL reports only its first verify error (untrusted); the
+/// report lists each problem: certificate-expired and untrusted-root at the
+/// same `ssl_certificate` line, grouped once each. A certificate that
+/// expires in 12 days is advice ("expires in 12 days"), and a config-less
+/// TLS listener (s_server) is listed with the nginx one, by port.
+#[test]
+fn the_host_report_lists_every_problem_of_a_certificate() {
+    let _agent = agent();
+    let pki = Pki::new();
+    let mut expired = LeafSpec::new("old.test");
+    expired.not_before_days = -60;
+    expired.not_after_days = -3;
+    let expired = pki.leaf(&expired);
+    let mut soon = LeafSpec::new("soon.test");
+    // 13 days from a moment ago: "expires in 12 days" (whole days, floored).
+    soon.not_after_days = 13;
+    let soon = pki.leaf(&soon);
+    let (low, high) = {
+        let (a, b) = (free_port(), free_port());
+        (a.min(b), a.max(b))
+    };
+    let bare = free_port();
+    let nginx = NginxBuilder::new()
+        .block(Block::tls_at(
+            "127.0.0.1",
+            high,
+            "old.test",
+            &expired.fullchain,
+            &expired.key,
+        ))
+        .block(Block::tls_at(
+            "127.0.0.1",
+            low,
+            "soon.test",
+            &soon.fullchain,
+            &soon.key,
+        ))
+        .start();
+    let _s_server = s_server_at(
+        &format!("127.0.0.1:{bare}"),
+        bare,
+        &soon.fullchain,
+        &soon.key,
+        &[],
+    );
+    std::thread::sleep(HOST_STATE_SETTLE);
+    let dir = tlsdoctor_tests::TempDir::new("report");
+    let journal = dir.join("journal.jsonl");
+    let out = std::process::Command::new(agent_binary())
+        .args(["diagnose", "--json", "--journal"])
+        .arg(&journal)
+        .output()
+        .expect("running agent diagnose");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let findings = report["findings"].as_array().expect("findings");
+    let at = nginx.line_of(&format!("ssl_certificate {};", expired.fullchain.display()));
+    for cause in ["certificate-expired", "untrusted-root"] {
+        let n = findings
+            .iter()
+            .filter(|f| f["cause"] == cause && f["fix_location"].as_str() == Some(at.as_str()))
+            .count();
+        assert_eq!(
+            n,
+            1,
+            "one {cause} finding at {at}: {}",
+            serde_json::to_string_pretty(findings).unwrap()
+        );
+    }
+    let advice = report["advice"].as_array().expect("advice");
+    assert!(
+        advice.iter().any(|a| a["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("expires in 12 days"))),
+        "{}",
+        serde_json::to_string_pretty(advice).unwrap()
+    );
+    let tls_ports: Vec<u64> = report["listeners"]
+        .as_array()
+        .expect("listeners")
+        .iter()
+        .filter(|l| l["tls"] == true)
+        .filter_map(|l| l["port"].as_u64())
+        .filter(|p| [low, high, bare].contains(&(*p as u16)))
+        .collect();
+    let mut sorted = tls_ports.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(tls_ports, sorted, "listeners sorted by port");
+    for port in [low, high, bare] {
+        assert!(
+            tls_ports.contains(&u64::from(port)),
+            "TLS listener {port} listed: {tls_ports:?}"
+        );
+    }
+}
+
+/// Issue 11's fifth class: GnuTLS (no uprobes, wire only) completes a TLS
+/// 1.3 handshake, sends close_notify and closes. After the ServerHello
+/// everything is encrypted; the record lengths (a Finished-sized record,
+/// then an alert-sized one) and the server's own result say success. No
+/// failure record, against nginx and s_server; a rejected gnutls-cli (a
+/// name the certificate lacks) is still recorded.
+#[test]
+fn a_completed_tls13_handshake_closed_by_gnutls_is_no_failure() {
+    let agent = agent();
+    let pki = Pki::new();
+    let leaf = pki.leaf(&LeafSpec::new("fine.test"));
+    let (nginx_port, s_port, go_port) = (free_port(), free_port(), free_port());
+    let _nginx = NginxBuilder::new()
+        .block(
+            Block::tls_at(
+                "127.0.0.1",
+                nginx_port,
+                "fine.test",
+                &leaf.fullchain,
+                &leaf.key,
+            )
+            .with("ssl_protocols TLSv1.3;"),
+        ) // nginx's default has no TLS 1.3
+        .start();
+    let _s_server = s_server_at(
+        &format!("127.0.0.1:{s_port}"),
+        s_port,
+        &leaf.fullchain,
+        &leaf.key,
+        // -cert takes the file's first certificate only.
+        &["-tls1_3", "-cert_chain", leaf.fullchain.to_str().unwrap()],
+    );
+    // Neither end of a Go server's handshakes has uprobes: the wire alone.
+    let _go = go_server(
+        &format!("127.0.0.1:{go_port}"),
+        go_port,
+        &leaf.fullchain,
+        &leaf.key,
+    );
+    std::thread::sleep(HOST_STATE_SETTLE);
+    let ca = Some(pki.ca_file.as_path());
+    for port in [nginx_port, s_port, go_port] {
+        let target = Target {
+            addr: "127.0.0.1",
+            port,
+            name: "fine.test",
+            ca,
+        };
+        for _ in 0..3 {
+            let run = gnutls_cli(&target, &[], GNUTLS_TIMEOUT);
+            succeeded(&run, "gnutls-cli, TLS 1.3 to a correct server");
+        }
+    }
+    let done = Instant::now();
+    let rejected = gnutls_cli(
+        &Target {
+            addr: "127.0.0.1",
+            port: nginx_port,
+            name: "other.test",
+            ca,
+        },
+        &[],
+        GNUTLS_TIMEOUT,
+    );
+    failed(&rejected, "gnutls-cli, a name the certificate lacks");
+    let records = expect(
+        agent,
+        nginx_port,
+        rejected.pid,
+        CLIENT,
+        &Expect::cause(Cause::HostnameMismatch),
+    );
+    assert_eq!(
+        records[0].tls.negotiated_version.as_deref(),
+        Some("TLS 1.3")
+    );
+    let quiet = Duration::from_secs(4);
+    if done.elapsed() < quiet {
+        std::thread::sleep(quiet - done.elapsed());
+    }
+    for port in [nginx_port, s_port, go_port] {
+        let false_failures: Vec<_> = agent
+            .records_for_port(port)
+            .into_iter()
+            .filter(|r| r.client.pid != Some(rejected.pid))
+            .collect();
+        assert!(
+            false_failures.is_empty(),
+            "completed handshakes recorded as failures on port {port}: {}",
+            serde_json::to_string_pretty(&false_failures).unwrap()
+        );
+    }
+}
+
+/// Issue 18.2: clients time out against a server whose accept queue is
+/// full (backlog 1, the process never accepts; two connections fill it,
+/// the kernel drops the SYNs after them). Nothing declares the port TLS;
+/// the listener's full queue makes it a record: handshake-aborted with the
+/// queue as evidence and the backlog in the fix, from curl (OpenSSL) and
+/// gnutls-cli and Go (wire only).
+#[test]
+fn a_full_accept_queue_is_handshake_aborted_with_the_queue() {
+    let agent = agent();
+    let port = free_port();
+    let _server = stuck_listener(port);
+    let filler: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).expect("filling the queue"))
+        .collect();
+    std::thread::sleep(HOST_STATE_SETTLE);
+    let target = Target {
+        addr: "127.0.0.1",
+        port,
+        name: "queue.test",
+        ca: None,
+    };
+    let runs = [
+        curl_at(&target, &["--connect-timeout", "3", "-m", "6"]),
+        gnutls_cli(&target, &[], Duration::from_secs(6)),
+        go_tls(&target, None, &[]),
+    ];
+    for (run, client) in runs.iter().zip(["curl", "gnutls-cli", "go"]) {
+        failed(run, &format!("{client} against a full accept queue"));
+    }
+    for run in &runs {
+        let records = expect(
+            agent,
+            port,
+            run.pid,
+            CLIENT,
+            &Expect::cause(Cause::HandshakeAborted),
+        );
+        let d = &records[0].diagnosis;
+        assert!(
+            d.evidence.iter().any(|e| e.fact.contains("accept queue")),
+            "{d:#?}"
+        );
+        assert!(d.remediation.contains("backlog"), "{d:#?}");
+    }
+    drop(filler);
+}
+
+/// Issue 18.2: a server at its open-file limit (`prlimit --nofile=32`, all
+/// 32 held): every accept() fails with EMFILE, connections wait in its
+/// queue and their ClientHellos go unanswered. handshake-aborted, the
+/// descriptor count and limit as evidence and `ulimit -n` in the fix, from
+/// curl (OpenSSL) and gnutls-cli and Go (wire only).
+#[test]
+fn a_server_at_its_fd_limit_is_handshake_aborted_with_the_limit() {
+    let agent = agent();
+    let port = free_port();
+    let _server = fd_starved_listener(port);
+    std::thread::sleep(HOST_STATE_SETTLE);
+    let target = Target {
+        addr: "127.0.0.1",
+        port,
+        name: "fds.test",
+        ca: None,
+    };
+    let runs = [
+        curl_at(&target, &["-m", "4"]),
+        gnutls_cli(&target, &[], Duration::from_secs(5)),
+        go_tls(&target, None, &[]),
+    ];
+    for (run, client) in runs.iter().zip(["curl", "gnutls-cli", "go"]) {
+        failed(
+            run,
+            &format!("{client} against a server out of descriptors"),
+        );
+    }
+    for run in &runs {
+        let records = expect(
+            agent,
+            port,
+            run.pid,
+            CLIENT,
+            &Expect::cause(Cause::HandshakeAborted),
+        );
+        let d = &records[0].diagnosis;
+        assert!(
+            d.evidence
+                .iter()
+                .any(|e| e.fact.contains("its limit is 32")),
+            "{d:#?}"
+        );
+        assert!(d.remediation.contains("ulimit -n"), "{d:#?}");
     }
 }

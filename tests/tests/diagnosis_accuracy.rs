@@ -699,14 +699,16 @@ fn the_host_report_lists_every_problem_of_a_certificate() {
 /// 1.3 handshake, sends close_notify and closes. After the ServerHello
 /// everything is encrypted; the record lengths (a Finished-sized record,
 /// then an alert-sized one) and the server's own result say success. No
-/// failure record, against nginx and s_server; a rejected gnutls-cli (a
-/// name the certificate lacks) is still recorded.
+/// failure record, against nginx, apache and s_server (uprobed) and a Go
+/// server (wire only, both ends); a rejected gnutls-cli (a name the
+/// certificate lacks) is still recorded.
 #[test]
 fn a_completed_tls13_handshake_closed_by_gnutls_is_no_failure() {
     let agent = agent();
     let pki = Pki::new();
     let leaf = pki.leaf(&LeafSpec::new("fine.test"));
-    let (nginx_port, s_port, go_port) = (free_port(), free_port(), free_port());
+    let (nginx_port, s_port, go_port, apache_port) =
+        (free_port(), free_port(), free_port(), free_port());
     let _nginx = NginxBuilder::new()
         .block(
             Block::tls_at(
@@ -727,6 +729,15 @@ fn a_completed_tls13_handshake_closed_by_gnutls_is_no_failure() {
         // -cert takes the file's first certificate only.
         &["-tls1_3", "-cert_chain", leaf.fullchain.to_str().unwrap()],
     );
+    let _apache = ApacheBuilder::new()
+        .vhost(VirtualHost::tls(
+            "127.0.0.1",
+            apache_port,
+            "fine.test",
+            &leaf.fullchain,
+            &leaf.key,
+        ))
+        .start();
     // Neither end of a Go server's handshakes has uprobes: the wire alone.
     let _go = go_server(
         &format!("127.0.0.1:{go_port}"),
@@ -736,7 +747,7 @@ fn a_completed_tls13_handshake_closed_by_gnutls_is_no_failure() {
     );
     std::thread::sleep(HOST_STATE_SETTLE);
     let ca = Some(pki.ca_file.as_path());
-    for port in [nginx_port, s_port, go_port] {
+    for port in [nginx_port, s_port, go_port, apache_port] {
         let target = Target {
             addr: "127.0.0.1",
             port,
@@ -775,7 +786,7 @@ fn a_completed_tls13_handshake_closed_by_gnutls_is_no_failure() {
     if done.elapsed() < quiet {
         std::thread::sleep(quiet - done.elapsed());
     }
-    for port in [nginx_port, s_port, go_port] {
+    for port in [nginx_port, s_port, go_port, apache_port] {
         let false_failures: Vec<_> = agent
             .records_for_port(port)
             .into_iter()

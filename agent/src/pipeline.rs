@@ -165,7 +165,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                 match crate::k8s::watch::PodWatch::start(&node, source) {
                     Ok(watch) => Some(watch),
                     Err(e) => {
-                        warn!(error = %e, "pod metadata off");
+                        warn!(error = %crate::text::Chain(&e), "pod metadata off");
                         None
                     }
                 }
@@ -205,7 +205,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             )
             .await
             {
-                warn!(error = %e, "metrics endpoint stopped");
+                warn!(error = %crate::text::Chain(&e), "metrics endpoint stopped");
             }
         });
     }
@@ -305,9 +305,9 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                             assembler.on_event(&event, &clock, &mut out);
                         }
                         Err(e) => {
-                            let count = decode_errors.entry(e.to_string()).or_default();
+                            let count = decode_errors.entry(crate::text::Chain(&e).to_string()).or_default();
                             if *count == 0 {
-                                warn!(error = %e, "undecodable kernel record (counted; logged once)");
+                                warn!(error = %crate::text::Chain(&e), "undecodable kernel record (counted; logged once)");
                             }
                             *count += 1;
                         }
@@ -331,7 +331,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                 if !untracked.is_empty()
                     && let Err(e) = capture.untrack(&untracked)
                 {
-                    debug!(error = %e, "untracking idle sockets");
+                    debug!(error = %crate::text::Chain(&e), "untracking idle sockets");
                 }
                 queue.send(out);
                 let now = tokio::time::Instant::now();
@@ -603,7 +603,7 @@ fn write_status(config: &RunConfig, status: &Status) {
         .and_then(|bytes| crate::sinks::journal::write_private(&tmp, &bytes))
         .and_then(|()| std::fs::rename(&tmp, &path));
     if let Err(e) = result {
-        debug!(path = %path.display(), error = %e, "writing the status file");
+        debug!(path = %path.display(), error = %crate::text::Chain(&e), "writing the status file");
     }
 }
 
@@ -685,7 +685,7 @@ fn sink_loop(
                 if e.kind() == std::io::ErrorKind::BrokenPipe {
                     sinks.stdout_closed.notify_one();
                 } else {
-                    warn!(error = %e, "console output failed; the console is off");
+                    warn!(error = %crate::text::Chain(&e), "console output failed; the console is off");
                 }
             }
             if outcome.result == HandshakeResult::Failure
@@ -694,7 +694,7 @@ fn sink_loop(
                 shared.journal_errors.fetch_add(1, Ordering::Relaxed);
                 sinks.metrics.inc_journal_errors();
                 if !journal_warned {
-                    warn!(error = %e, "journal write failed (counted; logged once)");
+                    warn!(error = %crate::text::Chain(&e), "journal write failed (counted; logged once)");
                     journal_warned = true;
                 }
             }

@@ -130,7 +130,7 @@ fn boot_id() -> Option<String> {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClockError {
-    #[error("adjtimex failed: {0}")]
+    #[error("adjtimex failed")]
     Adjtimex(#[source] std::io::Error),
 }
 

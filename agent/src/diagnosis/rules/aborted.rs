@@ -214,12 +214,6 @@ impl LoadSigns {
                     rise.listen_overflows, rise.listen_drops
                 ),
             ));
-            if causes.is_empty() {
-                causes.push((
-                    "queue",
-                    "a listen queue on this host overflowed".to_string(),
-                ));
-            }
         }
         for p in &f.host.listener_load {
             if p.at_fd_limit() {
@@ -264,6 +258,14 @@ impl LoadSigns {
                 ));
                 causes.push(("cpu", format!("{}[{}] is starved of CPU", p.comm, p.pid)));
             }
+        }
+        // The overflow counters are the host's, not this listener's: a sign
+        // of the listener's own process (its descriptor limit) goes first.
+        if f.host.listen_overflow_rise.is_some() && causes.is_empty() {
+            causes.push((
+                "queue",
+                "a listen queue on this host overflowed".to_string(),
+            ));
         }
         if let Some(pressure) = f.host.cpu_pressure.filter(|&v| v >= CPU_STARVED_PERCENT)
             && !f.host.listener_load.is_empty()

@@ -389,3 +389,35 @@ fn a_client_that_leaves_at_once_is_not_explained_by_load() {
         "{waited:#?}"
     );
 }
+
+/// ListenOverflows is the host's counter: another listener overflowing at
+/// the same time must not hide this one's own sign (its process out of
+/// descriptors), whose fix is the descriptor limit.
+#[test]
+fn a_process_at_its_fd_limit_goes_before_the_hosts_overflow_counter() {
+    let d = Case::client()
+        .server_at("127.0.0.1", 443)
+        .client_hello(&["TLS 1.3"])
+        .established(517, 0)
+        .stalled()
+        .closed_by("local")
+        .with_host(|h| {
+            h.server_is_local = true;
+            h.listeners_on_port = vec![listener("127.0.0.1", 443)];
+            h.listener_load = vec![load(813, "python3", 33, 32, 'S')];
+        })
+        .listen_overflows(5)
+        .diagnose();
+    assert_eq!(d.cause, Cause::HandshakeAborted);
+    assert!(
+        d.summary.contains("is at its open-file limit (32)"),
+        "{}",
+        d.summary
+    );
+    assert!(d.remediation.contains("ulimit -n"), "{}", d.remediation);
+    assert!(
+        d.evidence
+            .iter()
+            .any(|e| e.fact.contains("ListenOverflows +5"))
+    );
+}

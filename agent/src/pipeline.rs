@@ -239,7 +239,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
 
     let mut tls_ports = TlsPorts::new(config.tls_ports.iter().copied());
-    for port in crate::diagnosis::host::configured_tls_ports() {
+    crate::diagnosis::learned::open_beside(&config.journal);
+    for port in crate::diagnosis::learned::sync(&[]) {
         tls_ports.add(port);
     }
     let mut assembler = Assembler::new(config.assembly(), tls_ports, plain_ports.clone());
@@ -345,7 +346,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             }
             _ = rescan.tick() => {
                 coverage.scan_all(&mut capture);
-                for port in crate::diagnosis::host::configured_tls_ports() {
+                let served_hello = assembler.tls_ports_mut().learned();
+                for port in crate::diagnosis::learned::sync(&served_hello) {
                     assembler.tls_ports_mut().add(port);
                 }
             }
@@ -630,8 +632,20 @@ fn sink_loop(
     let mut journal_warned = false;
     let mut console_closed = false;
     let mut spans_dropped = 0;
-    while let Ok((batch, bytes)) = rx.recv() {
+    // Both ends of a local handshake wait for each other briefly (one root
+    // cause for the pair): the loop wakes to release those held long enough.
+    let mut open = true;
+    while open {
+        let (batch, bytes) = match rx.recv_timeout(crate::diagnosis::pairing::TICK) {
+            Ok(received) => received,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => (Vec::new(), 0),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                open = false;
+                (Vec::new(), 0)
+            }
+        };
         let n = batch.len();
+        let mut ready = Vec::new();
         for mut outcome in batch {
             if let Some(pods) = &sinks.pods {
                 pods.enrich(&mut outcome);
@@ -644,6 +658,14 @@ fn sink_loop(
                 shared.not_tls_confirmed.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
+            ready.extend(diagnoser.pair(outcome));
+        }
+        ready.extend(if open {
+            diagnoser.pairs_due()
+        } else {
+            diagnoser.pairs_drain()
+        });
+        for mut outcome in ready {
             sinks.metrics.record_outcome(&outcome);
             if let Some(exporter) = &sinks.exporter {
                 // Failures were parsed for diagnosis; a sampled success

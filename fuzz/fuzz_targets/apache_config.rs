@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
         defines: None,
         env: HashMap::new(),
         root: FsRoot::Dir { path: root },
+        budget: Default::default(),
     };
     if let Ok(config) = apache::parse_with(&tree.main_file(), &options) {
         for block in &config.blocks {

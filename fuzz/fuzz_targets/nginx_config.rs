@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let options = NginxOptions {
         prefix: None,
         root: FsRoot::Dir { path: root },
+        budget: Default::default(),
     };
     if let Ok(config) = nginx::parse_with(&tree.main_file(), &options) {
         for block in &config.blocks {

@@ -1,4 +1,7 @@
-//! Real TLS clients: curl, `openssl s_client`, Python's ssl, Java (JSSE).
+//! Real TLS clients: curl, `openssl s_client`, Python's ssl, Java (JSSE),
+//! GnuTLS's `gnutls-cli` and a Go `crypto/tls` client built once per
+//! workspace (the last three never touch OpenSSL: the agent sees them on
+//! the wire only).
 
 use std::io::Write as _;
 use std::path::Path;
@@ -19,7 +22,12 @@ pub struct Run {
 /// How long any client may take before it is killed.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(20);
 
-fn run(mut cmd: Command, stdin: &[u8]) -> Run {
+fn run(cmd: Command, stdin: &[u8]) -> Run {
+    run_for(cmd, stdin, CLIENT_TIMEOUT)
+}
+
+/// Runs a client, killing it (SIGKILL) past `timeout`.
+fn run_for(mut cmd: Command, stdin: &[u8], timeout: Duration) -> Run {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -36,7 +44,7 @@ fn run(mut cmd: Command, stdin: &[u8]) -> Run {
     let watchdog = {
         let done = done.clone();
         std::thread::spawn(move || {
-            let deadline = Instant::now() + CLIENT_TIMEOUT;
+            let deadline = Instant::now() + timeout;
             while Instant::now() < deadline {
                 if done.load(std::sync::atomic::Ordering::Relaxed) {
                     return;
@@ -108,6 +116,28 @@ pub fn python_tls(
     run(cmd, b"")
 }
 
+/// Python's ssl to `target` (any address family), verifying against its
+/// CA, then one HTTP request.
+pub fn python_tls_at(target: &Target) -> Run {
+    let ca = target
+        .ca
+        .map(|p| format!("ctx.load_verify_locations({:?})", p.display().to_string()))
+        .unwrap_or_default();
+    let script = format!(
+        "import ssl, socket\n\
+         ctx = ssl.create_default_context()\n\
+         {ca}\n\
+         s = socket.create_connection(({:?}, {}), timeout=10)\n\
+         t = ctx.wrap_socket(s, server_hostname={:?})\n\
+         t.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\n\
+         print(t.recv(100))\n",
+        target.addr, target.port, target.name
+    );
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(script);
+    run(cmd, b"")
+}
+
 /// A client that sends a real ClientHello (Python's ssl, SNI
 /// `server_name`) to 127.0.0.1:port and closes at once, before any reply.
 pub fn python_hello_then_close(port: u16, server_name: &str) -> Run {
@@ -168,5 +198,96 @@ pub fn java_tls(port: u16, server_name: &str) -> Run {
     std::fs::write(&source, JAVA_CLIENT).expect("java source");
     let mut cmd = Command::new("java");
     cmd.arg(&source).arg(port.to_string()).arg(server_name);
+    run(cmd, b"")
+}
+
+/// Where a client connects and what it asks for.
+#[derive(Clone, Debug)]
+pub struct Target<'a> {
+    /// An address ("127.0.0.1", "::1", "192.0.2.2").
+    pub addr: &'a str,
+    pub port: u16,
+    /// SNI and the name checked against the certificate.
+    pub name: &'a str,
+    /// The CA file to trust (None: the system store).
+    pub ca: Option<&'a Path>,
+}
+
+/// `gnutls-cli` (GnuTLS): SNI and host-name check `target.name`, trusting
+/// `target.ca`, plus `extra` (e.g. `--priority NORMAL:-VERS-TLS1.3`); with
+/// empty stdin it handshakes, says goodbye and exits. Killed after
+/// `timeout` (it has no connect timeout of its own).
+pub fn gnutls_cli(target: &Target, extra: &[&str], timeout: Duration) -> Run {
+    let mut cmd = Command::new("gnutls-cli");
+    cmd.arg("--sni-hostname")
+        .arg(target.name)
+        .arg("--verify-hostname")
+        .arg(target.name);
+    if let Some(ca) = target.ca {
+        cmd.arg("--x509cafile").arg(ca);
+    }
+    cmd.args(extra)
+        .arg("-p")
+        .arg(target.port.to_string())
+        .arg(target.addr);
+    run_for(cmd, b"", timeout)
+}
+
+/// The Go `crypto/tls` client (statically linked, no OpenSSL): dial and
+/// handshake within 4 s, then one HTTP request. `client_cert` is a
+/// certificate and key to present; `env` e.g. `[("TLS_MAX", "1.2")]`.
+pub fn go_tls(target: &Target, client_cert: Option<(&Path, &Path)>, env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(crate::golang::binary(crate::golang::Program::Client));
+    cmd.arg(target.addr)
+        .arg(target.port.to_string())
+        .arg(target.name)
+        .arg(
+            target
+                .ca
+                .map(|p| p.as_os_str().to_owned())
+                .unwrap_or_else(|| "-".into()),
+        );
+    if let Some((cert, key)) = client_cert {
+        cmd.arg(cert).arg(key);
+    }
+    cmd.envs(env.iter().copied());
+    run(cmd, b"")
+}
+
+/// curl to `https://name:port/` with `name` resolved to `addr` (IPv6
+/// addresses bracketed as curl wants them), plus `extra`.
+pub fn curl_at(target: &Target, extra: &[&str]) -> Run {
+    let addr = if target.addr.contains(':') {
+        format!("[{}]", target.addr)
+    } else {
+        target.addr.to_string()
+    };
+    let resolve = format!("{}:{}:{addr}", target.name, target.port);
+    let url = format!("https://{}:{}/", target.name, target.port);
+    let mut args: Vec<&str> = vec!["--resolve", &resolve];
+    let ca;
+    if let Some(path) = target.ca {
+        ca = path.display().to_string();
+        args.extend(["--cacert", ca.as_str()]);
+    }
+    args.extend_from_slice(extra);
+    args.push(&url);
+    curl(&args)
+}
+
+/// `openssl s_client` to `target` with SNI, verifying against its CA,
+/// plus `extra`.
+pub fn s_client_at(target: &Target, extra: &[&str]) -> Run {
+    let connect = if target.addr.contains(':') {
+        format!("[{}]:{}", target.addr, target.port)
+    } else {
+        format!("{}:{}", target.addr, target.port)
+    };
+    let mut cmd = Command::new("openssl");
+    cmd.args(["s_client", "-connect", &connect, "-servername", target.name]);
+    if let Some(ca) = target.ca {
+        cmd.arg("-CAfile").arg(ca);
+    }
+    cmd.args(extra);
     run(cmd, b"")
 }

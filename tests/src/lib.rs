@@ -8,7 +8,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod agent;
+pub mod apache;
 pub mod clients;
+pub mod golang;
 pub mod hostile;
 pub mod pki;
 pub mod probe;

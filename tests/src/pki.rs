@@ -214,6 +214,12 @@ fn build(
 
 impl Pki {
     pub fn new() -> Pki {
+        Pki::with_intermediate_days(-10, 3650)
+    }
+
+    /// A PKI whose intermediate is valid from `not_before` to `not_after`
+    /// days from now (negative: the past), e.g. one that expired.
+    pub fn with_intermediate_days(not_before: i64, not_after: i64) -> Pki {
         let dir = TempDir::new("pki");
         let root_key = key(Key::EcP256);
         let root = build(
@@ -234,8 +240,8 @@ impl Pki {
             &CertSpec {
                 cn: "tlsdoctor test intermediate",
                 sans: &[],
-                not_before: -10,
-                not_after: 3650,
+                not_before,
+                not_after,
                 ca: true,
                 digest: MessageDigest::sha256(),
                 flags: (true, true, true, false),

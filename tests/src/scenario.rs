@@ -49,6 +49,14 @@ impl Block {
             .with(&format!("ssl_certificate_key {};", key.display()))
     }
 
+    /// A TLS block on `addr:port` ("127.0.0.1", "[::1]", "[::]") for `name`.
+    pub fn tls_at(addr: &str, port: u16, name: &str, cert: &Path, key: &Path) -> Block {
+        Block::listen(&format!("{addr}:{port} ssl"))
+            .with(&format!("server_name {name};"))
+            .with(&format!("ssl_certificate {};", cert.display()))
+            .with(&format!("ssl_certificate_key {};", key.display()))
+    }
+
     /// A plain-HTTP block on 127.0.0.1:port.
     pub fn plain(port: u16, name: &str) -> Block {
         Block::listen(&format!("127.0.0.1:{port}")).with(&format!("server_name {name};"))

@@ -19,6 +19,25 @@ pub struct Server {
 }
 
 impl Server {
+    /// A started server process (apache, a Go service) the caller waits
+    /// for; killed when dropped.
+    pub fn from_child(
+        child: Child,
+        port: u16,
+        error_log: Option<PathBuf>,
+        config: Option<PathBuf>,
+    ) -> Server {
+        let pid = child.id();
+        Server {
+            child,
+            port,
+            pid,
+            error_log,
+            config,
+            _dir: None,
+        }
+    }
+
     /// A started server with no config or log of its own (`_dir` kept alive
     /// with it), once something listens on `port`.
     fn listening(child: Child, port: u16, dir: Option<TempDir>) -> Server {
@@ -104,10 +123,27 @@ pub fn s_server_console(port: u16, cert: &Path, key: &Path, extra: &[&str]) -> S
 }
 
 fn start_s_server(port: u16, cert: &Path, key: &Path, extra: &[&str], stdin: Stdio) -> Server {
+    start_s_server_at(&format!("127.0.0.1:{port}"), port, cert, key, extra, stdin)
+}
+
+/// `openssl s_server` in console mode accepting on `accept`
+/// ("127.0.0.1:4433", "[::1]:4433").
+pub fn s_server_at(accept: &str, port: u16, cert: &Path, key: &Path, extra: &[&str]) -> Server {
+    start_s_server_at(accept, port, cert, key, extra, Stdio::piped())
+}
+
+fn start_s_server_at(
+    accept: &str,
+    port: u16,
+    cert: &Path,
+    key: &Path,
+    extra: &[&str],
+    stdin: Stdio,
+) -> Server {
     let child = Command::new("openssl")
         .arg("s_server")
         .arg("-accept")
-        .arg(format!("127.0.0.1:{port}"))
+        .arg(accept)
         .arg("-cert")
         .arg(cert)
         .arg("-key")
@@ -355,4 +391,68 @@ pub fn nginx_in_mount_namespace(
     }
     drop(stage);
     nginx
+}
+
+const STUCK_LISTENER: &str = r#"
+import socket, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", PORT))
+s.listen(1)
+while True:
+    time.sleep(60)
+"#;
+
+/// A server that listens on 127.0.0.1:port with a backlog of 1 and never
+/// accepts (a hung worker): its accept queue fills with two connections,
+/// and the SYNs after them are dropped (ListenOverflows).
+pub fn stuck_listener(port: u16) -> Server {
+    let script = STUCK_LISTENER.replace("PORT", &port.to_string());
+    let child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting a listener that never accepts");
+    Server::listening(child, port, None)
+}
+
+const FD_STARVED_LISTENER: &str = r#"
+import errno, os, socket, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", PORT))
+s.listen(64)
+held = []
+while True:
+    try:
+        held.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        break
+while True:
+    try:
+        c, _ = s.accept()
+        c.close()
+    except OSError as e:
+        if e.errno != errno.EMFILE:
+            raise
+        time.sleep(0.05)
+"#;
+
+/// A server on 127.0.0.1:port run with `prlimit --nofile=32` that holds
+/// every descriptor it may open: each accept() fails with EMFILE and the
+/// connections wait in its queue unanswered.
+pub fn fd_starved_listener(port: u16) -> Server {
+    let script = FD_STARVED_LISTENER.replace("PORT", &port.to_string());
+    let child = Command::new("prlimit")
+        .args(["--nofile=32:32", "python3", "-c"])
+        .arg(script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting a listener at its fd limit (util-linux prlimit)");
+    Server::listening(child, port, None)
 }

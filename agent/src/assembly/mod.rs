@@ -79,6 +79,8 @@ fn clock_ns(clock: libc::clockid_t) -> i128 {
 #[derive(Clone, Debug)]
 pub struct TlsPorts {
     ports: std::collections::BTreeSet<u16>,
+    /// Of those, the ones learned from local servers' ServerHellos.
+    learned: std::collections::BTreeSet<u16>,
 }
 
 impl TlsPorts {
@@ -91,7 +93,14 @@ impl TlsPorts {
     pub fn new(extra: impl IntoIterator<Item = u16>) -> TlsPorts {
         TlsPorts {
             ports: Self::WELL_KNOWN.iter().copied().chain(extra).collect(),
+            learned: std::collections::BTreeSet::new(),
         }
+    }
+
+    /// Ports learned from local servers' ServerHellos (kept across
+    /// restarts by `diagnosis::learned`).
+    pub fn learned(&self) -> Vec<u16> {
+        self.learned.iter().copied().collect()
     }
 
     pub fn add(&mut self, port: u16) {
@@ -730,6 +739,7 @@ impl Assembler {
             && !self.tls_ports.contains(port)
         {
             self.tls_ports.add(port);
+            self.tls_ports.learned.insert(port);
             self.stats.learned_tls_ports += 1;
         }
         let tls_port = server_port.is_some_and(|p| self.tls_ports.contains(p));

@@ -8,6 +8,11 @@ use crate::evidence::certificates::{ChainFinding, ChainReport};
 use crate::evidence::clock::ClockState;
 use crate::evidence::listeners::Listener;
 use crate::evidence::server_config::{ServerBlock, ServerKind, Setting, effective_protocols};
+use crate::text::cap_list;
+
+/// Names listed in a sentence before the rest is counted: a certificate
+/// can carry 1,500 subjectAltNames.
+pub const MAX_LISTED: usize = 10;
 
 /// Findings about one served certificate chain (checked for `name`).
 pub fn chain_findings(block: &ServerBlock, report: &ChainReport) -> Vec<Diagnosis> {
@@ -70,7 +75,7 @@ pub fn chain_findings(block: &ServerBlock, report: &ChainReport) -> Vec<Diagnosi
             ChainFinding::NameMismatch { name, sans } => (
                 Cause::HostnameMismatch,
                 Confidence::High,
-                format!("{file} does not cover {name} (its names: {})", sans.join(", ")),
+                format!("{file} does not cover {name} (its names: {})", cap_list(sans, MAX_LISTED)),
                 format!("serve a certificate whose subjectAltName includes {name}, or remove {name} from this server block"),
             ),
             ChainFinding::WeakKey { index, subject, key_type, bits } => (
@@ -251,24 +256,42 @@ pub fn protocol_findings(block: &ServerBlock) -> Vec<Diagnosis> {
     ]
 }
 
-/// An unsynchronized clock makes good certificates look expired or not yet
-/// valid to this host's clients, and vice versa.
+/// A clock shown to be off — stepped since the agent first looked, its RTC
+/// disagreeing while it is unsynchronized, or reading earlier than a date
+/// it is known to be past — makes good certificates look expired or not yet
+/// valid to this host's clients (`rules::clock::judge`, with the gap
+/// unknown). An unsynchronized clock alone is no finding: its error is
+/// seconds ([`clock_advice`]).
 pub fn clock_findings(clock: &ClockState) -> Vec<Diagnosis> {
-    if clock.synchronized {
+    use crate::diagnosis::rules::clock::{Verdict, judge};
+    let judgements = [Verdict::Expired, Verdict::NotYetValid].map(|v| (v, judge(clock, v, None)));
+    let Some((verdict, judgement)) = judgements.iter().find(|(_, j)| j.explains.is_some()) else {
         return Vec::new();
-    }
+    };
+    let looks = match verdict {
+        Verdict::Expired => "ahead: valid certificates look expired",
+        Verdict::NotYetValid => "behind: new certificates look not yet valid",
+    };
     vec![
         Diagnosis::new(
             Cause::ClockSkew,
-            Confidence::Low,
-            format!(
-                "{}: certificate validity checks on this host rely on an unsynchronized clock",
-                clock.describe()
-            ),
+            judgement.explains.unwrap_or(Confidence::Low),
+            format!("this host's clock is {looks} to its clients"),
         )
-        .evidence(Evidence::new(Source::Host, clock.describe()))
-        .fix("synchronize the clock (chronyd, systemd-timesyncd or ntpd) and check `timedatectl`"),
+        .with_evidence(judgement.evidence.clone())
+        .fix("set the clock right and keep it synchronized (chronyd, systemd-timesyncd or ntpd); check `timedatectl`"),
     ]
+}
+
+/// Advice for a clock that is not synchronized but not shown to be off.
+pub fn clock_advice(clock: &ClockState) -> Option<String> {
+    if !crate::diagnosis::rules::clock::untrustworthy(clock) || !clock_findings(clock).is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{}: it can drift; certificate dates are judged by it (a gap within its maximum error would be blamed on it, not days). Enable NTP (chronyd, systemd-timesyncd).",
+        clock.describe()
+    ))
 }
 
 fn directive_name(kind: ServerKind, what: &str) -> &'static str {
@@ -447,5 +470,31 @@ mod tests {
         });
         let d = key_findings(&b);
         assert_eq!(d[0].cause, Cause::ServerCannotLoadCertificate);
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+    use chrono::{TimeDelta, Utc};
+
+    #[test]
+    fn only_a_clock_shown_off_is_a_finding() {
+        let now = Utc::now();
+        let unsync = ClockState::adjtimex_only(now, false, 16_000_000);
+        assert!(clock_findings(&unsync).is_empty());
+        assert!(clock_advice(&unsync).is_some_and(|a| a.contains("STA_UNSYNC")));
+        let synced = ClockState::adjtimex_only(now, true, 1_000);
+        assert!(clock_findings(&synced).is_empty());
+        assert_eq!(clock_advice(&synced), None);
+        let rtc_off = ClockState {
+            rtc: Some(now - TimeDelta::days(2)),
+            ..unsync
+        };
+        let f = clock_findings(&rtc_off);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].cause, Cause::ClockSkew);
+        assert!(f[0].summary.contains("ahead"), "{}", f[0].summary);
+        assert_eq!(clock_advice(&rtc_off), None);
     }
 }

@@ -1,6 +1,10 @@
-//! Diagnosis of finished outcomes: host facts (cached) plus the rules.
+//! Diagnosis of finished outcomes: host facts (cached) plus the rules, and
+//! one root cause for both ends of a local handshake (`pairing`).
+
+use std::time::Instant;
 
 use crate::diagnosis::host::HostState;
+use crate::diagnosis::pairing::Pairing;
 use crate::diagnosis::rules::after_handshake;
 use crate::diagnosis::{Facts, diagnose};
 use crate::evidence::certificates::CertificateCache;
@@ -11,6 +15,7 @@ use crate::outcome::{HandshakeOutcome, HandshakeResult};
 pub struct Diagnoser {
     host: HostState,
     certificates: CertificateCache,
+    pairing: Pairing,
 }
 
 impl Diagnoser {
@@ -68,5 +73,22 @@ impl Diagnoser {
 
     pub fn host_state(&mut self) -> &mut HostState {
         &mut self.host
+    }
+
+    /// Hands a diagnosed outcome to the pairing of a handshake's two ends:
+    /// returns what is ready for the sinks now (the outcome, both reconciled
+    /// ends, or nothing while it waits for its other end).
+    pub fn pair(&mut self, outcome: HandshakeOutcome) -> Vec<HandshakeOutcome> {
+        self.pairing.offer(outcome, Instant::now())
+    }
+
+    /// Outcomes that waited long enough for their other end.
+    pub fn pairs_due(&mut self) -> Vec<HandshakeOutcome> {
+        self.pairing.due(Instant::now())
+    }
+
+    /// Every outcome still waiting (shutdown).
+    pub fn pairs_drain(&mut self) -> Vec<HandshakeOutcome> {
+        self.pairing.drain()
     }
 }

@@ -8,6 +8,7 @@
 //! [`super::host_cache`]), so a flood of failures costs no file I/O per
 //! failure.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,14 +23,20 @@ use crate::diagnosis::discovery::{ConfigDiscovery, Snapshot};
 use crate::diagnosis::host_cache::{ChainCache, LogFollowers};
 use crate::diagnosis::rules::log_text;
 use crate::evidence::certificates::{self, AnalysedChain, ChainFinding, ChainReport, TrustStore};
-use crate::evidence::clock::{self, ClockState};
+use crate::evidence::clock::{self, ClockState, StepWatch};
 use crate::evidence::fsroot::FsRoot;
 use crate::evidence::listeners::{ListenCounters, Listener, ListenerTable};
 use crate::evidence::logs::{self, LogLine};
+use crate::evidence::process::ProcessLoad;
+
+mod load;
+mod tls_ports;
+
 use crate::evidence::server_config::{
     self, ConfigProblem, DiscoveredConfig, ServerBlock, ServerConfig,
 };
 use crate::outcome::{HandshakeOutcome, Role};
+use load::LoadCache;
 
 /// Host facts for one failure. Empty for a failure whose server is not on
 /// this host (then only wire, OpenSSL and socket evidence count).
@@ -48,6 +55,12 @@ pub struct HostFacts {
     /// True when no block names the SNI (or there was no SNI), so the
     /// selection fell back to the port's default block.
     pub selected_by_default: bool,
+    /// The server blocks (nginx) or name-based virtual hosts (apache) the
+    /// connection's address:port routes between by name. With one there is
+    /// nothing to route: a name its certificate lacks is a plain mismatch,
+    /// not the default certificate's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routed_blocks: Vec<RoutedBlock>,
     /// The port's default block (its `ssl_protocols` decide the version in
     /// nginx before 1.29.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,7 +74,28 @@ pub struct HostFacts {
     /// The server's own error-log lines near the failure.
     pub log_lines: Vec<ClassifiedLogLine>,
     pub listen_counters: Option<ListenCounters>,
+    /// How much ListenOverflows/ListenDrops rose while this handshake was
+    /// attempted (None: no rise, or no earlier reading to compare with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen_overflow_rise: Option<ListenCounters>,
+    /// The load of the processes behind the listener a handshake died at
+    /// before the server answered (its owner and that one's children):
+    /// open descriptors against their limit, stopped or not, CPU pressure.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listener_load: Vec<ProcessLoad>,
+    /// The host's CPU pressure (PSI "some" avg10, percent), read with
+    /// `listener_load`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_pressure: Option<u32>,
     pub config_problems: Vec<ConfigProblem>,
+}
+
+/// One block a listener routes to: its names and where it starts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutedBlock {
+    pub names: Vec<String>,
+    /// `file:line` of the block.
+    pub location: String,
 }
 
 /// A server error-log line and the cause its text indicates, when it names
@@ -126,6 +160,13 @@ pub struct HostState {
     wire_chains: ChainCache<Vec<Vec<u8>>>,
     logs: LogFollowers,
     local_addrs: Option<Timed<Vec<IpAddr>>>,
+    clock: Option<Timed<Option<ClockState>>>,
+    /// The clock's first observation this boot, when `agent run` keeps no
+    /// learned state (`diagnosis::learned`).
+    step_watch: StepWatch,
+    load: LoadCache,
+    /// Whether a listening process maps a TLS library, by pid.
+    tls_library: HashMap<u32, Timed<Option<String>>>,
 }
 
 impl Default for HostState {
@@ -164,7 +205,38 @@ impl HostState {
             wire_chains: ChainCache::new(chain_ttl),
             logs: LogFollowers::new(log_every, log_text::NOTE),
             local_addrs: None,
+            clock: None,
+            step_watch: StepWatch::default(),
+            load: LoadCache::default(),
+            tls_library: HashMap::new(),
         }
+    }
+
+    /// The clock, read at most every [`CLOCK_EVERY`], with any step since
+    /// its first observation this boot (the agent's learned baseline when
+    /// there is one, so a step before a restart counts).
+    pub fn clock(&mut self) -> Option<ClockState> {
+        if let Some(cached) = &self.clock
+            && cached.at.elapsed() < CLOCK_EVERY
+        {
+            return cached.value.clone();
+        }
+        let mut state = clock::read().ok();
+        if let Some(state) = &mut state {
+            match super::learned::global().and_then(|l| l.lock().ok()) {
+                Some(mut learned) => {
+                    learned.step_watch().observe(state);
+                    let watch = learned.step_watch().clone();
+                    learned.note_clock(&watch);
+                }
+                None => self.step_watch.observe(state),
+            }
+        }
+        self.clock = Some(Timed {
+            at: Instant::now(),
+            value: state.clone(),
+        });
+        state
     }
 
     /// The running (and installed) servers' configurations: the discovery
@@ -361,38 +433,10 @@ impl HostState {
         self.logs.follow(root, path)
     }
 
-    /// Whether a local server config serves TLS on the outcome's server port.
-    /// An unknown port makes discovery run again (at most once a second): the
-    /// server may have started a moment ago.
-    pub fn port_serves_tls(&mut self, outcome: &HandshakeOutcome) -> bool {
-        let (Some(ip), Some(port)) = (outcome.server.ip, outcome.server.port) else {
-            return false;
-        };
-        if outcome.role != Role::Server && !self.is_local(ip) {
-            return false;
-        }
-        let serves = |configs: &[DiscoveredConfig]| {
-            configs
-                .iter()
-                .filter_map(|d| d.result.as_ref().ok())
-                .flat_map(|cfg| cfg.blocks_on_port(port))
-                .any(|b| b.listens.iter().any(|l| l.port == port && l.ssl))
-        };
-        if serves(self.configs()) {
-            return true;
-        }
-        let fresh_enough = self.configs_age().is_some_and(|age| age < REDISCOVER_AFTER);
-        if fresh_enough {
-            return false;
-        }
-        self.rediscover();
-        serves(self.configs.as_ref().map_or(&[], |c| c.configs.as_slice()))
-    }
-
     /// Gathers the host facts for one outcome.
     pub fn facts_for(&mut self, outcome: &HandshakeOutcome) -> HostFacts {
         let mut facts = HostFacts {
-            clock: clock::read().ok(),
+            clock: self.clock(),
             ..Default::default()
         };
         let server_ip = outcome.server.ip;
@@ -413,10 +457,15 @@ impl HostState {
             return facts;
         }
 
+        let mut accepting_owner = None;
         if let Some(table) = self.listeners() {
             facts.listeners_on_port = table.on_port(port).into_iter().cloned().collect();
             facts.listen_counters = Some(table.counters.clone());
+            accepting_owner = server_ip
+                .and_then(|ip| table.accepting(ip, port))
+                .and_then(|l| l.pid);
         }
+        self.gather_load(outcome, accepting_owner, &mut facts);
         let listener_pids: Vec<u32> = facts
             .listeners_on_port
             .iter()
@@ -455,6 +504,14 @@ impl HostState {
         let mut selected_block = None;
         if let Some(cfg) = chosen {
             facts.blocks_on_port = cfg.blocks_on_port(port).into_iter().cloned().collect();
+            facts.routed_blocks = cfg
+                .listener_blocks(server_ip, port)
+                .into_iter()
+                .map(|b| RoutedBlock {
+                    names: b.server_names.iter().map(|n| n.value.clone()).collect(),
+                    location: b.location(),
+                })
+                .collect();
             if let Some(sel) = cfg.select(server_ip, port, sni.as_deref()) {
                 facts.selected_by_default = sel.by_default;
                 facts.default_block = Some(sel.default_block.clone());
@@ -556,6 +613,10 @@ fn in_context(error: String, root: &FsRoot) -> String {
         None => error,
     }
 }
+
+/// How long a clock reading is reused (its offsets are compared with gaps
+/// of minutes and more).
+const CLOCK_EVERY: Duration = Duration::from_secs(1);
 
 /// How soon discovery may run again for a failure the cached configs do not
 /// cover (a flood of failures at an unknown port costs one discovery a

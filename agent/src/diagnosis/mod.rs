@@ -7,6 +7,8 @@ pub mod discovery;
 pub mod engine;
 pub mod host;
 mod host_cache;
+pub mod learned;
+pub mod pairing;
 pub mod rules;
 
 pub use crate::catalogue::{

@@ -231,14 +231,15 @@ fn chain_findings(chain: &ChainReport, inputs: &Inputs) -> Vec<Finding> {
 }
 
 /// How to fix a certificate that starts in the future. The clock is worth
-/// checking only when it could be off by the gap: an unsynchronized clock
-/// is off by seconds (its maximum error), not days.
+/// checking only when it could be off by the gap (`rules::clock::judge`):
+/// an unsynchronized clock is off by seconds (its maximum error), not days.
 fn not_yet_valid_fix(gap: Duration, host: Option<&HostFacts>) -> String {
-    let clock_error = host
-        .and_then(|h| h.clock.as_ref())
-        .map(|c| Duration::microseconds(c.max_error_us.max(0)));
-    let plausible = match clock_error {
-        Some(error) => gap <= error + Duration::minutes(5),
+    use crate::diagnosis::rules::clock::{Verdict, judge};
+    let plausible = match host.and_then(|h| h.clock.as_ref()) {
+        Some(clock) => judge(clock, Verdict::NotYetValid, Some(gap))
+            .explains
+            .is_some(),
+        // Nothing known of any clock here: only a small gap suggests one.
         None => gap <= Duration::minutes(5),
     };
     if plausible {

@@ -4,25 +4,30 @@
 //! `diagnosis::checks`; rendered for people or as JSON (docs/journal.md).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::cli::output::{self, Style};
-use crate::diagnosis::{Cause, Diagnosis, checks};
+use crate::cli::output;
+
+mod render;
+use crate::diagnosis::checks;
+use crate::diagnosis::learned::{self, LearnedState};
+use crate::diagnosis::{Cause, Diagnosis, Evidence, Source};
 use crate::evidence::certificates::{self, CertificateFact, TrustStore};
-use crate::evidence::clock::{self, ClockState};
+use crate::evidence::clock::{self, ClockState, StepWatch};
 use crate::evidence::fsroot::FsRoot;
 use crate::evidence::listeners::{Listener, ListenerTable};
+use crate::evidence::process::maps_tls_library;
 use crate::evidence::server_config::{
     self, DiscoveredConfig, ServerBlock, ServerKind, effective_protocols,
 };
 use crate::outcome::HandshakeOutcome;
 use crate::sinks::journal;
-use crate::text::{escape, expiry_words};
+use crate::text::cap_list;
+pub use render::{render, render_finding};
 
 /// A server kind as people write it.
 fn kind_name(kind: ServerKind) -> &'static str {
@@ -57,11 +62,17 @@ pub struct HostReport {
 pub struct ListenerReport {
     #[serde(flatten)]
     pub listener: Listener,
-    /// A server config declares TLS on this port.
+    /// TLS is served here: a server config declares it, or it was learned
+    /// from the host (`learned`).
     pub tls: bool,
     /// `file:line` of the block(s) serving it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub config: Vec<String>,
+    /// How a TLS listener without a config was learned: "served a
+    /// ServerHello" (the agent saw it answer one; kept beside the journal)
+    /// or "maps libssl.so.3" (its process maps a TLS library).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learned: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -150,9 +161,17 @@ impl HostReport {
                     .to_string(),
             );
         }
-        let clock = clock::read()
+        let mut clock = clock::read()
             .map_err(|e| limitations.push(format!("clock: {e}", e = crate::text::Chain(&e))))
             .ok();
+        // What `agent run` learned and kept beside its journal: config-less
+        // TLS listeners, and the clock's first reading this boot (a step
+        // since then is shown).
+        let (learned, learned_problem) = learned::read_beside(journal_path);
+        limitations.extend(learned_problem);
+        if let Some(clock) = &mut clock {
+            StepWatch::with_baseline(learned.clock.clone()).observe(clock);
+        }
         let table = ListenerTable::scan()
             .map_err(|e| limitations.push(format!("listeners: {e}", e = crate::text::Chain(&e))))
             .ok();
@@ -179,6 +198,13 @@ impl HostReport {
         let mut advice = Vec::new();
         if let Some(clock) = &clock {
             findings.extend(checks::clock_findings(clock));
+            if let Some(text) = checks::clock_advice(clock) {
+                advice.push(Advice {
+                    subject: "clock".to_string(),
+                    text,
+                    location: None,
+                });
+            }
         }
         let now = Utc::now();
         let mut servers = Vec::new();
@@ -194,17 +220,9 @@ impl HostReport {
                 &mut tls_ports,
             ));
         }
-        let listeners = listeners
-            .into_iter()
-            .map(|l| {
-                let config = tls_ports.get(&l.port).cloned().unwrap_or_default();
-                ListenerReport {
-                    tls: !config.is_empty(),
-                    config,
-                    listener: l,
-                }
-            })
-            .collect();
+        let listeners = listener_reports(listeners, &tls_ports, &learned);
+        group_repeated(&mut findings);
+        let advice = group_advice(advice);
         HostReport {
             generated: now,
             host: std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -219,6 +237,156 @@ impl HostReport {
             recent_failures: recent_failures(journal_path, since),
         }
     }
+}
+
+/// Every listening socket, sorted by port then address, TLS ones marked: by
+/// a config, or learned (served a ServerHello, or maps a TLS library).
+fn listener_reports(
+    listeners: Vec<Listener>,
+    tls_ports: &BTreeMap<u16, Vec<String>>,
+    learned: &LearnedState,
+) -> Vec<ListenerReport> {
+    let mut libraries: BTreeMap<u32, Option<String>> = BTreeMap::new();
+    let mut out: Vec<ListenerReport> = listeners
+        .into_iter()
+        .map(|l| {
+            let config = tls_ports.get(&l.port).cloned().unwrap_or_default();
+            let remembered = learned
+                .tls_listeners
+                .iter()
+                .find(|k| k.port == l.port && k.how == learned::LearnedHow::ServedHello)
+                .map(|k| k.how_words());
+            let mapped = l.pid.and_then(|pid| {
+                libraries
+                    .entry(pid)
+                    .or_insert_with(|| maps_tls_library(pid))
+                    .clone()
+                    .map(|lib| format!("maps {lib}"))
+            });
+            let learned = if config.is_empty() {
+                remembered.or(mapped)
+            } else {
+                None
+            };
+            ListenerReport {
+                tls: !config.is_empty() || learned.is_some(),
+                config,
+                learned,
+                listener: l,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        (a.listener.port, a.listener.addr.to_string())
+            .cmp(&(b.listener.port, b.listener.addr.to_string()))
+    });
+    out
+}
+
+/// Locations listed for a finding repeated across server blocks.
+const MAX_LOCATIONS: usize = 10;
+
+/// The same finding from several server blocks (one certificate served by
+/// many) is one finding, with every location.
+fn group_repeated(findings: &mut Vec<Diagnosis>) {
+    let mut grouped: Vec<(Diagnosis, Vec<String>)> = Vec::new();
+    for f in findings.drain(..) {
+        match grouped
+            .iter_mut()
+            .find(|(g, _)| g.cause == f.cause && g.summary == f.summary)
+        {
+            Some((_, locations)) => {
+                if let Some(l) = f.fix_location
+                    && !locations.contains(&l)
+                {
+                    locations.push(l);
+                }
+            }
+            None => {
+                let locations = f.fix_location.iter().cloned().collect();
+                grouped.push((f, locations));
+            }
+        }
+    }
+    for (mut f, locations) in grouped {
+        if locations.len() > 1 {
+            f.summary = format!("{} (in {} server blocks)", f.summary, locations.len());
+            f.evidence.push(Evidence::new(
+                Source::Host,
+                format!(
+                    "the same in {}: {}",
+                    if locations.len() == 2 {
+                        "both"
+                    } else {
+                        "every one of these"
+                    },
+                    cap_list(&locations, MAX_LOCATIONS)
+                ),
+            ));
+        }
+        findings.push(f);
+    }
+}
+
+/// Advice repeated word for word (from several blocks) given once, its
+/// locations joined.
+fn group_advice(advice: Vec<Advice>) -> Vec<Advice> {
+    let mut out: Vec<(Advice, Vec<String>)> = Vec::new();
+    for a in advice {
+        let key = a.text.clone();
+        match out.iter_mut().find(|(o, _)| o.text == key) {
+            Some((_, locations)) => locations.extend(a.location),
+            None => {
+                let locations = a.location.iter().cloned().collect();
+                out.push((a, locations));
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(mut a, locations)| {
+            if locations.len() > 1 {
+                a.subject = format!("{} (and {} more)", a.subject, locations.len() - 1);
+                a.location = Some(cap_list(&locations, MAX_LOCATIONS));
+            }
+            a
+        })
+        .collect()
+}
+
+/// Days before notAfter from which a served certificate is flagged.
+const EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// "expires in 12 days" advice for each served certificate about to expire
+/// (an expired one is a finding).
+fn expiry_advice(
+    block: &ServerBlock,
+    certs: &[CertificateFact],
+    now: DateTime<Utc>,
+) -> Vec<Advice> {
+    let soon = now + chrono::Duration::days(EXPIRY_WARNING_DAYS);
+    let file = block
+        .certificate
+        .as_ref()
+        .map(|c| c.value.display().to_string())
+        .unwrap_or_default();
+    certs
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.not_after > now && c.not_after <= soon)
+        .map(|(i, c)| {
+            let days = (c.not_after - now).num_days();
+            Advice {
+                subject: format!("certificate {file}"),
+                text: format!(
+                    "certificate #{i} ({}) expires in {days} day{} ({}): renew it before then",
+                    c.subject,
+                    if days == 1 { "" } else { "s" },
+                    c.not_after.format("%Y-%m-%d %H:%M UTC")
+                ),
+                location: block.certificate.as_ref().map(|s| s.location()),
+            }
+        })
+        .collect()
 }
 
 fn server_report(
@@ -274,6 +442,7 @@ fn server_report(
         if let Some(trust) = trust {
             check_chain(block, trust, now, findings, &mut block_report);
         }
+        advice.extend(expiry_advice(block, &block_report.certificates, now));
         block_advice(block, advice);
         report.blocks.push(block_report);
     }
@@ -475,238 +644,10 @@ pub(super) fn execute(
     }
 }
 
-/// Prints one finding: cause, summary, evidence, fix.
-pub fn render_finding(out: &mut String, d: &Diagnosis, style: Style) {
-    let _ = writeln!(
-        out,
-        "  {} {}  {}",
-        style.red("✗"),
-        style.bold(d.cause.id()),
-        escape(&d.summary)
-    );
-    for e in &d.evidence {
-        let at = e
-            .location
-            .as_ref()
-            .map(|l| format!("  ({l})"))
-            .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "      {} {}{}",
-            style.dim(&format!("{}:", e.source.letter())),
-            escape(&e.fact),
-            style.dim(&escape(&at))
-        );
-    }
-    if !d.remediation.is_empty() {
-        let _ = writeln!(
-            out,
-            "      {} {}",
-            style.green("fix:"),
-            escape(&d.remediation)
-        );
-    }
-    for alt in &d.alternatives {
-        let _ = writeln!(
-            out,
-            "      {} {} — {}",
-            style.dim("or:"),
-            alt.cause,
-            escape(&alt.why)
-        );
-    }
-}
-
-/// The report for people.
-pub fn render(report: &HostReport, style: Style) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{} {}",
-        style.bold("tlsdoctor host report"),
-        report.host.as_deref().unwrap_or("")
-    );
-    for l in &report.limitations {
-        let _ = writeln!(out, "  {} {}", style.yellow("!"), escape(l));
-    }
-    let _ = writeln!(out, "\n{}", style.bold("Clock"));
-    match &report.clock {
-        Some(c) if c.synchronized => {
-            let _ = writeln!(out, "  {} {}", style.green("✓"), c.describe());
-        }
-        Some(c) => {
-            let _ = writeln!(out, "  {} {}", style.yellow("!"), c.describe());
-        }
-        None => {
-            let _ = writeln!(out, "  unknown");
-        }
-    }
-
-    render_listeners(&mut out, report, style);
-    for server in &report.servers {
-        render_server(&mut out, server, style);
-    }
-    render_findings(&mut out, report, style);
-    render_recent(&mut out, &report.recent_failures, style);
-    out
-}
-
-fn render_listeners(out: &mut String, report: &HostReport, style: Style) {
-    let _ = writeln!(out, "\n{}", style.bold("TLS listeners"));
-    let tls: Vec<&ListenerReport> = report.listeners.iter().filter(|l| l.tls).collect();
-    if tls.is_empty() {
-        let _ = writeln!(
-            out,
-            "  none declared by an nginx/apache config on this host"
-        );
-    }
-    for l in tls {
-        let proc = match (&l.listener.comm, l.listener.pid) {
-            (Some(c), Some(p)) => format!("{}[{p}]", escape(c)),
-            _ => "?".into(),
-        };
-        let _ = writeln!(
-            out,
-            "  {:<28} {:<18} {}",
-            format!("{}:{}", l.listener.addr, l.listener.port),
-            proc,
-            style.dim(&escape(&l.config.join(", ")))
-        );
-    }
-}
-
-fn render_server(out: &mut String, server: &ServerReport, style: Style) {
-    let state = if server.running {
-        style.green("running")
-    } else {
-        style.dim("not running")
-    };
-    let container = match (server.root.context(), &server.read_through) {
-        (Some(context), Some(base)) => {
-            format!(", {context}, read through {}", base.display())
-        }
-        _ => String::new(),
-    };
-    let _ = writeln!(
-        out,
-        "\n{} {} ({state}{container})",
-        style.bold(kind_name(server.kind)),
-        escape(&server.main_file.display().to_string())
-    );
-    if let Some(e) = &server.error {
-        let _ = writeln!(out, "  {} {}", style.red("✗"), escape(e));
-    }
-    for b in &server.blocks {
-        let _ = writeln!(
-            out,
-            "  {}  {}",
-            escape(&b.location),
-            escape(&b.listens.join(", "))
-        );
-        let _ = writeln!(out, "      names      {}", escape(&b.names.join(" ")));
-        let _ = writeln!(out, "      protocols  {}", escape(&b.protocols.join(" ")));
-        if let Some(leaf) = b.certificates.first() {
-            let expiry = expiry_words(leaf.not_after, Utc::now());
-            let expiry = if leaf.not_after < Utc::now() {
-                style.red(&expiry)
-            } else if leaf.not_after - Utc::now() < chrono::Duration::days(21) {
-                style.yellow(&expiry)
-            } else {
-                expiry
-            };
-            let _ = writeln!(
-                out,
-                "      cert       {} · SAN {} · until {} ({expiry}) · {} {}",
-                escape(leaf.common_name.as_deref().unwrap_or(&leaf.subject)),
-                escape(&crate::text::cap_list(&leaf.sans, 20)),
-                leaf.not_after.format("%Y-%m-%d"),
-                leaf.key_type,
-                leaf.key_bits.map(|b| b.to_string()).unwrap_or_default()
-            );
-            let _ = writeln!(
-                out,
-                "      chain      {} certificate(s)",
-                b.certificates.len()
-            );
-        }
-        for (name, verdict) in &b.verification {
-            let _ = writeln!(
-                out,
-                "      verify     {}: {}",
-                escape(name),
-                escape(verdict)
-            );
-        }
-    }
-}
-
-fn render_findings(out: &mut String, report: &HostReport, style: Style) {
-    let _ = writeln!(out, "\n{}", style.bold("Findings"));
-    if report.findings.is_empty() {
-        let _ = writeln!(out, "  {} none", style.green("✓"));
-    }
-    for f in &report.findings {
-        render_finding(out, f, style);
-    }
-    if !report.advice.is_empty() {
-        let _ = writeln!(out, "\n{}", style.bold("Advice"));
-        for a in &report.advice {
-            let at = a
-                .location
-                .as_ref()
-                .map(|l| format!(" ({l})"))
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "  {} {}: {}{}",
-                style.yellow("·"),
-                escape(&a.subject),
-                escape(&a.text),
-                style.dim(&escape(&at))
-            );
-        }
-    }
-}
-
-fn render_recent(out: &mut String, r: &RecentFailures, style: Style) {
-    let since = r
-        .since
-        .map(|s| format!(" since {}", s.format("%Y-%m-%d %H:%M:%SZ")))
-        .unwrap_or_default();
-    let _ = writeln!(
-        out,
-        "\n{} ({}{since})",
-        style.bold("Recent failures"),
-        r.journal.display()
-    );
-    if r.total == 0 {
-        let _ = writeln!(out, "  {} none recorded", style.green("✓"));
-    } else {
-        for (cause, n) in &r.by_cause {
-            let _ = writeln!(out, "  {n:>6}  {cause}");
-        }
-        let _ = writeln!(out, "  latest:");
-        for o in &r.latest {
-            let _ = writeln!(
-                out,
-                "    {}",
-                crate::sinks::console::line(o, crate::sinks::console::Colour::Never)
-            );
-        }
-    }
-    if r.unreadable_lines > 0 {
-        let _ = writeln!(
-            out,
-            "  {} {} journal line(s) could not be read",
-            style.yellow("!"),
-            r.unreadable_lines
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::output::Style;
 
     #[test]
     fn the_report_gathers_and_renders_on_this_host() {
@@ -721,5 +662,111 @@ mod tests {
         let json = serde_json::to_string(&report).unwrap();
         let back: HostReport = serde_json::from_str(&json).unwrap();
         assert_eq!(back.findings, report.findings);
+    }
+
+    fn finding(cause: Cause, summary: &str, at: &str) -> Diagnosis {
+        Diagnosis::new(cause, crate::diagnosis::Confidence::High, summary)
+            .evidence(Evidence::new(Source::Host, "x").at(at))
+            .fix_at(Some(at.to_string()))
+    }
+
+    #[test]
+    fn a_finding_repeated_across_blocks_is_listed_once_with_its_locations() {
+        let mut findings: Vec<Diagnosis> = (1..=14)
+            .map(|i| {
+                finding(
+                    Cause::CertificateExpired,
+                    "certificate #0 in /etc/ssl/shared.pem expired",
+                    &format!("/etc/nginx/sites-enabled/site{i}:12"),
+                )
+            })
+            .collect();
+        findings.push(finding(
+            Cause::HostnameMismatch,
+            "/etc/ssl/shared.pem does not cover a.test",
+            "/etc/nginx/sites-enabled/site1:12",
+        ));
+        group_repeated(&mut findings);
+        assert_eq!(findings.len(), 2, "{findings:#?}");
+        let expired = &findings[0];
+        assert!(
+            expired.summary.ends_with("(in 14 server blocks)"),
+            "{}",
+            expired.summary
+        );
+        let all = expired.evidence.last().unwrap();
+        assert!(
+            all.fact.contains("site1:12") && all.fact.contains("and 4 more"),
+            "{}",
+            all.fact
+        );
+        assert_eq!(findings[1].cause, Cause::HostnameMismatch);
+    }
+
+    #[test]
+    fn long_lists_are_capped_and_listeners_sorted_by_port() {
+        let sans: Vec<String> = (0..1500).map(|i| format!("host{i}.test")).collect();
+        let text = cap_list(&sans, 10);
+        assert!(text.ends_with(" and 1,490 more"), "{text}");
+        assert_eq!(text.matches(".test").count(), 10);
+        let listener = |port: u16, addr: &str| Listener {
+            addr: addr.parse().unwrap(),
+            port,
+            inode: u64::from(port),
+            pid: None,
+            comm: None,
+            exe: None,
+            accept_queue: 0,
+            backlog: 128,
+            v6only: None,
+        };
+        let reports = listener_reports(
+            vec![
+                listener(8443, "127.0.0.1"),
+                listener(443, "::"),
+                listener(443, "0.0.0.0"),
+                listener(22, "0.0.0.0"),
+            ],
+            &BTreeMap::from([(443, vec!["/etc/nginx/sites-enabled/site:2".to_string()])]),
+            &LearnedState {
+                tls_listeners: vec![learned::LearnedListener {
+                    port: 8443,
+                    addrs: Vec::new(),
+                    comm: Some("goserver".into()),
+                    exe: None,
+                    how: learned::LearnedHow::ServedHello,
+                    first_seen: Utc::now(),
+                    last_seen: Utc::now(),
+                }],
+                clock: StepWatch::default(),
+            },
+        );
+        let ports: Vec<u16> = reports.iter().map(|r| r.listener.port).collect();
+        assert_eq!(ports, [22, 443, 443, 8443]);
+        assert!(!reports[0].tls);
+        assert!(reports[1].tls && reports[1].learned.is_none());
+        assert_eq!(reports[3].learned.as_deref(), Some("served a ServerHello"));
+        assert!(reports[3].tls);
+    }
+
+    #[test]
+    fn a_certificate_about_to_expire_is_advice_with_its_days() {
+        let block = crate::diagnosis::rules::fixtures::nginx_block();
+        let now = Utc::now();
+        let mut soon = crate::diagnosis::rules::fixtures::site_leaf();
+        soon.not_after = now + chrono::Duration::days(12) + chrono::Duration::hours(1);
+        let mut later = soon.clone();
+        later.not_after = now + chrono::Duration::days(300);
+        let advice = expiry_advice(&block, &[soon, later], now);
+        assert_eq!(advice.len(), 1);
+        assert!(
+            advice[0].text.contains("expires in 12 days"),
+            "{}",
+            advice[0].text
+        );
+        assert_eq!(
+            advice[0].location.as_deref(),
+            Some("/etc/nginx/sites-enabled/site:12")
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! Failures before or instead of a TLS conversation: port-not-listening,
-//! listener-bound-to-loopback, server-cannot-load-certificate and
-//! handshake-aborted.
+//! listener-bound-to-loopback and server-cannot-load-certificate
+//! (handshake-aborted is `aborted`).
 //!
 //! A refused connect says only "nothing accepted at that address and port".
 //! The host's listeners tell the three refusals apart: none at all on the
@@ -13,14 +13,13 @@ use std::path::PathBuf;
 
 use crate::diagnosis::{Cause, Confidence, Diagnosis, Evidence, Facts, Source};
 use crate::evidence::certificates::ChainFinding;
-use crate::evidence::openssl::reason;
 use crate::evidence::server_config::{ServerKind, Setting};
 use crate::outcome::Role;
 
 use super::directives::{Directive, directive, reload_command, server_software, start_command};
 use super::{describe_setting, headline};
 
-fn address(ip: IpAddr, port: Option<u16>) -> String {
+pub(super) fn address(ip: IpAddr, port: Option<u16>) -> String {
     let port = port.map(|p| format!(":{p}")).unwrap_or_default();
     match ip {
         IpAddr::V6(_) => format!("[{ip}]{port}"),
@@ -37,6 +36,14 @@ fn connect_refused(f: &Facts) -> Option<Evidence> {
         .ip
         .map(|ip| address(ip, f.server_port()))
         .unwrap_or_else(|| f.target());
+    // Another errno (a timeout, a client giving up) is no refusal, whatever
+    // the TCP states show.
+    if socket
+        .connect_errno
+        .is_some_and(|e| e != libc::ECONNREFUSED)
+    {
+        return None;
+    }
     if socket.connect_errno == Some(libc::ECONNREFUSED) {
         return Some(Evidence::new(
             Source::Socket,
@@ -57,7 +64,7 @@ fn connect_refused(f: &Facts) -> Option<Evidence> {
 }
 
 /// Does a socket bound to `listener` accept connections to `dest`?
-fn accepts(listener: IpAddr, dest: IpAddr) -> bool {
+pub(super) fn accepts(listener: IpAddr, dest: IpAddr) -> bool {
     if listener == dest {
         return true;
     }
@@ -79,7 +86,7 @@ fn host_knows_listeners(f: &Facts) -> bool {
 }
 
 /// Config lines that name the port: "listen 443 ssl" at file:line.
-fn listens_on_port(f: &Facts) -> Vec<(ServerKind, String, String)> {
+pub(super) fn listens_on_port(f: &Facts) -> Vec<(ServerKind, String, String)> {
     let Some(port) = f.server_port() else {
         return Vec::new();
     };
@@ -465,161 +472,3 @@ fn load_failure_fix(
 /// OpenSSL's text for X509 reason 116 (`reason::X509_KEY_VALUES_MISMATCH`),
 /// as nginx and Apache quote it in their error logs.
 pub(crate) const KEY_VALUES_MISMATCH: &str = "key values mismatch";
-
-pub fn handshake_aborted(f: &Facts) -> Option<Diagnosis> {
-    let socket = &f.outcome.socket;
-    if socket.connect_errno.is_some() {
-        return None;
-    }
-    let connected = socket.tcp_states.iter().any(|s| s.to == "ESTABLISHED")
-        || socket.bytes_sent > 0
-        || socket.bytes_received > 0
-        || f.client_hello_seen();
-    // An alert or a non-TLS peer explains the end better than "aborted".
-    if !connected || f.outcome.tls.non_tls.is_some() || !f.alerts().is_empty() {
-        return None;
-    }
-    let eof = f.ssl_error(&[reason::UNEXPECTED_EOF_WHILE_READING]);
-    let ended =
-        socket.reset_by_peer || socket.closed_by.is_some() || socket.stalled || eof.is_some();
-    if !ended || f.handshake_completed() {
-        return None;
-    }
-    let before_server_hello = !f.server_hello_seen();
-
-    let peer = f.role().peer().as_str();
-    let how = if socket.reset_by_peer {
-        format!("the {peer} reset the connection")
-    } else if socket.stalled {
-        "the handshake stalled".to_string()
-    } else {
-        match socket.closed_by.as_deref() {
-            Some("local") => format!("the {} closed the connection", f.role().as_str()),
-            _ => format!("the {peer} closed the connection"),
-        }
-    };
-    let mut evidence = vec![Evidence::new(
-        Source::Socket,
-        format!(
-            "TCP connected; then {how} ({} bytes sent, {} received)",
-            socket.bytes_sent, socket.bytes_received
-        ),
-    )];
-    evidence.extend(eof.map(|e| f.ssl_error_evidence(e)));
-    evidence.extend(abort_wire_evidence(f, before_server_hello));
-    let starved = starvation_evidence(f, &mut evidence);
-    let confidence = match (before_server_hello, starved) {
-        (true, true) => Confidence::High,
-        (true, false) => Confidence::Medium,
-        (false, _) => Confidence::Low,
-    };
-    let stage = if before_server_hello {
-        "before the ServerHello"
-    } else {
-        "before the handshake finished"
-    };
-    let summary = format!("{}: TCP connected, then {how} {stage}", headline(f));
-    let listen = listens_on_port(f);
-    let fix = if starved {
-        format!(
-            "The server's listen queue overflowed: raise its backlog ({}), net.core.somaxconn and net.ipv4.tcp_max_syn_backlog, or add worker capacity.",
-            listen
-                .first()
-                .map(|(_, text, location)| format!("`{text} backlog=4096` at {location}"))
-                .unwrap_or_else(|| "the listen backlog".to_string())
-        )
-    } else if socket.stalled {
-        format!(
-            "{} accepted TCP but never completed the handshake: check that the process is a TLS server and not overloaded (CPU, file descriptors), and that no middlebox drops the ClientHello (`openssl s_client -connect {}`).",
-            f.target(),
-            f.connect_target()
-        )
-    } else {
-        format!(
-            "Read {}'s error log at the failure time (nginx logs handshake errors only at `info`), and check for a firewall, IPS or load balancer between the two that resets TLS connections.",
-            f.process(Role::Server)
-        )
-    };
-    Some(
-        Diagnosis::new(Cause::HandshakeAborted, confidence, summary)
-            .with_evidence(evidence)
-            .fix(fix)
-            .fix_at(if starved {
-                listen.first().map(|(_, _, l)| l.clone())
-            } else {
-                None
-            }),
-    )
-}
-
-/// What the wire shows of an aborted handshake: how far it got, and
-/// encrypted records that have the length of an alert.
-fn abort_wire_evidence(f: &Facts, before_server_hello: bool) -> Vec<Evidence> {
-    let mut evidence = Vec::new();
-    if before_server_hello {
-        evidence.push(Evidence::new(
-            Source::Wire,
-            if f.client_hello_seen() {
-                "the client sent its ClientHello; no ServerHello came back"
-            } else {
-                "no TLS handshake message was seen"
-            },
-        ));
-    } else {
-        evidence.push(Evidence::new(
-            Source::Wire,
-            "a ServerHello was seen, but the handshake never finished and no alert was visible in clear",
-        ));
-        let encrypted_alerts = f
-            .outcome
-            .tls
-            .encrypted_records
-            .iter()
-            .filter(|r| r.probable_alert)
-            .count();
-        if encrypted_alerts > 0 {
-            evidence.push(Evidence::new(
-                Source::Wire,
-                format!("{encrypted_alerts} encrypted record(s) have the length of an alert: the reason was sent encrypted"),
-            ));
-        }
-    }
-    evidence
-}
-
-/// Evidence that the server was short of room to accept connections
-/// (listen-queue overflows, a full accept queue); true when there is some.
-fn starvation_evidence(f: &Facts, evidence: &mut Vec<Evidence>) -> bool {
-    let overflow = f
-        .host
-        .listen_counters
-        .as_ref()
-        .filter(|c| c.listen_overflows > 0 || c.listen_drops > 0);
-    if let Some(c) = overflow {
-        evidence.push(Evidence::new(
-            Source::Host,
-            format!(
-                "kernel TcpExt counters: ListenOverflows {}, ListenDrops {}",
-                c.listen_overflows, c.listen_drops
-            ),
-        ));
-    }
-    let full_queue = f
-        .host
-        .listeners_on_port
-        .iter()
-        .find(|l| l.backlog > 0 && l.accept_queue >= l.backlog);
-    if let Some(l) = full_queue {
-        evidence.push(Evidence::new(
-            Source::Host,
-            format!(
-                "the accept queue of {} on {} is full ({}/{})",
-                l.comm.as_deref().unwrap_or("the listener"),
-                address(l.addr, Some(l.port)),
-                l.accept_queue,
-                l.backlog
-            ),
-        ));
-    }
-    overflow.is_some() || full_queue.is_some()
-}

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::diagnosis::host::{ClassifiedLogLine, HostFacts};
+use crate::diagnosis::host::{ClassifiedLogLine, HostFacts, RoutedBlock};
 use crate::diagnosis::{Cause, Diagnosis, Facts, diagnose};
 use crate::evidence::certificates::{CertificateFact, ChainFinding, ChainReport};
 use crate::evidence::clock::ClockState;
@@ -194,6 +194,17 @@ pub fn default_block() -> ServerBlock {
     }
 }
 
+/// The listener's name routing, as host state reports it.
+pub fn routed(blocks: &[&ServerBlock]) -> Vec<RoutedBlock> {
+    blocks
+        .iter()
+        .map(|b| RoutedBlock {
+            names: b.server_names.iter().map(|n| n.value.clone()).collect(),
+            location: b.location(),
+        })
+        .collect()
+}
+
 pub fn listener(addr: &str, port: u16) -> Listener {
     Listener {
         addr: ip(addr),
@@ -208,18 +219,30 @@ pub fn listener(addr: &str, port: u16) -> Listener {
     }
 }
 
+/// The clock as adjtimex reports it: NTP-synchronized (12 ms maximum
+/// error), or unsynchronized with the kernel's 16 s (a VM without NTP).
 pub fn clock(synchronized: bool) -> ClockState {
-    ClockState {
-        now: now(),
+    let mut c = ClockState::adjtimex_only(
+        now(),
         synchronized,
-        status: if synchronized {
-            vec!["STA_PLL".to_string(), "STA_NANO".to_string()]
-        } else {
-            vec!["STA_UNSYNC".to_string()]
-        },
-        max_error_us: if synchronized { 12_000 } else { 16_000_000 },
-        est_error_us: if synchronized { 400 } else { 16_000_000 },
-        offset_us: 0,
+        if synchronized { 12_000 } else { 16_000_000 },
+    );
+    if synchronized {
+        c.status.push("STA_NANO".to_string());
+        c.est_error_us = 400;
+    }
+    c
+}
+
+/// An unsynchronized clock stepped `by` since the agent first looked
+/// (positive: forward).
+pub fn stepped_clock(by: TimeDelta) -> ClockState {
+    ClockState {
+        step: Some(crate::evidence::clock::ClockStep {
+            seconds: by.num_seconds(),
+            since: now() - days(1),
+        }),
+        ..clock(false)
     }
 }
 
@@ -610,13 +633,34 @@ impl Case {
         })
     }
 
+    /// The kernel's ListenOverflows/ListenDrops rose by `overflows` during
+    /// the attempt.
     pub fn listen_overflows(self, overflows: u64) -> Self {
         self.with_host(|h| {
-            h.listen_counters = Some(ListenCounters {
+            h.listen_overflow_rise = Some(ListenCounters {
                 listen_overflows: overflows,
                 listen_drops: overflows,
             })
         })
+    }
+
+    /// A connect that got no SYN-ACK for `seconds` and was given up.
+    pub fn connect_timed_out(mut self) -> Self {
+        self.outcome.socket.connect_errno = Some(libc::ETIMEDOUT);
+        self.outcome.socket.connect_error = Some("ETIMEDOUT".to_string());
+        self.outcome.socket.tcp_states = vec![
+            TcpStateFact {
+                time: now(),
+                from: "CLOSE".to_string(),
+                to: "SYN_SENT".to_string(),
+            },
+            TcpStateFact {
+                time: now() + TimeDelta::seconds(4),
+                from: "SYN_SENT".to_string(),
+                to: "CLOSE".to_string(),
+            },
+        ];
+        self
     }
 }
 

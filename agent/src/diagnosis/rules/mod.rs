@@ -8,9 +8,11 @@
 //!
 //! A new cause is one function here plus its tests, and one line in `RULES`.
 
+mod aborted;
 pub mod after_handshake;
 mod chain;
 mod cite;
+pub mod clock;
 mod connection;
 mod directives;
 pub mod log_text;
@@ -68,7 +70,7 @@ pub const RULES: &[(Cause, Rule)] = &[
         Cause::ServerCannotLoadCertificate,
         connection::server_cannot_load_certificate,
     ),
-    (Cause::HandshakeAborted, connection::handshake_aborted),
+    (Cause::HandshakeAborted, aborted::handshake_aborted),
     (Cause::PlaintextToTlsPort, plaintext::plaintext_to_tls_port),
     (Cause::TlsToPlaintextPort, plaintext::tls_to_plaintext_port),
 ];

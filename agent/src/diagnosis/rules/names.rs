@@ -6,8 +6,12 @@
 //! chain shows SNI vs SAN. An OpenSSL client's alert 42 is shared with
 //! not-yet-valid and weak keys. curl checks the name itself after a
 //! completed handshake and just closes, which on its own is a guess.
-//! sni-default-certificate is a mismatch whose reason is known: the server
-//! fell back to its default block, or the client sent no SNI at all.
+//! sni-default-certificate is a mismatch whose reason is known: the
+//! listener routes between two or more server blocks (virtual hosts) by
+//! name, and the SNI matched none of them or the client sent none, so the
+//! default block's certificate was served. With a single block on the
+//! listener there is nothing to route: a name its certificate does not
+//! cover is hostname-mismatch. Wildcards cover exactly one label (RFC 6125).
 
 use crate::diagnosis::{Cause, Confidence, Diagnosis, Evidence, Facts, Source};
 use crate::evidence::certificates::ChainFinding;
@@ -173,6 +177,12 @@ pub fn hostname_mismatch(f: &Facts) -> Option<Diagnosis> {
             f.target()
         )),
     };
+    if f.sni().is_none() && f.client_hello_seen() && !m.ip_target && !host_knows_routing(f) {
+        diagnosis = diagnosis.or_maybe(
+            Cause::SniDefaultCertificate,
+            "the client sent no SNI: if the server hosts several names on this address, it served its default certificate",
+        );
+    }
     if m.confidence == Confidence::Low {
         diagnosis = diagnosis
             .or_maybe(
@@ -187,8 +197,20 @@ pub fn hostname_mismatch(f: &Facts) -> Option<Diagnosis> {
     Some(diagnosis)
 }
 
+/// Host state shows how the server routes this address:port by name (its
+/// blocks were found), so sni-default-certificate can be decided.
+fn host_knows_routing(f: &Facts) -> bool {
+    !f.host.routed_blocks.is_empty()
+}
+
 pub fn sni_default_certificate(f: &Facts) -> Option<Diagnosis> {
     let m = name_mismatch(f)?;
+    // Virtual hosting: two or more blocks on the listener to choose from.
+    // Without host state the listener's routing is unknown, and a client
+    // without SNI is only a possibility (an alternative of the mismatch).
+    if f.host.routed_blocks.len() < 2 {
+        return None;
+    }
     let default_block = f
         .host
         .selected_block
@@ -238,18 +260,19 @@ pub fn sni_default_certificate(f: &Facts) -> Option<Diagnosis> {
         );
         let others: Vec<String> = f
             .host
-            .blocks_on_port
+            .routed_blocks
             .iter()
-            .filter(|b| *b != block)
-            .map(|b| {
-                let names: Vec<&str> = b.server_names.iter().map(|n| n.value.as_str()).collect();
-                format!("{} ({}:{})", names.join(" "), b.file.display(), b.line)
-            })
+            .filter(|b| b.location != block.location())
+            .map(|b| format!("{} ({})", b.names.join(" "), b.location))
             .collect();
         if !others.is_empty() {
             evidence.push(Evidence::new(
                 Source::Host,
-                format!("the other blocks on this port serve: {}", others.join("; ")),
+                format!(
+                    "the listener routes between {} blocks by name; the others serve: {}",
+                    f.host.routed_blocks.len(),
+                    others.join("; ")
+                ),
             ));
         }
     }

@@ -471,9 +471,16 @@ pub fn client_certificate_required(f: &Facts) -> Option<Diagnosis> {
         });
     // After a CertificateRequest, an alert from the server is about the
     // client's certificate: 40 for none (TLS 1.2), 42/48/... for a bad one.
+    // In TLS 1.3 the request is encrypted, but a server that alerts after
+    // the client's handshake returned can only be judging what the client
+    // sent last: its certificate (OpenSSL's s_client, curl and python learn
+    // it at their first read).
+    let tls13_after_client_finished = f.role() == Role::Client
+        && f.negotiated_version() == Some(0x0304)
+        && f.handshake_completed();
     let refused_after_request = f
         .alert_from(Role::Server, &[40, 42, 43, 44, 45, 46, 48])
-        .filter(|_| tls.certificate_requested);
+        .filter(|_| tls.certificate_requested || tls13_after_client_finished);
     let rejected = f.client_cert_verify();
     let logs = f.log_lines(Cause::ClientCertificateRequired);
     let block = f.block();

@@ -407,14 +407,6 @@ impl<'a> Facts<'a> {
             .collect()
     }
 
-    /// The clock state, when it cannot be trusted to judge certificate dates.
-    pub fn untrustworthy_clock(&self) -> Option<&'a ClockState> {
-        self.host
-            .clock
-            .as_ref()
-            .filter(|c| !c.synchronized || c.max_error_us >= MAX_TRUSTED_CLOCK_ERROR_US)
-    }
-
     /// The clock state, when it is synchronized and its error small.
     pub fn trustworthy_clock(&self) -> Option<&'a ClockState> {
         self.host

@@ -167,6 +167,35 @@ fn host_facts(f: &Facts, evidence: &mut Vec<Evidence>) {
             format!("clock not synchronized (max error {} µs)", c.max_error_us),
         ));
     }
+    if let Some(rise) = &f.host.listen_overflow_rise {
+        evidence.push(Evidence::new(
+            Source::Host,
+            format!(
+                "ListenOverflows +{}, ListenDrops +{} during the attempt",
+                rise.listen_overflows, rise.listen_drops
+            ),
+        ));
+    }
+    for p in &f.host.listener_load {
+        evidence.push(Evidence::new(
+            Source::Host,
+            format!(
+                "{}[{}]: state {}, {} of {} file descriptors open{}",
+                p.comm,
+                p.pid,
+                p.state,
+                p.open_fds
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "?".into()),
+                p.fd_limit
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "?".into()),
+                p.cpu_pressure
+                    .map(|v| format!(", cgroup CPU pressure {v}%"))
+                    .unwrap_or_default()
+            ),
+        ));
+    }
 }
 
 /// The fallback when no rule fires: keeps every raw fact.

@@ -3,23 +3,25 @@
 //! certificate look so.
 //!
 //! Who judged the dates matters. This host's OpenSSL (verify 9/10) and the
-//! host's chain analysis use this host's clock: when that clock is
-//! unsynchronized the verdict is suspect (clock-skew refines the other two,
-//! see `diagnosis::REFINEMENTS`). A remote peer's alert uses the peer's
-//! clock: when this host's synchronized clock finds the served chain valid,
-//! the peer's clock is the suspect. Alert 45 (certificate_expired) names
-//! expiry; not-yet-valid has no alert of its own — OpenSSL sends 42
-//! (bad_certificate), as for a name mismatch, so host state must decide.
+//! host's chain analysis use this host's clock: clock-skew refines the other
+//! two (see `diagnosis::REFINEMENTS`) only when the clock readings show it
+//! off by about the gap (`rules::clock::judge`); an unsynchronized clock
+//! alone, seconds off at most, is a note in the date verdict's evidence. A
+//! remote peer's alert uses the peer's clock: when this host's synchronized
+//! clock finds the served chain valid, the peer's clock is the suspect.
+//! Alert 45 (certificate_expired) names expiry; not-yet-valid has no alert
+//! of its own — OpenSSL sends 42 (bad_certificate), as for a name mismatch,
+//! so host state must decide.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::diagnosis::{Cause, Confidence, Diagnosis, Evidence, Facts, Source};
 use crate::evidence::certificates::{CertificateFact, ChainFinding};
-use crate::evidence::clock::ClockState;
 use crate::evidence::openssl::{VerifyResultFact, verify};
 use crate::outcome::Role;
 
 use super::cite::human_duration;
+use super::clock::{self, ClockJudgement, Verdict};
 use super::signals::SeenAlert;
 use super::{certificate_file, headline};
 
@@ -57,6 +59,21 @@ impl Window {
             Window::NotYetValid => "not yet valid",
         }
     }
+
+    fn verdict(self) -> Verdict {
+        match self {
+            Window::Expired => Verdict::Expired,
+            Window::NotYetValid => Verdict::NotYetValid,
+        }
+    }
+
+    /// How far `at` is outside `cert`'s window on this side.
+    fn gap(self, cert: &CertificateFact, at: DateTime<Utc>) -> Option<TimeDelta> {
+        match self {
+            Window::Expired => (at > cert.not_after).then(|| at - cert.not_after),
+            Window::NotYetValid => (at < cert.not_before).then(|| cert.not_before - at),
+        }
+    }
 }
 
 /// Whose certificate failed the date check.
@@ -72,8 +89,8 @@ struct WindowSignals<'a> {
     local_verify: Option<(&'a VerifyResultFact, Whose)>,
     /// The date-specific alert (45 for expiry) from the peer that judged.
     specific_alert: Option<(SeenAlert, Whose)>,
-    /// bad_certificate (42) from the client: not-yet-valid, but also a name
-    /// mismatch or a weak key.
+    /// bad_certificate (42) or certificate_unknown (46) from the client: an
+    /// alert naming no reason, shared with a name mismatch or a weak key.
     shared_alert: Option<SeenAlert>,
     /// Host chain analysis and wire leaf dates, both against this host's clock.
     chain: Vec<Evidence>,
@@ -89,6 +106,20 @@ impl WindowSignals<'_> {
             || self.specific_alert.is_some()
             || self.shared_alert.is_some()
             || !self.chain.is_empty()
+    }
+
+    /// How the clock readings bear on this verdict, when it was reached
+    /// with this host's clock (a local verify result or the host's chain
+    /// analysis) and the clock cannot vouch for dates on its own.
+    fn clock_judgement(&self, f: &Facts, window: Window) -> Option<ClockJudgement> {
+        let clock = f.host.clock.as_ref()?;
+        let judged_here = self.local_verify.is_some() || !self.chain.is_empty();
+        if !judged_here {
+            return None;
+        }
+        let gap = self.cert.as_ref().and_then(|c| window.gap(c, f.when()));
+        let judgement = clock::judge(clock, window.verdict(), gap);
+        (judgement.explains.is_some() || clock::untrustworthy(clock)).then_some(judgement)
     }
 
     fn whose(&self) -> Whose {
@@ -119,8 +150,17 @@ fn window_signals<'a>(f: &Facts<'a>, window: Window) -> WindowSignals<'a> {
             }),
         Window::NotYetValid => None,
     };
+    // An alert that names no reason: OpenSSL sends 42 for a certificate not
+    // yet valid (and for a name mismatch or a weak key); Go sends 42 and
+    // JSSE 46 for every verification failure, an expired certificate too.
+    // OpenSSL checks the name before the dates: with a name gap shown too,
+    // an alert 42 is no sign of expiry.
+    let name_gap = !f
+        .findings(|x| matches!(x, ChainFinding::NameMismatch { .. }))
+        .is_empty();
     let shared_alert = match window {
-        Window::NotYetValid => f.alert_from(Role::Client, &[42]),
+        Window::NotYetValid => f.alert_from(Role::Client, &[42, 46]),
+        Window::Expired if !name_gap => f.alert_from(Role::Client, &[42, 46]),
         Window::Expired => None,
     };
 
@@ -201,6 +241,13 @@ fn validity_rule(f: &Facts, window: Window) -> Option<Diagnosis> {
     let mut evidence = Vec::new();
     let confidence = validity_confidence(f, &s, window, &mut evidence)?;
     evidence.extend(s.chain.iter().cloned());
+    // The verdict was this host's clock's: say what that clock is worth
+    // (clock-skew, which refines this class, fires when it explains it).
+    if let Some(judgement) = s.clock_judgement(f, window)
+        && judgement.explains.is_none()
+    {
+        evidence.extend(judgement.note());
+    }
 
     let whose = s.whose();
     let cause = match window {
@@ -373,25 +420,6 @@ pub fn certificate_not_yet_valid(f: &Facts) -> Option<Diagnosis> {
     validity_rule(f, Window::NotYetValid)
 }
 
-fn clock_evidence(clock: &ClockState) -> Evidence {
-    let state = if clock.synchronized {
-        "synchronized".to_string()
-    } else if clock.status.is_empty() {
-        "not synchronized".to_string()
-    } else {
-        format!("not synchronized ({})", clock.status.join(" "))
-    };
-    Evidence::new(
-        Source::Host,
-        format!(
-            "adjtimex: clock {state}, maximum error {:.3} s, offset {:.3} s, read {}",
-            clock.max_error_us as f64 / 1e6,
-            clock.offset_us as f64 / 1e6,
-            clock.now.format("%Y-%m-%d %H:%M:%S UTC")
-        ),
-    )
-}
-
 /// How far the failure time is outside a certificate's window, in words.
 fn distance(cert: &CertificateFact, at: DateTime<Utc>) -> Option<String> {
     if at > cert.not_after {
@@ -414,12 +442,18 @@ pub fn clock_skew(f: &Facts) -> Option<Diagnosis> {
     let not_yet = window_signals(f, Window::NotYetValid);
     let gave_up_or_rejected =
         !f.server_certificate_rejection().is_empty() || f.client_gave_up_after_server_hello();
-    // Date verdicts reached with THIS host's clock, tied to this failure.
+    // Date verdicts reached with THIS host's clock, tied to this failure,
+    // and a clock shown off by about the gap.
     let judged_here = [(Window::Expired, &expired), (Window::NotYetValid, &not_yet)]
         .into_iter()
-        .find(|(_, s)| s.local_verify.is_some() || (!s.chain.is_empty() && gave_up_or_rejected));
+        .filter(|(_, s)| s.local_verify.is_some() || (!s.chain.is_empty() && gave_up_or_rejected))
+        .find_map(|(window, s)| {
+            let judgement = s.clock_judgement(f, window)?;
+            let confidence = judgement.explains?;
+            Some((window, s, judgement, confidence))
+        });
 
-    if let (Some((window, signals)), Some(clock)) = (judged_here, f.untrustworthy_clock()) {
+    if let Some((window, signals, judgement, confidence)) = judged_here {
         // A remote client, with a clock of its own, calling the certificate
         // expired corroborates the dates rather than the skew.
         let remote_agrees = f.role() == Role::Server
@@ -428,7 +462,7 @@ pub fn clock_skew(f: &Facts) -> Option<Diagnosis> {
         if remote_agrees {
             return None;
         }
-        let mut evidence = vec![clock_evidence(clock)];
+        let mut evidence = judgement.evidence;
         if let Some((v, _)) = signals.local_verify {
             evidence.push(f.verify_evidence(v));
         }
@@ -440,16 +474,16 @@ pub fn clock_skew(f: &Facts) -> Option<Diagnosis> {
             .map(|d| format!(" ({d})"))
             .unwrap_or_default();
         let summary = format!(
-            "{}: this host's clock is not trustworthy and read {}; the certificate only looks {} by it{how_far}",
+            "{}: this host's clock is off and read {}; the certificate only looks {} by it{how_far}",
             headline(f),
             f.when().format("%Y-%m-%d %H:%M UTC"),
             window.words()
         );
         return Some(
-            Diagnosis::new(Cause::ClockSkew, Confidence::Medium, summary)
+            Diagnosis::new(Cause::ClockSkew, confidence, summary)
                 .with_evidence(evidence)
                 .fix(
-                    "Synchronize this host's clock: check `timedatectl` and `chronyc tracking`, enable NTP (`timedatectl set-ntp true`, or start chronyd/systemd-timesyncd), then retry. If the clock is in fact right, the certificate itself must be replaced.",
+                    "Set this host's clock right: check `timedatectl` and `chronyc tracking`, enable NTP (`timedatectl set-ntp true`, or start chronyd/systemd-timesyncd), then retry. If the clock is in fact right, the certificate itself must be replaced.",
                 ),
         );
     }
@@ -467,7 +501,7 @@ pub fn clock_skew(f: &Facts) -> Option<Diagnosis> {
             .ip
             .map(|ip| format!(" ({ip})"))
             .unwrap_or_default();
-        let mut evidence = vec![alert.evidence(), clock_evidence(clock)];
+        let mut evidence = vec![alert.evidence(), clock::adjtimex_evidence(clock)];
         if let Some(leaf) = f.configured_leaf().or(f.wire_leaf()) {
             evidence.push(Evidence::new(
                 Source::Host,

@@ -45,6 +45,17 @@ impl ServerConfig {
             .collect()
     }
 
+    /// The blocks a connection to `local_addr:port` is routed between by
+    /// name (nginx's server blocks, apache's name-based vhosts for that
+    /// address:port), config order.
+    pub fn listener_blocks(&self, local_addr: Option<IpAddr>, port: u16) -> Vec<&ServerBlock> {
+        let local = local_addr.map(unmap);
+        self.candidates(local, port)
+            .into_iter()
+            .map(|(b, _)| b)
+            .collect()
+    }
+
     /// The block that serves a TLS connection to `local_addr:port` asking
     /// for `sni`. `local_addr` is the server-side address of the
     /// connection (None when unknown: then wildcard listens are assumed).

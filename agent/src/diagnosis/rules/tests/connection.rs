@@ -2,8 +2,9 @@
 //! server-cannot-load-certificate, and handshake-aborted.
 
 use super::scenario;
+use crate::diagnosis::rules::aborted::handshake_aborted;
 use crate::diagnosis::rules::connection::{
-    KEY_VALUES_MISMATCH, handshake_aborted, listener_bound_to_loopback, port_not_listening,
+    KEY_VALUES_MISMATCH, listener_bound_to_loopback, port_not_listening,
     server_cannot_load_certificate,
 };
 use crate::diagnosis::rules::fixtures::*;
@@ -183,12 +184,12 @@ fn listen_queue_overflow_makes_handshake_aborted_certain() {
     assert!(
         d.evidence
             .iter()
-            .any(|e| e.fact.contains("ListenOverflows 1200"))
+            .any(|e| e.fact.contains("ListenOverflows +1200"))
     );
     assert!(
         d.evidence
             .iter()
-            .any(|e| e.fact.contains("is full (512/511)"))
+            .any(|e| e.fact.contains("is full (512/511"))
     );
     assert_eq!(
         d.fix_location.as_deref(),
@@ -217,4 +218,206 @@ fn a_visible_alert_is_never_handshake_aborted() {
     assert!(case.rule(handshake_aborted).is_none());
     let case = scenario(Cause::Unknown).established(517, 7).reset_by_peer();
     assert!(case.rule(handshake_aborted).is_none());
+}
+
+/// A server whose accept queue is full: later SYNs are dropped, the
+/// client's connect times out (seen from the client only: the server never
+/// accepted). Recorded as handshake-aborted with the queue as evidence.
+#[test]
+fn a_connect_timing_out_at_a_full_accept_queue_is_handshake_aborted() {
+    let full = |queue: u32| {
+        move |h: &mut crate::diagnosis::host::HostFacts| {
+            h.server_is_local = true;
+            let mut l = listener("127.0.0.1", 4433);
+            l.comm = Some("openssl".into());
+            l.accept_queue = queue;
+            l.backlog = 1;
+            h.listeners_on_port = vec![l];
+        }
+    };
+    let d = Case::client()
+        .server_at("127.0.0.1", 4433)
+        .connect_timed_out()
+        .with_host(full(2))
+        .listen_overflows(26)
+        .diagnose();
+    assert_eq!(d.cause, Cause::HandshakeAborted, "{d:#?}");
+    assert_eq!(d.confidence, Confidence::High);
+    assert!(
+        d.summary.contains("accept queue is full (2/1)"),
+        "{}",
+        d.summary
+    );
+    assert!(d.evidence.iter().any(|e| e.fact.contains("timed out")));
+    assert!(
+        d.evidence
+            .iter()
+            .any(|e| e.fact.contains("ListenOverflows +26"))
+    );
+    assert!(d.remediation.contains("somaxconn"), "{}", d.remediation);
+    // Not a refusal: nothing says port-not-listening.
+    assert!(!causes(&d).contains(&Cause::PortNotListening));
+
+    // A timeout with nothing to show why stays unexplained (unknown keeps
+    // the errno).
+    let d = Case::client()
+        .server_at("127.0.0.1", 4433)
+        .connect_timed_out()
+        .with_host(full(0))
+        .diagnose();
+    assert_eq!(d.cause, Cause::Unknown, "{d:#?}");
+    assert!(d.evidence.iter().any(|e| e.fact.contains("ETIMEDOUT")));
+}
+
+fn load(
+    pid: u32,
+    comm: &str,
+    open: u64,
+    limit: u64,
+    state: char,
+) -> crate::evidence::process::ProcessLoad {
+    crate::evidence::process::ProcessLoad {
+        pid,
+        comm: comm.into(),
+        state,
+        open_fds: Some(open),
+        fd_limit: Some(limit),
+        cpu_pressure: None,
+    }
+}
+
+/// nginx's worker at its descriptor limit: connections queue in the
+/// kernel, the ClientHello is never answered, the client gives up.
+#[test]
+fn a_worker_at_its_fd_limit_makes_clients_give_up() {
+    let d = Case::client()
+        .server_at("127.0.0.1", 443)
+        .client_hello(&["TLS 1.2", "TLS 1.3"])
+        .established(517, 0)
+        .stalled()
+        .closed_by("local")
+        .with_host(|h| {
+            h.server_is_local = true;
+            h.listeners_on_port = vec![listener("0.0.0.0", 443)];
+            h.blocks_on_port = vec![nginx_block()];
+            h.listener_load = vec![
+                load(812, "nginx", 3, 1024, 'S'),
+                load(813, "nginx", 20, 20, 'S'),
+            ];
+        })
+        .diagnose();
+    assert_eq!(d.cause, Cause::HandshakeAborted);
+    assert_eq!(d.confidence, Confidence::High);
+    assert!(
+        d.summary
+            .contains("nginx[813] is at its open-file limit (20)"),
+        "{}",
+        d.summary
+    );
+    assert!(d.evidence.iter().any(|e| e.fact.contains("EMFILE")));
+    assert!(d.remediation.contains("LimitNOFILE"), "{}", d.remediation);
+    assert!(d.remediation.contains("worker_rlimit_nofile"));
+}
+
+#[test]
+fn a_stopped_or_starved_server_is_named() {
+    let case = |p: crate::evidence::process::ProcessLoad, host_pressure: Option<u32>| {
+        Case::client()
+            .server_at("127.0.0.1", 4433)
+            .client_hello(&["TLS 1.3"])
+            .established(517, 0)
+            .reset_by_peer()
+            .with_host(move |h| {
+                h.server_is_local = true;
+                h.listeners_on_port = vec![listener("127.0.0.1", 4433)];
+                h.listener_load = vec![p];
+                h.cpu_pressure = host_pressure;
+            })
+            .diagnose()
+    };
+    let d = case(load(999, "openssl", 5, 1024, 'T'), None);
+    assert_eq!(d.cause, Cause::HandshakeAborted);
+    assert_eq!(d.confidence, Confidence::High);
+    assert!(d.remediation.contains("kill -CONT"), "{}", d.remediation);
+    let mut starved = load(999, "openssl", 5, 1024, 'R');
+    starved.cpu_pressure = Some(85);
+    let d = case(starved, None);
+    assert_eq!(d.confidence, Confidence::Medium);
+    assert!(d.evidence.iter().any(|e| e.fact.contains("85%")));
+    let d = case(load(999, "openssl", 5, 1024, 'R'), Some(70));
+    assert!(
+        d.evidence
+            .iter()
+            .any(|e| e.fact.contains("/proc/pressure/cpu"))
+    );
+    // An idle, healthy server: the plain medium guess.
+    let d = case(load(999, "openssl", 5, 1024, 'S'), Some(3));
+    assert_eq!(d.confidence, Confidence::Medium);
+    assert!(!d.evidence.iter().any(|e| e.fact.contains("pressure")));
+}
+
+#[test]
+fn a_client_that_leaves_at_once_is_not_explained_by_load() {
+    // python sends its ClientHello and closes within milliseconds on a busy
+    // host: it waited for nothing, so CPU pressure there is no cause.
+    let case = |waited_ms: i64| {
+        let mut case = Case::client()
+            .server_at("127.0.0.1", 4433)
+            .client_hello(&["TLS 1.3"])
+            .established(517, 0)
+            .closed_by("local")
+            .with_host(|h| {
+                h.server_is_local = true;
+                h.listeners_on_port = vec![listener("127.0.0.1", 4433)];
+                h.listener_load = vec![load(999, "nginx", 5, 1024, 'S')];
+                h.cpu_pressure = Some(90);
+            });
+        case.outcome.end_time = case.outcome.time + chrono::TimeDelta::milliseconds(waited_ms);
+        case.diagnose()
+    };
+    let quick = case(3);
+    assert_eq!(quick.cause, Cause::HandshakeAborted);
+    assert!(
+        !quick.evidence.iter().any(|e| e.fact.contains("pressure")),
+        "{quick:#?}"
+    );
+    assert!(!quick.summary.contains("CPU"), "{}", quick.summary);
+    // A client that gave up after waiting seconds: the load is evidence.
+    let waited = case(5000);
+    assert!(
+        waited.evidence.iter().any(|e| e.fact.contains("pressure")),
+        "{waited:#?}"
+    );
+}
+
+/// ListenOverflows is the host's counter: another listener overflowing at
+/// the same time must not hide this one's own sign (its process out of
+/// descriptors), whose fix is the descriptor limit.
+#[test]
+fn a_process_at_its_fd_limit_goes_before_the_hosts_overflow_counter() {
+    let d = Case::client()
+        .server_at("127.0.0.1", 443)
+        .client_hello(&["TLS 1.3"])
+        .established(517, 0)
+        .stalled()
+        .closed_by("local")
+        .with_host(|h| {
+            h.server_is_local = true;
+            h.listeners_on_port = vec![listener("127.0.0.1", 443)];
+            h.listener_load = vec![load(813, "python3", 33, 32, 'S')];
+        })
+        .listen_overflows(5)
+        .diagnose();
+    assert_eq!(d.cause, Cause::HandshakeAborted);
+    assert!(
+        d.summary.contains("is at its open-file limit (32)"),
+        "{}",
+        d.summary
+    );
+    assert!(d.remediation.contains("ulimit -n"), "{}", d.remediation);
+    assert!(
+        d.evidence
+            .iter()
+            .any(|e| e.fact.contains("ListenOverflows +5"))
+    );
 }

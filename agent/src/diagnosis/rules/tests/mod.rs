@@ -52,6 +52,7 @@ pub(super) fn scenario(cause: Cause) -> Case {
                 h.selected_block = Some(default_block());
                 h.selected_by_default = true;
                 h.blocks_on_port = vec![nginx_block(), default_block()];
+                h.routed_blocks = routed(&[&nginx_block(), &default_block()]);
             })
             .configured_chain(report(
                 "/etc/nginx/certs/default.crt",
@@ -70,9 +71,9 @@ pub(super) fn scenario(cause: Cause) -> Case {
             .clock(true)
             .tls13()
             .client_rejects_certificate(verify::CERT_NOT_YET_VALID, 42),
-        // The same expiry, judged by an unsynchronized clock.
+        // The same expiry, judged by a clock stepped three days forward.
         Cause::ClockSkew => Case::client()
-            .clock(false)
+            .with_host(|h| h.clock = Some(stepped_clock(days(3))))
             .tls13()
             .client_rejects_certificate(verify::CERT_HAS_EXPIRED, 45),
         // A TLS 1.3-only client against nginx allowing TLSv1.2 only.

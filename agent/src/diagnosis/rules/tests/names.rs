@@ -177,20 +177,82 @@ fn a_block_selected_by_name_makes_it_a_plain_mismatch() {
 
 #[test]
 fn a_client_that_sends_no_sni_gets_the_default_certificate() {
-    let d = Case::client()
-        .sni(None)
-        .tls13()
-        .client_rejects_certificate(verify::HOSTNAME_MISMATCH, 42)
-        .diagnose();
+    // nginx routes 443 between two blocks; the client sent no SNI.
+    let d = scenario(Cause::SniDefaultCertificate).sni(None).diagnose();
     assert_eq!(d.cause, Cause::SniDefaultCertificate);
-    assert_eq!(d.confidence, Confidence::Medium);
     assert!(causes(&d).contains(&Cause::HostnameMismatch));
     assert!(
         d.evidence
             .iter()
             .any(|e| e.source == Source::Wire && e.fact.contains("no server_name (SNI)"))
     );
-    assert!(d.remediation.contains("-servername"));
+    assert!(
+        d.evidence
+            .iter()
+            .any(|e| e.fact.contains("routes between 2 blocks"))
+    );
+    assert!(d.remediation.contains("SNI"), "{}", d.remediation);
+}
+
+#[test]
+fn without_host_state_a_missing_sni_is_only_an_alternative() {
+    // A remote server: whether it hosts several names is unknown.
+    let case = Case::client()
+        .sni(None)
+        .tls13()
+        .client_rejects_certificate(verify::HOSTNAME_MISMATCH, 42);
+    assert!(case.rule(sni_default_certificate).is_none());
+    let d = case.diagnose();
+    assert_eq!(d.cause, Cause::HostnameMismatch);
+    assert_eq!(d.confidence, Confidence::High);
+    let alt = d
+        .alternatives
+        .iter()
+        .find(|a| a.cause == Cause::SniDefaultCertificate)
+        .expect("the missing SNI named as a possibility");
+    assert!(alt.why.contains("no SNI"), "{}", alt.why);
+}
+
+/// One server block on the listener: nothing to route, so a name its
+/// certificate lacks is a plain mismatch, with SNI or without.
+#[test]
+fn a_single_block_listener_is_a_plain_mismatch() {
+    for sni in [Some("shop.example"), None] {
+        let mut case = scenario(Cause::SniDefaultCertificate).sni(sni);
+        case.host.routed_blocks = routed(&[&default_block()]);
+        case.host.blocks_on_port = vec![default_block()];
+        assert!(case.rule(sni_default_certificate).is_none(), "{sni:?}");
+        let d = case.diagnose();
+        assert_eq!(d.cause, Cause::HostnameMismatch, "{sni:?}: {d:#?}");
+        assert!(!causes(&d).contains(&Cause::SniDefaultCertificate));
+        assert_eq!(
+            d.fix_location.as_deref(),
+            Some("/etc/nginx/sites-enabled/default:6"),
+            "the certificate line of the one block"
+        );
+    }
+}
+
+/// Apache: the first name-based vhost of *:443 is the default.
+#[test]
+fn apache_vhosts_route_like_nginx_blocks() {
+    let mut first = default_block();
+    first.kind = crate::evidence::server_config::ServerKind::Apache;
+    let mut second = nginx_block();
+    second.kind = crate::evidence::server_config::ServerKind::Apache;
+    let mut case = scenario(Cause::SniDefaultCertificate);
+    case.host.selected_block = Some(first.clone());
+    case.host.blocks_on_port = vec![first.clone(), second.clone()];
+    case.host.routed_blocks = routed(&[&first, &second]);
+    let d = case.diagnose();
+    assert_eq!(d.cause, Cause::SniDefaultCertificate);
+    assert!(
+        d.remediation.contains("ServerName") || d.remediation.contains("ServerAlias"),
+        "{}",
+        d.remediation
+    );
+    case.host.routed_blocks = routed(&[&first]);
+    assert_eq!(case.diagnose().cause, Cause::HostnameMismatch);
 }
 
 #[test]

@@ -189,6 +189,37 @@ fn tls_1_3_mtls_fails_at_the_first_read() {
     );
 }
 
+/// s_client presenting a certificate the server's CA did not issue, TLS
+/// 1.3: SSL_connect returns 1, then its first read raises "tlsv1 alert
+/// unknown ca" (the server's alert, encrypted). Not `unknown`.
+#[test]
+fn tls_1_3_client_certificate_refused_after_the_handshake_returned() {
+    let case = Case::client()
+        .tls13()
+        .call("SSL_connect", 1)
+        .encrypted(Role::Client, 53, false)
+        .ssl_error(reason::ALERT_OFFSET + 48, "ssl3_read_bytes");
+    let d = case.diagnose();
+    assert_eq!(d.cause, Cause::ClientCertificateRequired, "{d:#?}");
+    assert_eq!(d.confidence, Confidence::High);
+    assert!(
+        d.summary.contains("rejected the one the client sent"),
+        "{}",
+        d.summary
+    );
+    assert!(!causes(&d).contains(&Cause::ChainIncomplete));
+    assert!(!causes(&d).contains(&Cause::UntrustedRoot));
+    // Before the client's handshake completed, a server's unknown_ca is
+    // not about a client certificate (TLS 1.2 without a request).
+    let d = Case::client()
+        .client_hello(&["TLS 1.2"])
+        .server_hello("TLS 1.2")
+        .call("SSL_connect", -1)
+        .ssl_error(reason::ALERT_OFFSET + 48, "ssl3_read_bytes")
+        .diagnose();
+    assert_ne!(d.cause, Cause::ClientCertificateRequired);
+}
+
 fn require_client_certificates(case: Case) -> Case {
     case.edit_block(|b| {
         b.verify_client = nginx_setting("on".to_string(), 16);

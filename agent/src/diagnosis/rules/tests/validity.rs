@@ -32,30 +32,103 @@ fn expired_with_a_synchronized_clock_is_expired() {
 }
 
 #[test]
-fn expired_with_an_unsynchronized_clock_is_clock_skew() {
+fn a_clock_stepped_by_about_the_gap_is_clock_skew() {
     let d = scenario(Cause::ClockSkew).diagnose();
     assert_eq!(d.cause, Cause::ClockSkew);
     assert!(causes(&d).contains(&Cause::CertificateExpired));
     assert!(
         d.evidence
             .iter()
-            .any(|e| e.source == Source::Host && e.fact.contains("STA_UNSYNC"))
+            .any(|e| e.source == Source::Host && e.fact.contains("stepped forward by 3 days")),
+        "{:#?}",
+        d.evidence
     );
     assert!(d.remediation.contains("timedatectl set-ntp true"));
 }
 
+/// The lab's case: a VM without NTP (STA_UNSYNC, 16 s maximum error) and a
+/// certificate three days past its notAfter, judged by the local client
+/// (TLS 1.2: the dates are on the wire) and by the host's chain analysis.
 #[test]
-fn a_large_maximum_error_counts_as_untrustworthy() {
+fn an_unsynchronized_clock_does_not_explain_an_expiry_days_ago() {
+    let case = Case::client()
+        .clock(false)
+        .tls12_with_certs(vec![expired_leaf(), intermediate()])
+        .client_rejects_certificate(verify::CERT_HAS_EXPIRED, 45);
+    assert!(case.rule(clock_skew).is_none());
+    let d = case.diagnose();
+    assert_eq!(d.cause, Cause::CertificateExpired);
+    assert_eq!(d.confidence, Confidence::High);
+    assert!(!causes(&d).contains(&Cause::ClockSkew), "{d:#?}");
+    // The clock's state is a note, with why it does not explain the gap.
+    let facts: Vec<&str> = d.evidence.iter().map(|e| e.fact.as_str()).collect();
+    assert!(facts.iter().any(|f| f.contains("STA_UNSYNC")), "{facts:?}");
+    assert!(
+        facts.iter().any(|f| f.contains("cannot explain")),
+        "{facts:?}"
+    );
+
+    // The same verdict by the host's analysis at a local server.
+    let d = Case::server()
+        .with_host(|h| h.clock = Some(clock(false)))
+        .tls13()
+        .server_receives_alert(45)
+        .configured_chain(report(
+            SITE_CERT,
+            vec![expired_leaf(), intermediate()],
+            verify::CERT_HAS_EXPIRED,
+            vec![expired_finding()],
+        ))
+        .diagnose();
+    assert_eq!(d.cause, Cause::CertificateExpired, "{d:#?}");
+
+    // Unknown dates (TLS 1.3 to a remote server): nothing shows a skew.
     let d = Case::client()
-        .with_host(|h| {
-            let mut c = clock(true);
-            c.max_error_us = 5_000_000;
-            h.clock = Some(c);
-        })
+        .clock(false)
         .tls13()
         .client_rejects_certificate(verify::CERT_HAS_EXPIRED, 45)
         .diagnose();
+    assert_eq!(d.cause, Cause::CertificateExpired);
+}
+
+#[test]
+fn an_expiry_within_the_clocks_possible_error_is_clock_skew() {
+    let just_expired = valid_between(site_leaf(), -days(90), -chrono::TimeDelta::seconds(8));
+    let case = Case::client()
+        .clock(false)
+        .tls12_with_certs(vec![just_expired, intermediate()])
+        .client_rejects_certificate(verify::CERT_HAS_EXPIRED, 45);
+    let d = case.diagnose();
+    assert_eq!(d.cause, Cause::ClockSkew, "{d:#?}");
+    assert_eq!(d.confidence, Confidence::Medium);
+    assert!(causes(&d).contains(&Cause::CertificateExpired));
+    // A synchronized clock's few milliseconds explain nothing.
+    let d = case.clock(true).diagnose();
+    assert_eq!(d.cause, Cause::CertificateExpired);
+}
+
+#[test]
+fn a_large_maximum_error_explains_only_gaps_within_it() {
+    let with_error = |error_us: i64| {
+        move |h: &mut crate::diagnosis::host::HostFacts| {
+            let mut c = clock(true);
+            c.max_error_us = error_us;
+            h.clock = Some(c);
+        }
+    };
+    let leaf = valid_between(site_leaf(), -days(90), -chrono::TimeDelta::seconds(3));
+    let d = Case::client()
+        .with_host(with_error(5_000_000))
+        .tls12_with_certs(vec![leaf, intermediate()])
+        .client_rejects_certificate(verify::CERT_HAS_EXPIRED, 45)
+        .diagnose();
     assert_eq!(d.cause, Cause::ClockSkew);
+    let d = Case::client()
+        .with_host(with_error(5_000_000))
+        .tls12_with_certs(vec![expired_leaf(), intermediate()])
+        .client_rejects_certificate(verify::CERT_HAS_EXPIRED, 45)
+        .diagnose();
+    assert_eq!(d.cause, Cause::CertificateExpired);
 }
 
 #[test]
@@ -66,14 +139,48 @@ fn not_yet_valid_follows_the_clock_too() {
     assert!(!causes(&d).contains(&Cause::ClockSkew));
     assert!(!causes(&d).contains(&Cause::HostnameMismatch));
 
+    // Five days early by an unsynchronized clock: not yet valid.
+    let early = valid_between(site_leaf(), days(5), days(400));
     let d = Case::client()
         .clock(false)
-        .tls13()
+        .tls12_with_certs(vec![early.clone(), intermediate()])
+        .client_rejects_certificate(verify::CERT_NOT_YET_VALID, 42)
+        .diagnose();
+    assert_eq!(d.cause, Cause::CertificateNotYetValid);
+
+    // The same with a clock stepped back a week: the clock.
+    let d = Case::client()
+        .with_host(|h| h.clock = Some(stepped_clock(-days(7))))
+        .tls12_with_certs(vec![early, intermediate()])
         .client_rejects_certificate(verify::CERT_NOT_YET_VALID, 42)
         .diagnose();
     assert_eq!(d.cause, Cause::ClockSkew);
+    assert_eq!(d.confidence, Confidence::High);
     assert!(d.summary.contains("not yet valid"), "{}", d.summary);
     assert!(causes(&d).contains(&Cause::CertificateNotYetValid));
+}
+
+#[test]
+fn a_clock_behind_the_agents_build_date_explains_not_yet_valid() {
+    let early = valid_between(site_leaf(), days(1), days(400));
+    let d = Case::client()
+        .with_host(|h| {
+            let mut c = clock(false);
+            c.floors.push(crate::evidence::clock::TimeFloor {
+                time: now() + days(3),
+                source: "the agent's binary /usr/bin/agent".into(),
+            });
+            h.clock = Some(c);
+        })
+        .tls12_with_certs(vec![early, intermediate()])
+        .client_rejects_certificate(verify::CERT_NOT_YET_VALID, 42)
+        .diagnose();
+    assert_eq!(d.cause, Cause::ClockSkew, "{d:#?}");
+    assert!(
+        d.evidence.iter().any(|e| e.fact.contains("agent's binary")),
+        "{:#?}",
+        d.evidence
+    );
 }
 
 #[test]
@@ -238,4 +345,31 @@ fn not_yet_valid_at_a_local_server_resolves_alert_42() {
     assert_eq!(d.confidence, Confidence::High);
     assert!(!causes(&d).contains(&Cause::HostnameMismatch));
     assert!(case.rule(certificate_expired).is_none());
+}
+
+/// Go (alert 42 for any verify error) against nginx serving an expired
+/// leaf from a private CA: the host's analysis finds both the expiry and a
+/// root its own store lacks (the client had it). The date is absolute, the
+/// trust finding is this host's: expired.
+#[test]
+fn an_unspecific_alert_with_an_expired_chain_is_expired_not_untrusted() {
+    let d = Case::server()
+        .client_hello(&["TLS 1.2"])
+        .server_hello("TLS 1.2")
+        .server_receives_alert(42)
+        .configured_chain(report(
+            SITE_CERT,
+            vec![expired_leaf(), intermediate()],
+            verify::CERT_HAS_EXPIRED,
+            vec![
+                ChainFinding::UntrustedRoot {
+                    root: "CN=Lab Root CA".into(),
+                },
+                expired_finding(),
+            ],
+        ))
+        .diagnose();
+    assert_eq!(d.cause, Cause::CertificateExpired, "{d:#?}");
+    assert_eq!(d.confidence, Confidence::High);
+    assert!(causes(&d).contains(&Cause::UntrustedRoot));
 }

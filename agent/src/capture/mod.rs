@@ -17,7 +17,7 @@ use tracing::{debug, info, warn};
 use tls_libs::{Coverage, FileId, LibKind, MappedLibrary};
 
 /// The eBPF object built by `agent/build.rs`.
-static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tlsdoctor"));
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent-ebpf"));
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {

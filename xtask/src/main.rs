@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | run | test | bench`.
+//! Project tasks: `cargo xtask setup | run | test | bench | kernels | fuzz | completions | man`.
 //!
 //! `run` and `test` first install what is missing on a Debian machine of this
 //! kind (idempotent, and fast when everything is present), printing each thing
@@ -10,6 +10,8 @@ use std::process::Command;
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 
+mod fuzz;
+mod kernels;
 #[path = "../../agent-ebpf/toolchain.rs"]
 mod toolchain;
 
@@ -49,7 +51,36 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Boots each kernel of the matrix in qemu and runs the capture checks
+    /// inside (root; see docs/kernels.md).
+    Kernels(kernels::KernelsArgs),
+    /// Runs the fuzz targets of fuzz/ (cargo fuzz, pinned nightly; see
+    /// docs/robustness.md).
+    Fuzz(fuzz::FuzzArgs),
+    /// Shell completion scripts of `agent` (bash, zsh, fish, elvish,
+    /// powershell), generated from its command line by clap_complete.
+    Completions {
+        /// Directory to write them into.
+        #[arg(long, default_value = "target/completions")]
+        out: PathBuf,
+    },
+    /// Man pages of `agent` and its commands (agent.1, agent-run.1, …),
+    /// generated from its command line by clap_mangen.
+    Man {
+        /// Directory to write them into.
+        #[arg(long, default_value = "target/man")]
+        out: PathBuf,
+    },
 }
+
+/// Completion scripts `cargo xtask completions` writes: (shell, file name).
+const COMPLETIONS: &[(&str, &str)] = &[
+    ("bash", "agent.bash"),
+    ("zsh", "_agent"),
+    ("fish", "agent.fish"),
+    ("elvish", "agent.elv"),
+    ("powershell", "_agent.ps1"),
+];
 
 /// The LLVM that bpf-linker is built against: the pinned eBPF toolchain
 /// (agent-ebpf/rust-toolchain.toml) must emit bitcode of this major.
@@ -163,6 +194,8 @@ fn run_task(cli: Cli) -> Result<()> {
             // The eBPF crate's host half (shared types, record walker).
             cargo(&["test", "-p", "agent-ebpf", "--lib"])?;
             cargo(&["test", "-p", "xtask"])?;
+            // The fuzz targets' file-tree format (the targets run below).
+            cargo(&["test", "-p", "tlsdoctor-fuzz", "--lib"])?;
             cargo(&["test", "-p", "agent", "--lib", "--bins"])?;
             // deploy/: manifests against the Kubernetes schemas and their
             // semantic checks, the Dockerfile linted and its build steps
@@ -193,8 +226,35 @@ fn run_task(cli: Cli) -> Result<()> {
                     "--",
                     "--quick",
                 ])?;
+                // Every fuzz target for 20 s: they keep building and
+                // running, and the corpus keeps what earlier runs found.
+                fuzz::fuzz(&root, &fuzz::FuzzArgs::smoke(20))?;
             }
             println!("xtask: all tests passed");
+        }
+        Task::Completions { out } => {
+            let agent = built_agent(&root)?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            for (shell, name) in COMPLETIONS {
+                let output = Command::new(&agent)
+                    .args(["completions", shell])
+                    .output()
+                    .context("running agent completions")?;
+                if !output.status.success() || output.stdout.is_empty() {
+                    bail!(
+                        "agent completions {shell}: {}",
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                }
+                let path = out.join(name);
+                std::fs::write(&path, &output.stdout)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("{}", path.display());
+            }
+        }
+        Task::Man { out } => {
+            let agent = built_agent(&root)?;
+            run(Command::new(&agent).arg("man").arg(&out))?;
         }
         Task::Bench { args } => {
             setup(true)?;
@@ -218,8 +278,24 @@ fn run_task(cli: Cli) -> Result<()> {
                 .args(&bench_args)
                 .env("TLSDOCTOR_AGENT_BIN", root.join("target/release/agent")))?;
         }
+        Task::Kernels(args) => {
+            setup(false)?;
+            kernels::kernels(&root, args)?;
+        }
+        Task::Fuzz(args) => {
+            install_ebpf_toolchain()?;
+            fuzz::fuzz(&root, &args)?;
+        }
     }
     Ok(())
+}
+
+/// The agent's debug build (what `cargo xtask test` builds), for its
+/// command line: the completions and man pages come from it.
+fn built_agent(root: &Path) -> Result<PathBuf> {
+    setup(false)?;
+    cargo(&["build", "--quiet", "-p", "agent", "--bin", "agent"])?;
+    Ok(root.join("target/debug/agent"))
 }
 
 fn workspace_root() -> Result<PathBuf> {

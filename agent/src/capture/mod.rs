@@ -2,6 +2,7 @@
 //! covering TLS libraries, and reading events and counters.
 
 pub mod events;
+pub mod kernel;
 pub mod tls_libs;
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,6 +24,8 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 pub enum CaptureError {
     #[error("this agent was built without its eBPF programs (AYA_BUILD_SKIP); rebuild without it")]
     NoObject,
+    #[error(transparent)]
+    Kernel(#[from] kernel::UnsupportedKernel),
     #[error("loading the eBPF object: {0}")]
     Load(#[from] aya::EbpfError),
     #[error("eBPF program {program}: {source}")]
@@ -197,6 +200,7 @@ impl Capture {
             return Err(CaptureError::NoObject);
         }
         bump_memlock_rlimit();
+        kernel::check_supported()?;
         let own_tgid = std::process::id();
         let log_level = options.ebpf_log_level.map(|l| l as u8).unwrap_or(0);
         let mut ebpf = EbpfLoader::new()

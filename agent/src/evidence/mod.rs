@@ -10,6 +10,7 @@ pub mod fsroot;
 pub mod listeners;
 pub mod logs;
 pub mod openssl;
+pub mod plaintext;
 pub mod process;
 pub mod server_config;
 pub mod sockets;

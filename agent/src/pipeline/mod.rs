@@ -98,8 +98,8 @@ struct Pipeline {
     exec_checks: Vec<(tokio::time::Instant, u32)>,
     /// Ring-buffer losses already logged.
     lost_reported: u64,
-    /// Losses seen so far (ring buffer full, outcome queue full): a rise
-    /// marks the agent not ready for a while.
+    /// Losses seen so far (ring buffer full, outcome queue full): a rise is
+    /// reported by /readyz as a warning for a while.
     losses_seen: u64,
     /// Counted-only successes already added to the metrics.
     successes_reported: RoleCounts,
@@ -268,6 +268,7 @@ impl Pipeline {
         metrics.add_successes("client", counted.client - reported.client);
         metrics.add_successes("server", counted.server - reported.server);
         self.successes_reported = counted;
+        metrics.set_outcomes_dropped(self.outputs.queue.dropped);
 
         let health = &self.outputs.health;
         let lost = self.status.kernel.get("ringbuf_full").copied().unwrap_or(0);

@@ -1,21 +1,21 @@
 //! The bounded queue from the capture task to the sink thread.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::time::Duration;
 
 use tracing::warn;
 
 use crate::outcome::HandshakeOutcome;
+use crate::queue_budget::QueueBudget;
 
 /// The bounded queue to the sink thread. What does not fit is counted.
 pub struct OutcomeQueue {
-    pub tx: Option<SyncSender<Vec<HandshakeOutcome>>>,
-    /// Outcomes sent and not yet handled by the sink thread.
-    pub queued: Arc<AtomicUsize>,
-    /// Most outcomes waiting at once (`--queue`).
-    pub capacity: usize,
+    /// Each batch travels with the bytes it took.
+    pub tx: Option<SyncSender<(Vec<HandshakeOutcome>, usize)>>,
+    /// Outcomes (at most `--queue`) and bytes sent and not yet handled by
+    /// the sink thread.
+    pub queued: Arc<QueueBudget>,
     pub dropped: u64,
     pub warned_at: Option<std::time::Instant>,
     /// Only these server ports (`--port`), when set.
@@ -33,23 +33,19 @@ impl OutcomeQueue {
         if self.tx.is_none() {
             return;
         }
-        let waiting = self.queued.load(Ordering::Relaxed);
-        if waiting + batch.len() > self.capacity {
-            // Keep what fits; the rest is counted.
-            let room = self.capacity.saturating_sub(waiting).min(batch.len());
-            let over = batch.len() - room;
-            batch.truncate(room);
+        // Keep what fits; the rest is counted.
+        let (bytes, over) = self.queued.admit(&mut batch);
+        if over > 0 {
             self.note_dropped(over as u64);
-            if batch.is_empty() {
-                return;
-            }
+        }
+        if batch.is_empty() {
+            return;
         }
         let n = batch.len();
-        self.queued.fetch_add(n, Ordering::Relaxed);
         let Some(tx) = &self.tx else { return };
-        let sent = tx.try_send(batch);
-        if let Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) = sent {
-            self.queued.fetch_sub(n, Ordering::Relaxed);
+        let sent = tx.try_send((batch, bytes));
+        if let Err(TrySendError::Full((batch, _)) | TrySendError::Disconnected((batch, _))) = sent {
+            self.queued.release(n, bytes);
             self.note_dropped(batch.len() as u64);
         }
     }

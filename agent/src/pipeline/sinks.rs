@@ -4,7 +4,7 @@
 //! disk or collector never stalls the reading of the ring buffer.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, sync_channel};
 
 use anyhow::Context as _;
@@ -15,8 +15,9 @@ use crate::config::RunConfig;
 use crate::health::Health;
 use crate::k8s::watch::PodWatch;
 use crate::outcome::{HandshakeOutcome, HandshakeResult};
-use crate::sinks::console::{self, Colour};
-use crate::sinks::journal::JournalWriter;
+use crate::queue_budget::{QUEUE_BYTES, QueueBudget};
+use crate::sinks::console::Console;
+use crate::sinks::journal::Journal;
 use crate::sinks::metrics::Metrics;
 use crate::sinks::otlp::{OtlpConfig, OtlpExporter};
 
@@ -55,7 +56,14 @@ impl Outputs {
     /// Opens the journal, starts the OTLP exporter, the pod watch (in a
     /// cluster), the metrics and health endpoint and the sink thread.
     pub async fn start(config: &RunConfig, mechanism: &'static str) -> anyhow::Result<Outputs> {
-        let journal = JournalWriter::open(&config.journal, config.journal_max_mib * 1024 * 1024)?;
+        // Liveness and readiness (`/healthz`, `/readyz` beside `/metrics`).
+        let health = Arc::new(Health::new());
+        // An unwritable journal is reported and retried, never fatal.
+        let journal = Journal::open(
+            &config.journal,
+            config.journal_max_mib * 1024 * 1024,
+            Some(health.clone()),
+        );
         let mut sample_ratio = 0.0;
         let exporter = match OtlpConfig::from_env_and_flags(config.otlp.clone())? {
             Some(otlp) => {
@@ -70,17 +78,23 @@ impl Outputs {
             None => None,
         };
         let pod_watch = start_pod_watch(config);
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::with_labels(&config.metrics.metrics_labels));
         metrics.set_capture_mechanism(mechanism);
-        // Liveness and readiness (`/healthz`, `/readyz` beside `/metrics`).
-        let health = Arc::new(Health::new());
         let (stop_endpoint, stopped) = tokio::sync::watch::channel(false);
         if let Some(addr) = config.metrics.metrics_addr {
-            serve_metrics(addr, metrics.clone(), health.clone(), stopped).await?;
+            serve_metrics(addr, metrics.clone(), health.clone(), stopped.clone()).await?;
+            if config.metrics.certificate_scan_seconds > 0 {
+                tokio::spawn(crate::sinks::metrics::certificates::run_scans(
+                    metrics.clone(),
+                    std::time::Duration::from_secs(config.metrics.certificate_scan_seconds),
+                    stopped,
+                ));
+            }
         }
-        // Bounded in outcomes, not batches: a batch can hold thousands.
-        let (tx, rx) = sync_channel::<Vec<HandshakeOutcome>>(1024);
-        let queued = Arc::new(AtomicUsize::new(0));
+        // Bounded in outcomes and bytes, not batches: a batch can hold
+        // thousands. Each batch travels with the bytes it took.
+        let (tx, rx) = sync_channel::<(Vec<HandshakeOutcome>, usize)>(1024);
+        let queued = Arc::new(QueueBudget::new(config.queue, QUEUE_BYTES));
         let counters = Arc::new(SinkCounters::default());
         let plain_ports = Arc::new(PlainPorts::default());
         let stdout_closed = Arc::new(tokio::sync::Notify::new());
@@ -88,7 +102,7 @@ impl Outputs {
             journal,
             exporter,
             metrics: metrics.clone(),
-            show_success: config.show_success,
+            console: config.console(),
             pods: pod_watch.as_ref().map(|w| w.metadata()),
             stdout_closed: stdout_closed.clone(),
         };
@@ -105,7 +119,6 @@ impl Outputs {
             queue: OutcomeQueue {
                 tx: Some(tx),
                 queued,
-                capacity: config.queue.max(1),
                 dropped: 0,
                 warned_at: None,
                 ports: config.ports.clone(),
@@ -185,10 +198,11 @@ async fn serve_metrics(
 
 /// What the sink thread writes to.
 struct Sinks {
-    journal: JournalWriter,
+    journal: Journal,
     exporter: Option<OtlpExporter>,
     metrics: Arc<Metrics>,
-    show_success: bool,
+    /// What is printed on stdout (`--console`, the watch's filters).
+    console: Console,
     /// Pod names by UID and container id (in a Kubernetes cluster).
     pods: Option<Arc<crate::k8s::PodMetadata>>,
     /// Raised when stdout's reader went away (EPIPE): the agent stops.
@@ -197,18 +211,17 @@ struct Sinks {
 
 /// The sink thread: diagnosis, then console, journal, OTLP and metrics.
 fn sink_loop(
-    rx: Receiver<Vec<HandshakeOutcome>>,
+    rx: Receiver<(Vec<HandshakeOutcome>, usize)>,
     mut sinks: Sinks,
     counters: &SinkCounters,
     plain_ports: &PlainPorts,
-    queued: &AtomicUsize,
+    queued: &QueueBudget,
 ) {
-    let colour = Colour::for_stdout();
     let mut diagnoser = crate::diagnosis::engine::Diagnoser::new();
     let mut journal_warned = false;
     let mut console_closed = false;
     let mut spans_dropped = 0;
-    while let Ok(batch) = rx.recv() {
+    while let Ok((batch, bytes)) = rx.recv() {
         let n = batch.len();
         for mut outcome in batch {
             if let Some(pods) = &sinks.pods {
@@ -231,9 +244,9 @@ fn sink_loop(
                     exporter.export(&outcome);
                 }
             }
-            if (outcome.result == HandshakeResult::Failure || sinks.show_success)
-                && !console_closed
-                && let Err(e) = console::print_line(&outcome, colour)
+            if !console_closed
+                && sinks.console.wants(&outcome)
+                && let Err(e) = sinks.console.print(&outcome)
             {
                 // `agent run | head`: the reader left. Stop as Unix tools
                 // do, through the same graceful path as SIGTERM.
@@ -255,7 +268,7 @@ fn sink_loop(
                 }
             }
         }
-        queued.fetch_sub(n, Ordering::Relaxed);
+        queued.release(n, bytes);
         counters
             .journal_records
             .store(sinks.journal.appended, Ordering::Relaxed);

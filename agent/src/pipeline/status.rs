@@ -55,6 +55,8 @@ pub struct Status {
     /// The pod watch, when the agent runs in a Kubernetes cluster.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub k8s: Option<crate::k8s::K8sStatus>,
+    /// Server-config discovery: its last run, and what was refused.
+    pub discovery: crate::diagnosis::discovery::DiscoveryStatus,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -111,6 +113,7 @@ impl Status {
         self.coverage = from.coverage.counts.clone();
         self.uncovered = from.coverage.uncovered.clone();
         self.k8s = from.k8s;
+        self.discovery = crate::diagnosis::discovery::ConfigDiscovery::shared().status();
     }
 
     /// Writes the status file atomically (a temp file renamed over it).
@@ -119,7 +122,7 @@ impl Status {
         let tmp = path.with_extension("json.tmp");
         let result = serde_json::to_vec_pretty(self)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|bytes| crate::sinks::journal::write_private(&tmp, &bytes))
             .and_then(|()| std::fs::rename(&tmp, &path));
         if let Err(e) = result {
             debug!(path = %path.display(), error = %e, "writing the status file");

@@ -112,7 +112,10 @@ pub(super) fn load_hashed_dir(dir: &Path) -> Vec<Vec<u8>> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
+    // The cap counts entries looked at, not only those kept: a directory
+    // of a million other files is not walked to its end.
     let mut paths: Vec<PathBuf> = entries
+        .take(MAX_DIR_FILES)
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
@@ -120,7 +123,6 @@ pub(super) fn load_hashed_dir(dir: &Path) -> Vec<Vec<u8>> {
                 .and_then(|n| n.to_str())
                 .is_some_and(is_hashed_name)
         })
-        .take(MAX_DIR_FILES)
         .collect();
     paths.sort();
     let mut certs = Vec::new();

@@ -246,6 +246,7 @@ fn a_server_gone_before_its_config_is_read_says_so() {
     let gone = FsRoot::Process {
         pid: 4_194_304 + 99,
         mnt_ns: 1,
+        reads_as: None,
     };
     let e = nginx::parse_with(
         Path::new("/etc/nginx/nginx.conf"),

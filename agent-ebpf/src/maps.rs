@@ -121,6 +121,10 @@ pub struct PendingAccept {
     pub sk: u64,
     pub local: Endpoint,
     pub remote: Endpoint,
+    /// Socket mechanism: the peer closed (`ESTABLISHED -> CLOSE_WAIT`)
+    /// before the first I/O named the owner; that I/O replays it.
+    pub peer_closed: u32,
+    pub _pad: u32,
 }
 
 #[repr(C)]

@@ -62,6 +62,7 @@ const TCP_SYN_RECV: i32 = tcp_state::SYN_RECV as i32;
 const TCP_CLOSE: i32 = tcp_state::CLOSE as i32;
 const TCP_FIN_WAIT1: i32 = tcp_state::FIN_WAIT1 as i32;
 const TCP_LAST_ACK: i32 = tcp_state::LAST_ACK as i32;
+const TCP_CLOSE_WAIT: i32 = tcp_state::CLOSE_WAIT as i32;
 const EINPROGRESS: i64 = 115;
 
 #[inline(always)]
@@ -410,7 +411,13 @@ fn on_tcp_state(ctx: &TracePointContext, socket_mechanism: bool) -> Result<(), i
         // A server-side connection, before any process accepted it.
         let local = endpoint(ctx, family, sport, SS_SADDR, SS_SADDR_V6);
         let remote = endpoint(ctx, family, dport, SS_DADDR, SS_DADDR_V6);
-        let pending = PendingAccept { sk, local, remote };
+        let pending = PendingAccept {
+            sk,
+            local,
+            remote,
+            peer_closed: 0,
+            _pad: 0,
+        };
         if socket_mechanism {
             let _ = PENDING_ACCEPTS.insert(sk, pending, 0);
             let _ = SK_OWNER.insert(sk, SK_OWNER_PENDING_ACCEPT, 0);
@@ -431,6 +438,13 @@ fn on_tcp_state(ctx: &TracePointContext, socket_mechanism: bool) -> Result<(), i
         // Over before any process did I/O on it.
         if new == TCP_CLOSE {
             let _ = PENDING_ACCEPTS.remove(sk);
+        } else if new == TCP_CLOSE_WAIT
+            && let Some(pending) = PENDING_ACCEPTS.get_ptr_mut(sk)
+        {
+            // A client that sent its ClientHello and closed before the
+            // server's first read: the adopting I/O replays it.
+            // SAFETY: a live map value the verifier checked; writers on other CPUs can only make it stale, not invalid.
+            unsafe { (*pending).peer_closed = 1 };
         }
         return Ok(());
     }
@@ -559,6 +573,21 @@ pub fn adopt_accepted(sk: u64) -> Option<u64> {
             listen_fd: -1,
             _pad: 0,
             comm: comm(),
+        });
+        e.submit(0);
+    }
+    if pending.peer_closed != 0
+        && let Some(mut e) = reserve::<SockStateEvent>()
+    {
+        e.write(SockStateEvent {
+            header: header(EventKind::SockState),
+            sk,
+            owner_tgid: tgid,
+            owner_fd: fd,
+            old_state: TCP_ESTABLISHED as u32,
+            new_state: TCP_CLOSE_WAIT as u32,
+            local: pending.local,
+            remote: pending.remote,
         });
         e.submit(0);
     }

@@ -7,6 +7,23 @@ use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 
+/// An error and its causes on one line, "outer: inner: innermost": error
+/// messages here (as aya's) do not repeat their `source()`, so whatever
+/// shows an error to a person shows it through this.
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'a));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(inner) = source {
+            write!(f, ": {inner}")?;
+            source = inner.source();
+        }
+        Ok(())
+    }
+}
+
 /// "a, b, c and 1,497 more".
 pub fn cap_list(items: &[String], max: usize) -> String {
     if items.len() <= max {

@@ -25,14 +25,16 @@ const REQUIREMENTS: &[Requirement] = &[
     Requirement {
         what: "BPF ring buffers",
         since: "5.8",
-        probe: || is_map_supported(MapType::RingBuf).map_err(|e| e.to_string()),
+        probe: || {
+            is_map_supported(MapType::RingBuf).map_err(|e| crate::text::Chain(&e).to_string())
+        },
     },
     Requirement {
         what: "the bpf_loop helper",
         since: "5.17",
         probe: || {
             is_helper_supported(ProgramType::TracePoint, BpfHelper::BPF_FUNC_loop)
-                .map_err(|e| e.to_string())
+                .map_err(|e| crate::text::Chain(&e).to_string())
         },
     },
 ];

@@ -26,15 +26,15 @@ pub enum CaptureError {
     NoObject,
     #[error(transparent)]
     Kernel(#[from] kernel::UnsupportedKernel),
-    #[error("loading the eBPF object: {0}")]
+    #[error("loading the eBPF object")]
     Load(#[from] aya::EbpfError),
-    #[error("eBPF program {program}: {source}")]
+    #[error("eBPF program {program}")]
     Program {
         program: &'static str,
         #[source]
         source: aya::programs::ProgramError,
     },
-    #[error("eBPF map {name}: {source}")]
+    #[error("eBPF map {name}")]
     Map {
         name: &'static str,
         #[source]
@@ -428,7 +428,7 @@ fn attach_socket_mechanism(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
             if let Ok(p) = program_mut::<RawTracePoint>(ebpf, program)
                 && let Err(e) = p.unload()
             {
-                warn!(program, error = %e, "unloading a socket hook");
+                warn!(program, error = %crate::text::Chain(&e), "unloading a socket hook");
             }
         }
         for &(program, _, _) in SOCKET_TRACEPOINTS {
@@ -436,7 +436,7 @@ fn attach_socket_mechanism(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
                 && p.fd().is_ok()
                 && let Err(e) = p.unload()
             {
-                warn!(program, error = %e, "unloading a socket hook");
+                warn!(program, error = %crate::text::Chain(&e), "unloading a socket hook");
             }
         }
     }
@@ -457,7 +457,9 @@ fn attach_library(ebpf: &mut Ebpf, kind: LibKind, path: &Path) -> LibraryReport 
         let up: &mut UProbe = match program_mut(ebpf, program) {
             Ok(p) => p,
             Err(e) => {
-                report.skipped.insert(symbol, e.to_string());
+                report
+                    .skipped
+                    .insert(symbol, crate::text::Chain(&e).to_string());
                 continue;
             }
         };
@@ -468,7 +470,7 @@ fn attach_library(ebpf: &mut Ebpf, kind: LibKind, path: &Path) -> LibraryReport 
                 }
             }
             Err(e) => {
-                debug!(symbol, path = %path.display(), error = %e, "uprobe not attached");
+                debug!(symbol, path = %path.display(), error = %crate::text::Chain(&e), "uprobe not attached");
                 report.skipped.insert(symbol, error_chain(&e));
             }
         }
@@ -524,6 +526,6 @@ fn start_ebpf_logger(ebpf: &mut Ebpf) {
                 }
             });
         }
-        Err(e) => warn!(error = %e, "eBPF logger not started"),
+        Err(e) => warn!(error = %crate::text::Chain(&e), "eBPF logger not started"),
     }
 }

@@ -119,7 +119,12 @@ pub fn libraries_of(pid: u32) -> Result<Vec<MappedLibrary>, Coverage> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Coverage::Exited),
         // A process that exits while being read gives ESRCH.
         Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Err(Coverage::Exited),
-        Err(e) => return Err(Coverage::Unreadable(format!("{maps_path}: {e}"))),
+        Err(e) => {
+            return Err(Coverage::Unreadable(format!(
+                "{maps_path}: {e}",
+                e = crate::text::Chain(&e)
+            )));
+        }
     };
     let mut libs = Vec::new();
     for (kind, id, path) in parse_maps(&maps) {

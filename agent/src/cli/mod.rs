@@ -137,7 +137,7 @@ pub fn parse(argv: Vec<OsString>) -> Result<Parsed, ExitCode> {
         });
     };
     let file = ConfigFile::load(&path).map_err(|e| {
-        eprintln!("error: {e}");
+        eprintln!("error: {e}", e = crate::text::Chain(&e));
         ExitCode::from(2)
     })?;
     let known = cmd
@@ -151,7 +151,7 @@ pub fn parse(argv: Vec<OsString>) -> Result<Parsed, ExitCode> {
     let applied = file
         .args_for(&cmd, &matches, &known, sub, &env)
         .map_err(|e| {
-            eprintln!("error: {e}");
+            eprintln!("error: {e}", e = crate::text::Chain(&e));
             ExitCode::from(2)
         })?;
     if applied.args.is_empty() {

@@ -48,7 +48,7 @@ pub fn execute(
         let printed = match PrintedConfig::new(&args.config, config_file, sources) {
             Ok(p) => p,
             Err(e) => {
-                eprintln!("error: {e}");
+                eprintln!("error: {e}", e = crate::text::Chain(&e));
                 return ExitCode::from(2);
             }
         };
@@ -65,7 +65,10 @@ pub fn execute(
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: starting the runtime: {e}");
+            eprintln!(
+                "error: starting the runtime: {e}",
+                e = crate::text::Chain(&e)
+            );
             return ExitCode::from(2);
         }
     };

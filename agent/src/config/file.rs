@@ -36,7 +36,7 @@ const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigFileError {
-    #[error("config file {}: {source}", path.display())]
+    #[error("config file {}", path.display())]
     Read {
         path: PathBuf,
         #[source]
@@ -265,12 +265,13 @@ fn kind_of(v: &Value) -> &'static str {
 }
 
 fn from_toml(text: &str) -> Result<Value, String> {
-    let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
-    serde_json::to_value(table).map_err(|e| e.to_string())
+    let table: toml::Table =
+        toml::from_str(text).map_err(|e| crate::text::Chain(&e).to_string())?;
+    serde_json::to_value(table).map_err(|e| crate::text::Chain(&e).to_string())
 }
 
 fn from_yaml(text: &str) -> Result<Value, String> {
-    serde_saphyr::from_str::<Value>(text).map_err(|e| e.to_string())
+    serde_saphyr::from_str::<Value>(text).map_err(|e| crate::text::Chain(&e).to_string())
 }
 
 /// Where each setting of `cmd` came from, by long name: `flag`, `env`,

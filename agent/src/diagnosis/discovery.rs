@@ -119,7 +119,7 @@ impl ConfigDiscovery {
             .name("tlsdoctor-discovery".into())
             .spawn(move || run(&worker, every, discover));
         if let Err(e) = spawned {
-            warn!(error = %e, "the config discovery worker did not start: no server configs");
+            warn!(error = %crate::text::Chain(&e), "the config discovery worker did not start: no server configs");
             lock(&inner.state).dead = true;
         }
         ConfigDiscovery { inner }

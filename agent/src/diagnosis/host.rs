@@ -229,7 +229,7 @@ impl HostState {
                         value: table,
                     })
                 }
-                Err(e) => debug!(error = %e, "listener scan failed"),
+                Err(e) => debug!(error = %crate::text::Chain(&e), "listener scan failed"),
             }
         }
         self.listeners.as_ref().map(|l| &l.value)
@@ -298,7 +298,7 @@ impl HostState {
                 Ok(mut certs) => der.append(&mut certs),
                 Err(e) => unreadable.push(ChainFinding::Unreadable {
                     path: file.display().to_string(),
-                    error: in_context(e.to_string(), &block.root),
+                    error: in_context(crate::text::Chain(&e).to_string(), &block.root),
                 }),
             }
         }
@@ -543,7 +543,7 @@ impl HostState {
 
 /// The system trust store in `slot`, loaded on first use.
 fn system_trust(slot: &mut Option<Result<TrustStore, String>>) -> Result<&TrustStore, &str> {
-    slot.get_or_insert_with(|| TrustStore::system().map_err(|e| e.to_string()))
+    slot.get_or_insert_with(|| TrustStore::system().map_err(|e| crate::text::Chain(&e).to_string()))
         .as_ref()
         .map_err(String::as_str)
 }

@@ -136,7 +136,7 @@ impl LogFollowers {
         entry.used = now;
         if entry.refreshed.is_none_or(|at| at.elapsed() >= every) {
             if let Err(e) = entry.follower.refresh() {
-                debug!(path = %path.display(), root = ?root, error = %e, "error log not read");
+                debug!(path = %path.display(), root = ?root, error = %crate::text::Chain(&e), "error log not read");
             }
             entry.refreshed = Some(Instant::now());
         }

@@ -174,9 +174,12 @@ impl Pipeline {
                     self.assembler.on_event(&event, &clock, &mut out);
                 }
                 Err(e) => {
-                    let count = self.decode_errors.entry(e.to_string()).or_default();
+                    let count = self
+                        .decode_errors
+                        .entry(crate::text::Chain(&e).to_string())
+                        .or_default();
                     if *count == 0 {
-                        warn!(error = %e, "undecodable kernel record (counted; logged once)");
+                        warn!(error = %crate::text::Chain(&e), "undecodable kernel record (counted; logged once)");
                     }
                     *count += 1;
                 }
@@ -216,7 +219,7 @@ impl Pipeline {
         if !untracked.is_empty()
             && let Err(e) = self.capture.untrack(&untracked)
         {
-            debug!(error = %e, "untracking idle sockets");
+            debug!(error = %crate::text::Chain(&e), "untracking idle sockets");
         }
         self.outputs.queue.send(out);
         let now = tokio::time::Instant::now();

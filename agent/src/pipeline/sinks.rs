@@ -156,7 +156,7 @@ fn start_pod_watch(config: &RunConfig) -> Option<PodWatch> {
         crate::k8s::Plan::Watch { node, source } => match PodWatch::start(&node, source) {
             Ok(watch) => Some(watch),
             Err(e) => {
-                warn!(error = %e, "pod metadata off");
+                warn!(error = %crate::text::Chain(&e), "pod metadata off");
                 None
             }
         },
@@ -190,7 +190,7 @@ async fn serve_metrics(
         )
         .await
         {
-            warn!(error = %e, "metrics endpoint stopped");
+            warn!(error = %crate::text::Chain(&e), "metrics endpoint stopped");
         }
     });
     Ok(())
@@ -254,7 +254,7 @@ fn sink_loop(
                 if e.kind() == std::io::ErrorKind::BrokenPipe {
                     sinks.stdout_closed.notify_one();
                 } else {
-                    warn!(error = %e, "console output failed; the console is off");
+                    warn!(error = %crate::text::Chain(&e), "console output failed; the console is off");
                 }
             }
             if outcome.result == HandshakeResult::Failure
@@ -263,7 +263,7 @@ fn sink_loop(
                 counters.journal_errors.fetch_add(1, Ordering::Relaxed);
                 sinks.metrics.inc_journal_errors();
                 if !journal_warned {
-                    warn!(error = %e, "journal write failed (counted; logged once)");
+                    warn!(error = %crate::text::Chain(&e), "journal write failed (counted; logged once)");
                     journal_warned = true;
                 }
             }

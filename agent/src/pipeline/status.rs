@@ -125,7 +125,7 @@ impl Status {
             .and_then(|bytes| crate::sinks::journal::write_private(&tmp, &bytes))
             .and_then(|()| std::fs::rename(&tmp, &path));
         if let Err(e) = result {
-            debug!(path = %path.display(), error = %e, "writing the status file");
+            debug!(path = %path.display(), error = %crate::text::Chain(&e), "writing the status file");
         }
     }
 }

@@ -34,13 +34,13 @@ pub const REOPEN_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    #[error("journal {path}: {source}")]
+    #[error("journal {path}")]
     Io {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("journal {path}: cannot encode a record: {source}")]
+    #[error("journal {path}: cannot encode a record")]
     Encode {
         path: PathBuf,
         #[source]
@@ -239,7 +239,7 @@ impl Journal {
             }
             Err(e) => {
                 if self.problem.is_none() {
-                    tracing::warn!(error = %e, "journal cannot be opened: failures are not journaled (counted; the other sinks still get them); tried again every {:?}", self.reopen_every);
+                    tracing::warn!(error = %crate::text::Chain(&e), "journal cannot be opened: failures are not journaled (counted; the other sinks still get them); tried again every {:?}", self.reopen_every);
                 }
                 self.set_problem(Some(source_text(&e)));
             }
@@ -350,7 +350,7 @@ pub fn read(
                 Err(e) => bad.push(BadLine {
                     file: file.clone(),
                     line: number,
-                    error: e.to_string(),
+                    error: crate::text::Chain(&e).to_string(),
                 }),
             }
         }

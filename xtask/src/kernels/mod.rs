@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 
-use crate::{cargo_bin, dpkg_installed, run};
+use crate::{cargo_cmd, dpkg_installed, run};
 pub use vm::Accel;
 
 const INIT_SH: &str = include_str!("init.sh");
@@ -331,7 +331,7 @@ fn binaries(root: &Path, args: &KernelsArgs) -> Result<(PathBuf, PathBuf)> {
 
 /// Builds `tests/tests/capture.rs` and returns its executable.
 fn capture_test_binary() -> Result<PathBuf> {
-    let out = Command::new(cargo_bin())
+    let out = cargo_cmd()
         .args([
             "test",
             "-p",

@@ -151,17 +151,17 @@ impl HostReport {
             );
         }
         let clock = clock::read()
-            .map_err(|e| limitations.push(format!("clock: {e}")))
+            .map_err(|e| limitations.push(format!("clock: {e}", e = crate::text::Chain(&e))))
             .ok();
         let table = ListenerTable::scan()
-            .map_err(|e| limitations.push(format!("listeners: {e}")))
+            .map_err(|e| limitations.push(format!("listeners: {e}", e = crate::text::Chain(&e))))
             .ok();
         let listeners: Vec<Listener> = table.map(|t| t.listeners).unwrap_or_default();
         let trust = match ca {
             Some(ca) => TrustStore::from_pem_file(ca),
             None => TrustStore::system(),
         }
-        .map_err(|e| limitations.push(format!("trust store: {e}")))
+        .map_err(|e| limitations.push(format!("trust store: {e}", e = crate::text::Chain(&e))))
         .ok();
         let configs = server_config::discover();
         // A containerised server whose files could not be read (the
@@ -330,8 +330,8 @@ fn check_chain(
             Err(e) => unreadable.push(certificates::ChainFinding::Unreadable {
                 path: file.display().to_string(),
                 error: match block.root.context() {
-                    Some(context) => format!("{e} ({context})"),
-                    None => e.to_string(),
+                    Some(context) => format!("{e} ({context})", e = crate::text::Chain(&e)),
+                    None => crate::text::Chain(&e).to_string(),
                 },
             }),
         }

@@ -117,7 +117,7 @@ fn parse_cause(s: &str) -> Result<crate::catalogue::Cause, String> {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}", e = crate::text::Chain(&e)))
 }
 
 pub fn execute(args: DiagnoseArgs) -> ExitCode {

@@ -57,7 +57,7 @@ pub(super) fn execute(options: &ProbeOptions, json: bool) -> ExitCode {
     let report = match result {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {}", escape(&e.to_string()));
+            eprintln!("error: {}", escape(&crate::text::Chain(&e).to_string()));
             return ExitCode::from(2);
         }
     };

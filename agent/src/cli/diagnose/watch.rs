@@ -40,7 +40,7 @@ pub(super) fn execute(args: &DiagnoseArgs) -> ExitCode {
     let mut config = match <WatchConfig as clap::Parser>::try_parse_from(&argv) {
         Ok(c) => c.config,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e}", e = crate::text::Chain(&e));
             return ExitCode::from(2);
         }
     };

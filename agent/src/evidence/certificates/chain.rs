@@ -265,7 +265,12 @@ impl AnalysedChain {
                 report.verify_code = code;
                 report.verify_text = text;
             }
-            Err(e) => report.verify_text = format!("verification could not run: {e}"),
+            Err(e) => {
+                report.verify_text = format!(
+                    "verification could not run: {e}",
+                    e = crate::text::Chain(&e)
+                )
+            }
         }
         let facts = &report.certificates;
         let findings = &mut report.findings;
@@ -332,7 +337,15 @@ impl AnalysedChain {
             self.der.iter().map(|der| X509::from_der(der)).collect();
         let verdict = certs
             .and_then(|certs| openssl_verify(&certs, Some(name), self.now, trust))
-            .unwrap_or_else(|e| (VERIFY_NOT_RUN, format!("verification could not run: {e}")));
+            .unwrap_or_else(|e| {
+                (
+                    VERIFY_NOT_RUN,
+                    format!(
+                        "verification could not run: {e}",
+                        e = crate::text::Chain(&e)
+                    ),
+                )
+            });
         report.verify_code = verdict.0;
         report.verify_text = verdict.1.clone();
         self.mismatched.push((kind, verdict.0, verdict.1));
@@ -374,11 +387,12 @@ fn parse_chain(chain_der: &[Vec<u8>], source: &str, report: &mut ChainReport) ->
     let mut certs = Vec::new();
     for (i, der) in chain_der.iter().take(MAX_CHAIN_CERTS).enumerate() {
         let parsed = X509::from_der(der)
-            .map_err(|e| e.to_string())
+            .map_err(|e| crate::text::Chain(&e).to_string())
             .and_then(|x| {
                 Ok((
                     x,
-                    CertificateFact::from_der(der).map_err(|e| e.to_string())?,
+                    CertificateFact::from_der(der)
+                        .map_err(|e| crate::text::Chain(&e).to_string())?,
                 ))
             });
         match parsed {

@@ -62,8 +62,9 @@ pub(super) fn pem_certificates(pem: &[u8], path: &str) -> Result<Vec<Vec<u8>>, C
                     reason,
                 };
                 let der = openssl::base64::decode_block(&b64)
-                    .map_err(|e| bad(format!("bad base64: {e}")))?;
-                X509::from_der(&der).map_err(|e| bad(format!("bad DER: {e}")))?;
+                    .map_err(|e| bad(format!("bad base64: {e}", e = crate::text::Chain(&e))))?;
+                X509::from_der(&der)
+                    .map_err(|e| bad(format!("bad DER: {e}", e = crate::text::Chain(&e))))?;
                 out.push(der);
             }
             skipping = false;

@@ -34,7 +34,7 @@ pub enum CertError {
     Parse(String),
     #[error("certificate validity date out of range")]
     BadDate,
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         path: String,
         #[source]
@@ -54,7 +54,7 @@ pub enum CertError {
     },
     #[error("no trust anchors found (searched {searched})")]
     NoTrustAnchors { searched: String },
-    #[error("openssl: {0}")]
+    #[error("OpenSSL")]
     Openssl(#[from] ErrorStack),
 }
 
@@ -88,8 +88,8 @@ pub struct CertificateFact {
 impl CertificateFact {
     /// Parses one DER certificate.
     pub fn from_der(der: &[u8]) -> Result<Self, CertError> {
-        let (_, cert) =
-            X509Certificate::from_der(der).map_err(|e| CertError::Parse(e.to_string()))?;
+        let (_, cert) = X509Certificate::from_der(der)
+            .map_err(|e| CertError::Parse(crate::text::Chain(&e).to_string()))?;
         let registry = x509_parser::objects::oid_registry();
         let mut sans = Vec::new();
         if let Ok(Some(san)) = cert.subject_alternative_name() {

@@ -104,8 +104,12 @@ impl Identity {
         // From here on the guard restores whatever was changed.
         let guard = previous;
         if guard.groups != self.groups {
-            set_groups(&self.groups)
-                .map_err(|e| refuse(&format!("setgroups: {e} (CAP_SETGID needed)")))?;
+            set_groups(&self.groups).map_err(|e| {
+                refuse(&format!(
+                    "setgroups: {e} (CAP_SETGID needed)",
+                    e = crate::text::Chain(&e)
+                ))
+            })?;
         }
         set_fsgid(self.gid);
         if set_fsgid(u32::MAX) != self.gid {

@@ -73,13 +73,13 @@ pub enum FsRootError {
         "pid {pid} has exited since it was found: the files of its container can no longer be read"
     )]
     ProcessGone { pid: u32 },
-    #[error("cannot enter the filesystem of pid {pid} ({}): {source}", proc_root(*pid).display())]
+    #[error("cannot enter the filesystem of pid {pid} ({})", proc_root(*pid).display())]
     Unreachable {
         pid: u32,
         #[source]
         source: io::Error,
     },
-    #[error("cannot open {} as a root directory: {source}", path.display())]
+    #[error("cannot open {} as a root directory", path.display())]
     BadDir {
         path: PathBuf,
         #[source]
@@ -157,9 +157,14 @@ struct View {
 /// for the agent's own, `Ok(Some(mnt_ns))` for another, `Err(reason)`
 /// when either cannot be read -- then nothing may be assumed.
 fn classify(own: io::Result<View>, theirs: io::Result<View>) -> Result<Option<u64>, String> {
-    let own = own.map_err(|e| format!("the agent's own mount namespace is not readable: {e}"))?;
+    let own = own.map_err(|e| {
+        format!(
+            "the agent's own mount namespace is not readable: {e}",
+            e = crate::text::Chain(&e)
+        )
+    })?;
     let theirs = theirs.map_err(|e| {
-        format!("its mount namespace or root is not readable ({e}); the host's files are not read in its place")
+        format!("its mount namespace or root is not readable ({e}); the host's files are not read in its place", e = crate::text::Chain(&e))
     })?;
     Ok((own != theirs).then_some(theirs.mnt_ns))
 }
@@ -203,7 +208,10 @@ impl FsRoot {
                 },
                 Err(e) => FsRoot::Unreadable {
                     pid,
-                    reason: format!("its credentials are not readable: {e}"),
+                    reason: format!(
+                        "its credentials are not readable: {e}",
+                        e = crate::text::Chain(&e)
+                    ),
                 },
             },
             Err(reason) => FsRoot::Unreadable { pid, reason },

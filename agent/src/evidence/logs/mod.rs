@@ -44,7 +44,7 @@ pub fn no_note(_: &LogLine, _: Option<&()>) {}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         path: String,
         #[source]

@@ -280,7 +280,7 @@ pub fn discover_with(cache: &mut DiscoveryCache) -> (Vec<DiscoveredConfig>, Disc
                 ServerKind::Nginx => nginx::parse(path),
                 ServerKind::Apache => apache::parse(path),
             })
-            .map_err(|e| e.to_string());
+            .map_err(|e| crate::text::Chain(&e).to_string());
         out.push(DiscoveredConfig {
             kind,
             main_file: path.to_path_buf(),
@@ -373,9 +373,13 @@ pub(crate) fn nginx_original_args(cmdline: &[String]) -> Vec<String> {
 fn describe(e: &super::ConfigError, root: &FsRoot) -> String {
     match (root.context(), root.base()) {
         (Some(context), Some(base)) => {
-            format!("{e} ({context}, read through {})", base.display())
+            format!(
+                "{e} ({context}, read through {})",
+                base.display(),
+                e = crate::text::Chain(e)
+            )
         }
-        _ => e.to_string(),
+        _ => crate::text::Chain(e).to_string(),
     }
 }
 

@@ -71,7 +71,7 @@ impl ReadFailure {
     pub(crate) fn describe(&self) -> String {
         match self {
             ReadFailure::Io(e) if e.kind() == io::ErrorKind::NotFound => "no such file".to_string(),
-            ReadFailure::Io(e) => e.to_string(),
+            ReadFailure::Io(e) => crate::text::Chain(&e).to_string(),
             ReadFailure::NotAFile => "not a regular file (directory, FIFO or device)".to_string(),
             ReadFailure::TooLarge(size) => {
                 format!("{size} bytes, over the {MAX_FILE_BYTES}-byte limit; not read")
@@ -441,7 +441,10 @@ impl Loader {
                 self.problem(
                     from,
                     Some(line),
-                    format!("invalid include pattern {pattern}: {e}"),
+                    format!(
+                        "invalid include pattern {pattern}: {e}",
+                        e = crate::text::Chain(&e)
+                    ),
                 );
                 return Vec::new();
             }

@@ -46,7 +46,7 @@ pub use select::{Selection, name_matches};
 /// are [`ConfigProblem`]s instead.)
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read {
         path: PathBuf,
         #[source]

@@ -437,7 +437,10 @@ impl TlsFacts {
             match cache.fact(der) {
                 Ok(fact) => self.server_certificates.push(fact),
                 Err(e) => {
-                    let text = format!("server certificate #{index} could not be parsed: {e}");
+                    let text = format!(
+                        "server certificate #{index} could not be parsed: {e}",
+                        e = crate::text::Chain(&e)
+                    );
                     if self.anomalies.len() < MAX_ANOMALIES && !self.anomalies.contains(&text) {
                         self.anomalies.push(text);
                     }

@@ -85,7 +85,7 @@ fn scan_block(
         let chain = match load_pem_chain_in(root, file) {
             Ok(chain) => chain,
             Err(e) => {
-                tracing::debug!(file = %file.display(), error = %e, "certificate expiry: unreadable");
+                tracing::debug!(file = %file.display(), error = %crate::text::Chain(&e), "certificate expiry: unreadable");
                 out.unreadable += 1;
                 continue;
             }
@@ -127,7 +127,9 @@ pub async fn run_scans(
                 );
                 metrics.set_certificates(&result.served, result.unreadable);
             }
-            Err(e) => tracing::warn!(error = %e, "certificate expiry scan failed"),
+            Err(e) => {
+                tracing::warn!(error = %crate::text::Chain(&e), "certificate expiry scan failed")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}

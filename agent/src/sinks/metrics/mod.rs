@@ -468,7 +468,7 @@ impl Metrics {
         // Writing into a String cannot fail; an error would only mean a
         // broken metric, and a partial page still beats no page.
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
-            tracing::warn!(error = %e, "encoding metrics");
+            tracing::warn!(error = %crate::text::Chain(&e), "encoding metrics");
         }
         out
     }

@@ -68,7 +68,7 @@ pub async fn serve_listener_with_health(
                 Err(e) => {
                     // Out of file descriptors and the like: back off rather
                     // than spin, and keep serving.
-                    tracing::warn!(error = %e, "metrics endpoint: accept failed");
+                    tracing::warn!(error = %crate::text::Chain(&e), "metrics endpoint: accept failed");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 }
@@ -99,7 +99,9 @@ pub async fn serve_listener_with_health(
                 .serve_connection(TokioIo::new(stream), service);
             match tokio::time::timeout(CONNECTION_TIMEOUT, connection).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::debug!(error = %e, "metrics connection"),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %crate::text::Chain(&e), "metrics connection")
+                }
                 Err(_) => tracing::debug!("metrics connection cut after {CONNECTION_TIMEOUT:?}"),
             }
         });

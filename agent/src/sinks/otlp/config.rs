@@ -397,9 +397,12 @@ fn normalize_endpoint(
     } else {
         format!("https://{raw}")
     };
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| OtlpError::Config(format!("invalid OTLP endpoint {raw:?}: {e}")))?;
+    let uri: Uri = url.parse().map_err(|e| {
+        OtlpError::Config(format!(
+            "invalid OTLP endpoint {raw:?}: {e}",
+            e = crate::text::Chain(&e)
+        ))
+    })?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
         _ => {

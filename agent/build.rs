@@ -7,7 +7,7 @@ mod toolchain;
 
 const EBPF_PACKAGE: &str = "agent-ebpf";
 /// The object's name in OUT_DIR: the `[[bin]]` name of `agent-ebpf`.
-const EBPF_OBJECT: &str = "tlsdoctor";
+const EBPF_OBJECT: &str = "agent-ebpf";
 
 fn main() -> anyhow::Result<()> {
     let metadata = cargo_metadata::MetadataCommand::new()

@@ -247,18 +247,43 @@ struct UserSource {
 impl HeaderSource for UserSource {
     #[inline(always)]
     fn read(&self, pos: u32, n: usize, dst: &mut [u8; RECORD_HEADER_LEN]) -> bool {
-        let n = if n > RECORD_HEADER_LEN {
-            RECORD_HEADER_LEN
-        } else {
-            n
-        };
         if n == 0 {
             return true;
         }
+        // `n` is the smaller of two registers. Verifiers before 6.8 learn
+        // nothing from comparing two registers, so on 6.1 its bound is lost
+        // ("R2 unbounded memory access"). An explicit mask right before the
+        // call bounds it for every verifier; hidden from LLVM first, which
+        // knows n <= 5 and would drop the mask. The 8-byte buffer takes
+        // what the mask allows.
+        let size = opaque(n as u64) & (HEADER_READ_MAX as u64 - 1);
+        if size as usize > RECORD_HEADER_LEN {
+            return false;
+        }
+        let mut tmp = [0u8; HEADER_READ_MAX];
         let src = (self.base + pos as u64) as *const c_void;
-        // SAFETY: user memory, read with the fault-tolerant helper.
-        unsafe { generated::bpf_probe_read_user(dst.as_mut_ptr().cast(), n as u32, src) == 0 }
+        // SAFETY: user memory, read with the fault-tolerant helper into a
+        // HEADER_READ_MAX-byte buffer; size < HEADER_READ_MAX by the mask.
+        let ok = unsafe {
+            generated::bpf_probe_read_user(tmp.as_mut_ptr().cast(), size as u32, src) == 0
+        };
+        if let Some(head) = tmp.first_chunk::<RECORD_HEADER_LEN>() {
+            *dst = *head;
+        }
+        ok
     }
+}
+
+/// A record header's read size is masked to below this (a power of two
+/// above `RECORD_HEADER_LEN`).
+const HEADER_READ_MAX: usize = 8;
+
+/// `v`, unknown to LLVM from here on (a volatile read), so that the bounds
+/// checks the verifier needs after it are not optimized away as redundant.
+#[inline(always)]
+fn opaque(v: u64) -> u64 {
+    // SAFETY: reads a local that is initialized and aligned.
+    unsafe { core::ptr::read_volatile(&v) }
 }
 
 /// Walks a chunk already copied to `buf` (from user address `user`) for the

@@ -305,7 +305,8 @@ pub enum Counter {
     ReadUserFailed = 3,
     /// Directions cut off at `CAPTURE_BUDGET`.
     CaptureBudget = 4,
-    /// Accepted sockets whose 4-tuple was not in the tuple map.
+    /// Fallback mechanism: accepted sockets whose peer address was not in
+    /// the tuple map.
     AcceptTupleMissing = 5,
     /// OpenSSL calls not followed because the per-thread map was full.
     SslCallMapFull = 6,
@@ -325,9 +326,16 @@ pub enum Counter {
     /// read/write/readv/writev/recv*/send* (io_uring, sendfile, splice,
     /// sendmmsg, a 32-bit process). Its bytes are skipped.
     SocketIoUnattributed = 12,
+    /// Socket mechanism: TCP connects not made by `connect(2)` (io_uring,
+    /// a 32-bit process): their fd is unknown, so they are not followed.
+    ConnectUnattributed = 13,
+    /// Socket mechanism: accepted connections whose first I/O was not one
+    /// of the read/write/send/recv syscalls (io_uring, sendfile, splice):
+    /// their fd is unknown, so they are not followed.
+    AcceptUnattributed = 14,
 }
 
-pub const COUNTER_COUNT: u32 = 13;
+pub const COUNTER_COUNT: u32 = 15;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -344,6 +352,8 @@ impl Counter {
         Counter::TrackedSyscalls,
         Counter::MultiIovec,
         Counter::SocketIoUnattributed,
+        Counter::ConnectUnattributed,
+        Counter::AcceptUnattributed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -361,6 +371,8 @@ impl Counter {
             Counter::TrackedSyscalls => "tracked_syscalls",
             Counter::MultiIovec => "multi_iovec",
             Counter::SocketIoUnattributed => "socket_io_unattributed",
+            Counter::ConnectUnattributed => "connect_unattributed",
+            Counter::AcceptUnattributed => "accept_unattributed",
         }
     }
 }

@@ -33,9 +33,22 @@ pub static TRACKED: HashMap<u64, TrackedSock> = HashMap::with_max_entries(65536,
 #[map]
 pub static ARGS: HashMap<u64, SysArgs> = HashMap::with_max_entries(16384, 0);
 
-/// `struct sock` address -> owning `sock_key`, for TCP state events.
+/// `struct sock` address -> owning `sock_key`, for TCP state events and
+/// (socket mechanism) socket I/O; [`SK_OWNER_PENDING_ACCEPT`] for a
+/// server-side connection no process has done I/O on yet.
 #[map]
 pub static SK_OWNER: LruHashMap<u64, u64> = LruHashMap::with_max_entries(65536, 0);
+
+/// `SK_OWNER` value of an established server-side connection whose owner
+/// is not known yet (socket mechanism: its first I/O names it). No real
+/// `sock_key` has it (it would be fd -1 of pid 2^32 - 1).
+pub const SK_OWNER_PENDING_ACCEPT: u64 = u64::MAX;
+
+/// Socket mechanism: the endpoints of a [`SK_OWNER_PENDING_ACCEPT`]
+/// connection, by `struct sock` address, for the Accept event its first
+/// I/O sends.
+#[map]
+pub static PENDING_ACCEPTS: LruHashMap<u64, PendingAccept> = LruHashMap::with_max_entries(16384, 0);
 
 /// Server-side connections that became ESTABLISHED, keyed by the peer's
 /// normalized endpoint, waiting for the `accept` that hands them to a process.
@@ -108,6 +121,10 @@ pub struct PendingAccept {
     pub sk: u64,
     pub local: Endpoint,
     pub remote: Endpoint,
+    /// Socket mechanism: the peer closed (`ESTABLISHED -> CLOSE_WAIT`)
+    /// before the first I/O named the owner; that I/O replays it.
+    pub peer_closed: u32,
+    pub _pad: u32,
 }
 
 #[repr(C)]

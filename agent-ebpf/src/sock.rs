@@ -1,12 +1,27 @@
-//! Socket lifecycle: `connect`, `accept`/`accept4`, `close` (syscall
-//! tracepoints) and TCP state changes (`sock:inet_sock_set_state`).
+//! Socket lifecycle: which process and fd own a TCP socket, its TCP state
+//! changes (`sock:inet_sock_set_state`), and its end.
 //!
-//! A socket is tracked from the moment a `connect` or `accept` creates it,
-//! keyed by (tgid, fd). Its kernel `struct sock` address links the syscall
-//! world to TCP state events, which carry the full 4-tuple. Without kprobes or
-//! fentry (both unavailable here), the accepted socket's `sock` is found by
-//! its peer address: the ESTABLISHED transition of a server-side connection
-//! records it, and `accept` reads the peer address the kernel wrote back.
+//! A socket is tracked, keyed by (tgid, fd), from its connect or its
+//! accept. Its kernel `struct sock` address links that key to TCP state
+//! events, which carry the full 4-tuple, and to socket I/O. Two ways,
+//! one per capture mechanism:
+//!
+//! - **socket** (`sock_tcp_state`, no syscall tracepoint at all: while one
+//!   is attached, every syscall on the host takes the slow path). A
+//!   connect is seen at its `SYN_SENT` transition, which runs inside the
+//!   connecting thread's `connect(2)`: the fd is that syscall's first
+//!   argument, from the task's registers. Its outcome comes from the
+//!   following transitions (`ESTABLISHED`; `CLOSE`: refused, timed out).
+//!   A server-side connection is marked at `SYN_RECV -> ESTABLISHED`; its
+//!   first socket I/O, in the process that accepted it, names the owner
+//!   and fd (`adopt_accepted`), whatever `accept` was called with and
+//!   whenever it was called. The end: a transition inside the owner's
+//!   `close(2)` of that fd is its close; `CLOSE` ends the tracking.
+//! - **syscalls** (the fallback, `inet_sock_set_state` with the
+//!   `connect`/`accept`/`close` syscall tracepoints), as before: the
+//!   `SYN_SENT` transition links fd and sock for the `connect` exit, and
+//!   the accepted socket's sock is found by its peer address, which
+//!   `accept` writes back (not followed: `accept` with a NULL address).
 
 use agent_ebpf::{
     AF_INET, AF_INET6, CloseEvent, ConnEvent, Counter, Endpoint, EventKind, ROLE_CLIENT,
@@ -19,10 +34,13 @@ use aya_ebpf::{
 };
 
 use crate::maps::{
-    ARGS, ARGS_ACCEPT, ARGS_CONNECT, PEER_TUPLE, PeerKey, PendingAccept, SK_OWNER, SysArgs,
-    TRACKED, count, header, is_self, mark_active, reserve,
+    ARGS, ARGS_ACCEPT, ARGS_CONNECT, PEER_TUPLE, PENDING_ACCEPTS, PeerKey, PendingAccept, SK_OWNER,
+    SK_OWNER_PENDING_ACCEPT, SysArgs, TRACKED, count, header, is_self, mark_active, reserve,
 };
-use crate::syscall::{SYSCALL_ARG0, SYSCALL_ARG1, SYSCALL_RET};
+use crate::syscall::{
+    NR_CLOSE, NR_CONNECT, NR_SENDMSG, NR_SENDTO, SYSCALL_ARG0, SYSCALL_ARG1, SYSCALL_RET,
+    is_socket_io, syscall_regs,
+};
 
 // sock:inet_sock_set_state.
 const SS_SKADDR: usize = 8;
@@ -42,6 +60,9 @@ const TCP_ESTABLISHED: i32 = tcp_state::ESTABLISHED as i32;
 const TCP_SYN_SENT: i32 = tcp_state::SYN_SENT as i32;
 const TCP_SYN_RECV: i32 = tcp_state::SYN_RECV as i32;
 const TCP_CLOSE: i32 = tcp_state::CLOSE as i32;
+const TCP_FIN_WAIT1: i32 = tcp_state::FIN_WAIT1 as i32;
+const TCP_LAST_ACK: i32 = tcp_state::LAST_ACK as i32;
+const TCP_CLOSE_WAIT: i32 = tcp_state::CLOSE_WAIT as i32;
 const EINPROGRESS: i64 = 115;
 
 #[inline(always)]
@@ -320,9 +341,19 @@ fn try_enter_close(ctx: &TracePointContext) -> Result<(), i64> {
     Ok(())
 }
 
+/// The fallback mechanism's TCP state hook (with the `connect`, `accept`
+/// and `close` syscall tracepoints).
 #[tracepoint]
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
-    let _ = try_set_state(&ctx);
+    let _ = on_tcp_state(&ctx, false);
+    0
+}
+
+/// The socket mechanism's TCP state hook: it also learns connects and
+/// closes (no syscall tracepoint).
+#[tracepoint]
+pub fn sock_tcp_state(ctx: TracePointContext) -> u32 {
+    let _ = on_tcp_state(&ctx, true);
     0
 }
 
@@ -345,7 +376,8 @@ fn endpoint(ctx: &TracePointContext, family: u16, port: u16, v4: usize, v6: usiz
     ep
 }
 
-fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
+#[inline(always)]
+fn on_tcp_state(ctx: &TracePointContext, socket_mechanism: bool) -> Result<(), i64> {
     // SAFETY: a field of the tracepoint's record, at the offset its format gives.
     let protocol: u16 = unsafe { ctx.read_at(SS_PROTOCOL)? };
     if protocol != IPPROTO_TCP {
@@ -357,22 +389,6 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
     let old: i32 = unsafe { ctx.read_at(SS_OLDSTATE)? };
     // SAFETY: a field of the tracepoint's record, at the offset its format gives.
     let new: i32 = unsafe { ctx.read_at(SS_NEWSTATE)? };
-
-    if new == TCP_SYN_SENT {
-        // Runs inside the connecting thread's `connect`: link fd and sock.
-        let pid_tgid = bpf_get_current_pid_tgid();
-        if let Some(args) = ARGS.get_ptr_mut(pid_tgid) {
-            // SAFETY: a live map value the verifier checked; writers on other CPUs can only make it stale, not invalid.
-            let args = unsafe { &mut *args };
-            if args.kind == ARGS_CONNECT {
-                args.sk = sk;
-                let owner = sock_key((pid_tgid >> 32) as u32, args.fd);
-                let _ = SK_OWNER.insert(sk, owner, 0);
-            }
-        }
-        return Ok(());
-    }
-
     // SAFETY: a field of the tracepoint's record, at the offset its format gives.
     let family: u16 = unsafe { ctx.read_at(SS_FAMILY)? };
     // SAFETY: a field of the tracepoint's record, at the offset its format gives.
@@ -380,12 +396,34 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
     // SAFETY: a field of the tracepoint's record, at the offset its format gives.
     let dport: u16 = unsafe { ctx.read_at(SS_DPORT)? };
 
+    if new == TCP_SYN_SENT {
+        // Runs inside the connecting thread's `connect`.
+        if socket_mechanism {
+            let remote = endpoint(ctx, family, dport, SS_DADDR, SS_DADDR_V6);
+            register_connect(sk, remote);
+        } else {
+            link_connect(sk);
+        }
+        return Ok(());
+    }
+
     if old == TCP_SYN_RECV && new == TCP_ESTABLISHED {
         // A server-side connection, before any process accepted it.
         let local = endpoint(ctx, family, sport, SS_SADDR, SS_SADDR_V6);
         let remote = endpoint(ctx, family, dport, SS_DADDR, SS_DADDR_V6);
-        let pending = PendingAccept { sk, local, remote };
-        let _ = PEER_TUPLE.insert(peer_key(&remote), pending, 0);
+        let pending = PendingAccept {
+            sk,
+            local,
+            remote,
+            peer_closed: 0,
+            _pad: 0,
+        };
+        if socket_mechanism {
+            let _ = PENDING_ACCEPTS.insert(sk, pending, 0);
+            let _ = SK_OWNER.insert(sk, SK_OWNER_PENDING_ACCEPT, 0);
+        } else {
+            let _ = PEER_TUPLE.insert(peer_key(&remote), pending, 0);
+        }
         return Ok(());
     }
 
@@ -396,12 +434,40 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
     if new == TCP_CLOSE {
         let _ = SK_OWNER.remove(sk);
     }
+    if owner == SK_OWNER_PENDING_ACCEPT {
+        // Over before any process did I/O on it.
+        if new == TCP_CLOSE {
+            let _ = PENDING_ACCEPTS.remove(sk);
+        } else if new == TCP_CLOSE_WAIT
+            && let Some(pending) = PENDING_ACCEPTS.get_ptr_mut(sk)
+        {
+            // A client that sent its ClientHello and closed before the
+            // server's first read: the adopting I/O replays it.
+            // SAFETY: a live map value the verifier checked; writers on other CPUs can only make it stale, not invalid.
+            unsafe { (*pending).peer_closed = 1 };
+        }
+        return Ok(());
+    }
+    let owner_tgid = (owner >> 32) as u32;
+    let owner_fd = owner as u32 as i32;
+    if socket_mechanism && (new == TCP_CLOSE || new == TCP_FIN_WAIT1 || new == TCP_LAST_ACK) {
+        // Sent before the state event: userspace must know the socket was
+        // closed by its process when it reads SYN_SENT -> CLOSE (a connect
+        // abandoned, not refused).
+        let closed = closed_by_owner(owner_tgid, owner_fd);
+        if closed {
+            emit_close(owner_fd);
+        }
+        if closed || new == TCP_CLOSE {
+            untrack(owner, sk);
+        }
+    }
     if let Some(mut e) = reserve::<SockStateEvent>() {
         e.write(SockStateEvent {
             header: header(EventKind::SockState),
             sk,
-            owner_tgid: (owner >> 32) as u32,
-            owner_fd: owner as u32 as i32,
+            owner_tgid,
+            owner_fd,
             old_state: old as u32,
             new_state: new as u32,
             local: endpoint(ctx, family, sport, SS_SADDR, SS_SADDR_V6),
@@ -410,4 +476,171 @@ fn try_set_state(ctx: &TracePointContext) -> Result<(), i64> {
         e.submit(0);
     }
     Ok(())
+}
+
+/// Fallback: the `connect` syscall hooks stashed its fd; link it to the
+/// socket for the exit.
+#[inline(always)]
+fn link_connect(sk: u64) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if let Some(args) = ARGS.get_ptr_mut(pid_tgid) {
+        // SAFETY: a live map value the verifier checked; writers on other CPUs can only make it stale, not invalid.
+        let args = unsafe { &mut *args };
+        if args.kind == ARGS_CONNECT {
+            args.sk = sk;
+            let owner = sock_key((pid_tgid >> 32) as u32, args.fd);
+            let _ = SK_OWNER.insert(sk, owner, 0);
+        }
+    }
+}
+
+/// Socket mechanism: a connect, seen at its `SYN_SENT` transition inside
+/// the connecting thread's `connect(2)` (or a TCP Fast Open `sendto` /
+/// `sendmsg`), whose first argument is the fd. Tracked from here; the
+/// Connect event says "in progress": the transitions that follow decide.
+#[inline(always)]
+fn register_connect(sk: u64, remote: Endpoint) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    if is_self(tgid) {
+        return;
+    }
+    let fd = match syscall_regs() {
+        Some(regs) if matches!(regs.orig_ax, NR_CONNECT | NR_SENDTO | NR_SENDMSG) => regs.di as i32,
+        _ => {
+            count(Counter::ConnectUnattributed);
+            return;
+        }
+    };
+    let key = sock_key(tgid, fd);
+    if !track(key, sk, ROLE_CLIENT) {
+        return;
+    }
+    if let Some(mut e) = reserve::<ConnEvent>() {
+        e.write(ConnEvent {
+            header: header(EventKind::Connect),
+            fd,
+            ret: -(EINPROGRESS as i32),
+            sk,
+            local: Endpoint::default(),
+            remote,
+            listen_fd: -1,
+            _pad: 0,
+            comm: comm(),
+        });
+        e.submit(0);
+    }
+}
+
+/// Socket mechanism: the first I/O on an accepted connection, in the
+/// process that accepted it: the syscall's first argument is its fd.
+/// Tracks it and sends its Accept event; returns its `sock_key`.
+#[inline(always)]
+pub fn adopt_accepted(sk: u64) -> Option<u64> {
+    // SAFETY: the map value is copied out at once.
+    let pending = (unsafe { PENDING_ACCEPTS.get(sk) }).copied();
+    let _ = PENDING_ACCEPTS.remove(sk);
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let fd = match syscall_regs() {
+        Some(regs) if is_socket_io(regs.orig_ax) => regs.di as i32,
+        _ => {
+            count(Counter::AcceptUnattributed);
+            let _ = SK_OWNER.remove(sk);
+            return None;
+        }
+    };
+    let Some(pending) = pending else {
+        let _ = SK_OWNER.remove(sk);
+        return None;
+    };
+    if is_self(tgid) {
+        let _ = SK_OWNER.remove(sk);
+        return None;
+    }
+    let key = sock_key(tgid, fd);
+    if !track(key, sk, ROLE_SERVER) {
+        let _ = SK_OWNER.remove(sk);
+        return None;
+    }
+    if let Some(mut e) = reserve::<ConnEvent>() {
+        e.write(ConnEvent {
+            header: header(EventKind::Accept),
+            fd,
+            ret: 0,
+            sk,
+            local: pending.local,
+            remote: pending.remote,
+            listen_fd: -1,
+            _pad: 0,
+            comm: comm(),
+        });
+        e.submit(0);
+    }
+    if pending.peer_closed != 0
+        && let Some(mut e) = reserve::<SockStateEvent>()
+    {
+        e.write(SockStateEvent {
+            header: header(EventKind::SockState),
+            sk,
+            owner_tgid: tgid,
+            owner_fd: fd,
+            old_state: TCP_ESTABLISHED as u32,
+            new_state: TCP_CLOSE_WAIT as u32,
+            local: pending.local,
+            remote: pending.remote,
+        });
+        e.submit(0);
+    }
+    Some(key)
+}
+
+/// Starts tracking `sk` as `key`'s socket; false (counted) when the map is
+/// full.
+#[inline(always)]
+fn track(key: u64, sk: u64, role: u32) -> bool {
+    let tracked = TrackedSock {
+        sk,
+        role,
+        ..Default::default()
+    };
+    if TRACKED.insert(key, tracked, 0).is_err() {
+        count(Counter::TrackedMapFull);
+        return false;
+    }
+    let _ = SK_OWNER.insert(sk, key, 0);
+    mark_active((key >> 32) as u32);
+    true
+}
+
+/// Stops tracking `owner`'s socket, if it still is `sk` (the fd may have
+/// been reused since).
+#[inline(always)]
+fn untrack(owner: u64, sk: u64) {
+    // SAFETY: the map value is copied out at once.
+    let same = (unsafe { TRACKED.get(owner) }).is_some_and(|t| t.sk == sk);
+    if same {
+        let _ = TRACKED.remove(owner);
+    }
+}
+
+/// True when the current task is the owner closing `fd` (`close(2)`): the
+/// state change happens inside that call.
+#[inline(always)]
+fn closed_by_owner(owner_tgid: u32, fd: i32) -> bool {
+    if (bpf_get_current_pid_tgid() >> 32) as u32 != owner_tgid {
+        return false;
+    }
+    syscall_regs().is_some_and(|regs| regs.orig_ax == NR_CLOSE && regs.di as i32 == fd)
+}
+
+#[inline(always)]
+fn emit_close(fd: i32) {
+    if let Some(mut e) = reserve::<CloseEvent>() {
+        e.write(CloseEvent {
+            header: header(EventKind::Close),
+            fd,
+            _pad: 0,
+        });
+        e.submit(0);
+    }
 }

@@ -4,7 +4,8 @@
 //! These fire in `sock_sendmsg`/`sock_recvmsg`, after the bytes moved, for
 //! socket I/O only: reads and writes of files, pipes and terminals are not
 //! hooked at all. An untracked socket costs one map lookup (its `struct
-//! sock` in `SK_OWNER`). On a tracked one the user buffer comes from the
+//! sock` in `SK_OWNER`). The first I/O on an accepted connection names its
+//! process and fd (see `sock.rs`: no `accept` hook). On a tracked one the user buffer comes from the
 //! syscall's own registers (`bpf_task_pt_regs`): the syscall number says how
 //! to read them (flat buffer, iovec array, msghdr). I/O that was not made by
 //! one of those syscalls (io_uring, sendfile/splice, sendmmsg, a 32-bit
@@ -12,13 +13,16 @@
 
 use agent_ebpf::{Counter, Direction, Syscall, sock_key};
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel, generated},
-    macros::raw_tracepoint,
-    programs::RawTracePointContext,
+    helpers::bpf_get_current_pid_tgid, macros::raw_tracepoint, programs::RawTracePointContext,
 };
 
 use crate::io::{Buffer, Io, MSG_PEEK, capture, segments_of, walker_of};
-use crate::maps::{SK_OWNER, SSL_CALLS, TRACKED, count};
+use crate::maps::{SK_OWNER, SK_OWNER_PENDING_ACCEPT, SSL_CALLS, TRACKED, count};
+use crate::sock::adopt_accepted;
+use crate::syscall::{
+    NR_READ, NR_READV, NR_RECVFROM, NR_RECVMSG, NR_SENDMSG, NR_SENDTO, NR_WRITE, NR_WRITEV,
+    syscall_regs,
+};
 
 #[raw_tracepoint(tracepoint = "sock_send_length")]
 pub fn sock_send_length(ctx: RawTracePointContext) -> i32 {
@@ -32,34 +36,6 @@ pub fn sock_recv_length(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-/// The syscall registers the capture needs (x86_64 `struct pt_regs`, an ABI:
-/// `r10` at 56 through `orig_ax` at 120, 8 bytes each).
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct SyscallRegs {
-    r10: u64,
-    r9: u64,
-    r8: u64,
-    ax: u64,
-    cx: u64,
-    dx: u64,
-    si: u64,
-    di: u64,
-    orig_ax: u64,
-}
-
-const PT_REGS_R10: usize = 56;
-
-// x86_64 syscall numbers.
-const NR_READ: u64 = 0;
-const NR_WRITE: u64 = 1;
-const NR_READV: u64 = 19;
-const NR_WRITEV: u64 = 20;
-const NR_SENDTO: u64 = 44;
-const NR_RECVFROM: u64 = 45;
-const NR_SENDMSG: u64 = 46;
-const NR_RECVMSG: u64 = 47;
-
 #[inline(always)]
 fn on_sock_io(ctx: &RawTracePointContext, direction: Direction) {
     // TP_PROTO(const struct sock *sk, int ret, int flags).
@@ -67,6 +43,15 @@ fn on_sock_io(ctx: &RawTracePointContext, direction: Direction) {
     // SAFETY: the map value is copied out at once.
     let Some(&owner) = (unsafe { SK_OWNER.get(sk) }) else {
         return;
+    };
+    // An accepted connection's first I/O names its owner and fd.
+    let owner = if owner == SK_OWNER_PENDING_ACCEPT {
+        match adopt_accepted(sk) {
+            Some(owner) => owner,
+            None => return,
+        }
+    } else {
+        owner
     };
     let Some(tracked) = TRACKED.get_ptr_mut(owner) else {
         return;
@@ -140,21 +125,4 @@ fn on_sock_io(ctx: &RawTracePointContext, direction: Direction) {
 fn skip_unattributed(tracked: &mut agent_ebpf::TrackedSock, direction: Direction, n: u64) {
     count(Counter::SocketIoUnattributed);
     walker_of(tracked, direction as u8).skip(n as u32);
-}
-
-/// The current task's syscall registers.
-#[inline(always)]
-fn syscall_regs() -> Option<SyscallRegs> {
-    // SAFETY: helpers with no preconditions; the returned pointer is only
-    // read through the fault-tolerant probe-read helper.
-    let regs = unsafe {
-        let task = generated::bpf_get_current_task_btf();
-        generated::bpf_task_pt_regs(task)
-    };
-    if regs == 0 {
-        return None;
-    }
-    let at = (regs as u64 + PT_REGS_R10 as u64) as *const SyscallRegs;
-    // SAFETY: a kernel address read with the fault-tolerant helper.
-    unsafe { bpf_probe_read_kernel(at) }.ok()
 }

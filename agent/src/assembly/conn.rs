@@ -58,6 +58,9 @@ pub struct Conn {
     pub established: bool,
     /// The local process closed the socket (or exited).
     pub closed: bool,
+    /// When the socket reached TCP CLOSE (reset, or over): nothing more
+    /// will come but what its process still reports (OpenSSL's verdict).
+    pub socket_over_at: Option<u64>,
     pub decision: Option<(Decision, u64)>,
     /// Already in the tuple index (both endpoints known).
     pub indexed: bool,
@@ -84,6 +87,7 @@ impl Conn {
             connect_failed: false,
             established: false,
             closed: false,
+            socket_over_at: None,
             decision: None,
             indexed: false,
         }
@@ -113,11 +117,17 @@ impl Conn {
             from: tcp_state_name(ev.old_state).to_string(),
             to: tcp_state_name(ev.new_state).to_string(),
         });
+        if ev.new_state == TCP_CLOSE {
+            self.socket_over_at.get_or_insert(ts);
+        }
         match (ev.old_state, ev.new_state) {
             (_, TCP_ESTABLISHED) => self.established = true,
             (TCP_SYN_SENT, TCP_CLOSE) => {
-                // A non-blocking connect that never established.
-                let errno = if ts.saturating_sub(self.start_ns) < REFUSED_WITHIN_NS {
+                // A connect that never established: answered by a reset
+                // soon, or given up on by the kernel or (closed first) by
+                // its process: no answer in the time allowed.
+                let refused = !self.closed && ts.saturating_sub(self.start_ns) < REFUSED_WITHIN_NS;
+                let errno = if refused {
                     libc::ECONNREFUSED
                 } else {
                     libc::ETIMEDOUT
@@ -243,7 +253,16 @@ impl Conn {
         }
     }
 
-    /// The peer endpoint's address as the outcome shows it.
+    /// A client whose connect is still under way (no answer to its SYN yet).
+    pub fn connecting(&self) -> bool {
+        self.role == Role::Client
+            && !self.established
+            && !self.closed
+            && self.decision.is_none()
+            && self.socket_over_at.is_none()
+    }
+
+    /// When the connection started, in wall-clock time.
     pub fn wall_start(&self, clock: &WallClock) -> DateTime<Utc> {
         clock.wall(self.start_ns)
     }

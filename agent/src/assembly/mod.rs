@@ -156,6 +156,9 @@ impl PlainPorts {
 pub struct AssemblyConfig {
     /// A handshake that makes no progress for this long is reported stalled.
     pub stall_timeout: Duration,
+    /// A connect with no answer to its SYN for this long is concluded
+    /// (longer than the kernel's own SYN retries, whose end says timed out).
+    pub connect_timeout: Duration,
     /// After a completed handshake, how long to watch for a late rejection.
     pub settle: Duration,
     /// After a failure, how long to wait for the alert and close that follow.
@@ -170,6 +173,7 @@ impl Default for AssemblyConfig {
     fn default() -> Self {
         AssemblyConfig {
             stall_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(150),
             settle: Duration::from_millis(1500),
             linger: Duration::from_millis(300),
             close_linger: Duration::from_millis(50),
@@ -659,6 +663,11 @@ impl Assembler {
         let linger = self.config.linger.as_nanos() as u64;
         let settle = self.config.settle.as_nanos() as u64;
         let stall = self.config.stall_timeout.as_nanos() as u64;
+        let connect_stall = self
+            .config
+            .connect_timeout
+            .max(self.config.stall_timeout)
+            .as_nanos() as u64;
         let mut untracked = std::mem::take(&mut self.exited_keys);
         let keys: Vec<u64> = self.open.keys().copied().collect();
         for key in keys {
@@ -668,13 +677,23 @@ impl Assembler {
             let due = match conn.decision {
                 Some((Decision::Failed, at)) => now.saturating_sub(at) >= linger,
                 Some((Decision::Completed, at)) => now.saturating_sub(at) >= settle,
+                // The socket is over: only its process's late report of
+                // the handshake (OpenSSL's errors) can still come.
+                None if conn.socket_over_at.is_some() => conn
+                    .socket_over_at
+                    .is_some_and(|at| now.saturating_sub(at) >= linger),
+                // The kernel gives up on an unanswered SYN after about two
+                // minutes (tcp_syn_retries): its CLOSE says timed out.
+                None if conn.connecting() => now.saturating_sub(conn.last_ns) >= connect_stall,
                 None => now.saturating_sub(conn.last_ns) >= stall,
             };
             if !due {
                 continue;
             }
             if let Some(mut conn) = self.open_remove(key) {
-                if conn.decision.is_none() {
+                // Undecided and still open: stalled. A socket that is
+                // over (reset, closed) says why on its own.
+                if conn.decision.is_none() && conn.socket_over_at.is_none() {
                     conn.socket.stalled = true;
                 }
                 untracked.push(key);
@@ -927,7 +946,7 @@ fn hostname() -> Option<String> {
 mod tests {
     use std::sync::Arc;
 
-    use agent_ebpf::{AF_INET, ConnEvent, Endpoint as Ep, EventHeader, TASK_COMM_LEN};
+    use agent_ebpf::{AF_INET, ConnEvent, Endpoint as Ep, EventHeader, TASK_COMM_LEN, tcp_state};
 
     use super::*;
 
@@ -1097,6 +1116,89 @@ mod tests {
         assert_eq!(out[0].socket.connect_errno, Some(libc::ECONNREFUSED));
     }
 
+    /// A TCP state change of curl's socket (fd 5) to 127.0.0.1:443.
+    fn curl_state(old: u32, new: u32, ts: u64) -> KernelEvent<'static> {
+        KernelEvent::SockState(SockStateEvent {
+            header: header(3, ts),
+            sk: 0xffff_0001,
+            owner_tgid: CURL,
+            owner_fd: 5,
+            old_state: old,
+            new_state: new,
+            local: v4([127, 0, 0, 1], 51_000),
+            remote: v4([127, 0, 0, 1], 443),
+        })
+    }
+
+    #[test]
+    fn a_connect_its_process_gave_up_on_timed_out_rather_than_was_refused() {
+        // The socket mechanism's order: the close inside close(2) comes
+        // before the SYN_SENT -> CLOSE it caused, 200 ms after the SYN.
+        let mut a = assembler(Arc::new(PlainPorts::default()));
+        let clock = WallClock::now();
+        let mut out = Vec::new();
+        a.on_event(&connect(443, -EINPROGRESS), &clock, &mut out);
+        a.on_event(&close(200_000_000), &clock, &mut out);
+        a.on_event(
+            &curl_state(tcp_state::SYN_SENT, tcp_state::CLOSE, 200_000_100),
+            &clock,
+            &mut out,
+        );
+        a.tick(1_000_000_000, &clock, &mut out);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(out[0].socket.connect_errno, Some(libc::ETIMEDOUT));
+    }
+
+    #[test]
+    fn a_connect_without_an_answer_waits_for_the_kernel_to_give_up() {
+        let mut a = assembler(Arc::new(PlainPorts::default()));
+        let clock = WallClock::now();
+        let mut out = Vec::new();
+        a.on_event(&connect(443, -EINPROGRESS), &clock, &mut out);
+        // Past the stall timeout: still connecting, not concluded.
+        a.tick(30_000_000_000, &clock, &mut out);
+        assert!(out.is_empty(), "{out:#?}");
+        assert_eq!(a.open_connections(), 1);
+        // The kernel's SYN retries end in CLOSE: timed out.
+        a.on_event(
+            &curl_state(tcp_state::SYN_SENT, tcp_state::CLOSE, 127_000_000_000),
+            &clock,
+            &mut out,
+        );
+        a.tick(128_000_000_000, &clock, &mut out);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert_eq!(out[0].socket.connect_errno, Some(libc::ETIMEDOUT));
+        assert!(!out[0].socket.stalled);
+    }
+
+    #[test]
+    fn a_reset_connection_is_concluded_without_waiting_for_its_close() {
+        // The socket mechanism sees no close(2) of a socket that is already
+        // in CLOSE: the reset ends it.
+        let mut a = assembler(Arc::new(PlainPorts::default()));
+        let clock = WallClock::now();
+        let mut out = Vec::new();
+        a.on_event(&connect(443, -EINPROGRESS), &clock, &mut out);
+        a.on_event(
+            &curl_state(tcp_state::SYN_SENT, tcp_state::ESTABLISHED, 2_000),
+            &clock,
+            &mut out,
+        );
+        a.on_event(&client_hello(3_000), &clock, &mut out);
+        a.on_event(
+            &curl_state(tcp_state::ESTABLISHED, tcp_state::CLOSE, 4_000),
+            &clock,
+            &mut out,
+        );
+        a.tick(100_000_000, &clock, &mut out);
+        assert!(out.is_empty(), "waits a moment for OpenSSL's own verdict");
+        a.tick(1_000_000_000, &clock, &mut out);
+        assert_eq!(out.len(), 1, "{out:#?}");
+        let o = &out[0];
+        assert_eq!(o.result, HandshakeResult::Failure);
+        assert!(o.socket.reset_by_peer && !o.socket.stalled, "{o:#?}");
+    }
+
     /// An error OpenSSL raised on `tid` outside a followed call (in
     /// `SSL_read`, which is not probed): certificate verify failed.
     fn outside_error(tid: u32, ts_ns: u64) -> KernelEvent<'static> {
@@ -1223,6 +1325,42 @@ mod tests {
             stream_offset: 0,
             syscall_len: 5,
             bytes: &[0x16, 0x03, 0x01, 0x00, 0x40],
+        })
+    }
+
+    /// A whole (minimal) TLS 1.2 ClientHello record: one suite, no
+    /// extensions.
+    const MINIMAL_CLIENT_HELLO: [u8; 50] = {
+        let mut b = [0u8; 50];
+        let head = [
+            0x16, 0x03, 0x01, 0x00, 0x2d, 0x01, 0x00, 0x00, 0x29, 0x03, 0x03,
+        ];
+        let mut i = 0;
+        while i < head.len() {
+            b[i] = head[i];
+            i += 1;
+        }
+        // 32 bytes of random, then: no session id, one suite, no compression.
+        let tail = [0x00, 0x00, 0x02, 0xc0, 0x2f, 0x01, 0x00];
+        let mut j = 0;
+        while j < tail.len() {
+            b[43 + j] = tail[j];
+            j += 1;
+        }
+        b
+    };
+
+    /// curl's whole ClientHello in one write.
+    fn client_hello(ts_ns: u64) -> KernelEvent<'static> {
+        KernelEvent::Data(crate::capture::events::DataRecord {
+            header: header(4, ts_ns),
+            fd: 5,
+            direction: agent_ebpf::Direction::Egress,
+            flags: 0,
+            syscall: 0,
+            stream_offset: 0,
+            syscall_len: MINIMAL_CLIENT_HELLO.len() as u32,
+            bytes: &MINIMAL_CLIENT_HELLO,
         })
     }
 

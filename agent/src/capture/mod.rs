@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 use tls_libs::{Coverage, FileId, LibKind, MappedLibrary};
 
 /// The eBPF object built by `agent/build.rs`.
-static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tlsdoctor"));
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent-ebpf"));
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -50,14 +50,6 @@ pub enum CaptureError {
 
 /// Tracepoints every capture mechanism uses: (program, category, event).
 const TRACEPOINTS: &[(&str, &str, &str)] = &[
-    ("sys_enter_connect", "syscalls", "sys_enter_connect"),
-    ("sys_exit_connect", "syscalls", "sys_exit_connect"),
-    ("sys_enter_accept", "syscalls", "sys_enter_accept"),
-    ("sys_exit_accept", "syscalls", "sys_exit_accept"),
-    ("sys_enter_accept4", "syscalls", "sys_enter_accept4"),
-    ("sys_exit_accept4", "syscalls", "sys_exit_accept4"),
-    ("sys_enter_close", "syscalls", "sys_enter_close"),
-    ("inet_sock_set_state", "sock", "inet_sock_set_state"),
     ("sched_process_exec", "sched", "sched_process_exec"),
     ("sched_process_exit", "sched", "sched_process_exit"),
 ];
@@ -69,9 +61,24 @@ const SOCKET_IO_HOOKS: &[(&str, &str)] = &[
     ("sock_recv_length", "sock_recv_length"),
 ];
 
-/// [`CaptureMechanism::Syscalls`]: the read/write family of syscall
+/// [`CaptureMechanism::Socket`]: TCP state changes, which also tell its
+/// connects and closes: no syscall tracepoint (while one is attached, every
+/// syscall on the host takes the kernel's slow path).
+const SOCKET_TRACEPOINTS: &[(&str, &str, &str)] =
+    &[("sock_tcp_state", "sock", "inet_sock_set_state")];
+
+/// [`CaptureMechanism::Syscalls`]: the socket lifecycle from syscall
+/// tracepoints and TCP state changes, and the read/write family of syscall
 /// tracepoints, which every process's I/O goes through.
-const SYSCALL_IO_TRACEPOINTS: &[(&str, &str, &str)] = &[
+const SYSCALL_TRACEPOINTS: &[(&str, &str, &str)] = &[
+    ("sys_enter_connect", "syscalls", "sys_enter_connect"),
+    ("sys_exit_connect", "syscalls", "sys_exit_connect"),
+    ("sys_enter_accept", "syscalls", "sys_enter_accept"),
+    ("sys_exit_accept", "syscalls", "sys_exit_accept"),
+    ("sys_enter_accept4", "syscalls", "sys_enter_accept4"),
+    ("sys_exit_accept4", "syscalls", "sys_exit_accept4"),
+    ("sys_enter_close", "syscalls", "sys_enter_close"),
+    ("inet_sock_set_state", "sock", "inet_sock_set_state"),
     ("sys_enter_read", "syscalls", "sys_enter_read"),
     ("sys_exit_read", "syscalls", "sys_exit_read"),
     ("sys_enter_write", "syscalls", "sys_enter_write"),
@@ -95,10 +102,12 @@ const SYSCALL_IO_TRACEPOINTS: &[(&str, &str, &str)] = &[
 #[serde(rename_all = "lowercase")]
 pub enum CaptureMechanism {
     /// Hooks on socket I/O only (`sock:sock_send_length`/`sock_recv_length`,
-    /// Linux 6.3+ with BTF, x86_64): other I/O is not hooked at all.
+    /// Linux 6.3+ with BTF, x86_64) and TCP state changes: no syscall is
+    /// hooked at all.
     Socket,
-    /// The read/write family of syscall tracepoints: every process's I/O
-    /// pays a map lookup. The fallback for older kernels.
+    /// Syscall tracepoints (`connect`, `accept`, `close` and the read/write
+    /// family): every process's I/O pays a map lookup, and every syscall the
+    /// kernel's slow path. The fallback for older kernels.
     Syscalls,
 }
 
@@ -209,20 +218,20 @@ impl Capture {
                 fallback_reason: Some("chosen by --capture".to_string()),
             },
             Some(CaptureMechanism::Socket) => {
-                attach_socket_io(&mut ebpf)?;
+                attach_socket_mechanism(&mut ebpf)?;
                 MechanismReport {
                     mechanism: CaptureMechanism::Socket,
                     fallback_reason: None,
                 }
             }
-            None => match attach_socket_io(&mut ebpf) {
+            None => match attach_socket_mechanism(&mut ebpf) {
                 Ok(()) => MechanismReport {
                     mechanism: CaptureMechanism::Socket,
                     fallback_reason: None,
                 },
                 Err(e) => {
                     let reason = error_chain(&e);
-                    warn!(reason = %reason, "socket I/O hooks unavailable; hooking the read/write syscalls instead");
+                    warn!(reason = %reason, "socket hooks unavailable; hooking syscalls instead");
                     MechanismReport {
                         mechanism: CaptureMechanism::Syscalls,
                         fallback_reason: Some(reason),
@@ -231,7 +240,7 @@ impl Capture {
             },
         };
         if mechanism.mechanism == CaptureMechanism::Syscalls {
-            attach_tracepoints(&mut ebpf, SYSCALL_IO_TRACEPOINTS)?;
+            attach_tracepoints(&mut ebpf, SYSCALL_TRACEPOINTS)?;
         }
         let mut loaded = std::collections::HashSet::new();
         for &(program, _, _) in UPROBES {
@@ -386,16 +395,16 @@ fn attach_tracepoints(
     Ok(())
 }
 
-/// Loads and attaches the socket I/O hooks, all or none: on an error the
-/// ones already attached are unloaded again.
-fn attach_socket_io(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
+/// Loads and attaches the socket mechanism's hooks, all or none: on an
+/// error the ones already loaded are unloaded again.
+fn attach_socket_mechanism(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
     if !cfg!(target_arch = "x86_64") {
         // The hooks read the syscall's registers at x86_64 offsets.
         return Err(CaptureError::Unsupported(
-            "the socket I/O hooks read x86_64 syscall registers",
+            "the socket hooks read x86_64 syscall registers",
         ));
     }
-    let mut done: Vec<&'static str> = Vec::new();
+    let mut raw_done: Vec<&'static str> = Vec::new();
     let mut result = Ok(());
     for &(program, tracepoint) in SOCKET_IO_HOOKS {
         let attached = program_mut::<RawTracePoint>(ebpf, program).and_then(|p| {
@@ -404,19 +413,30 @@ fn attach_socket_io(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
                 .map_err(|source| CaptureError::Program { program, source })
         });
         match attached {
-            Ok(()) => done.push(program),
+            Ok(()) => raw_done.push(program),
             Err(e) => {
                 result = Err(e);
                 break;
             }
         }
     }
+    if result.is_ok() {
+        result = attach_tracepoints(ebpf, SOCKET_TRACEPOINTS);
+    }
     if result.is_err() {
-        for program in done {
+        for program in raw_done {
             if let Ok(p) = program_mut::<RawTracePoint>(ebpf, program)
                 && let Err(e) = p.unload()
             {
-                warn!(program, error = %crate::text::Chain(&e), "unloading a socket I/O hook");
+                warn!(program, error = %crate::text::Chain(&e), "unloading a socket hook");
+            }
+        }
+        for &(program, _, _) in SOCKET_TRACEPOINTS {
+            if let Ok(p) = program_mut::<TracePoint>(ebpf, program)
+                && p.fd().is_ok()
+                && let Err(e) = p.unload()
+            {
+                warn!(program, error = %crate::text::Chain(&e), "unloading a socket hook");
             }
         }
     }

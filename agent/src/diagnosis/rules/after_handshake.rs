@@ -6,7 +6,10 @@
 //!   a mismatch just closes (close_notify, no alert, no request);
 //! - nginx with `ssl_verify_client on` lets a TLS 1.2 client without a
 //!   certificate finish the handshake, then answers HTTP 400 ("No required
-//!   SSL certificate was sent") and logs it at `info`.
+//!   SSL certificate was sent") and logs it at `info`;
+//! - Node.js verifies the server's chain itself once OpenSSL finished (its
+//!   verify callback accepts everything), and on a chain it cannot build
+//!   destroys the socket: no alert, no request.
 //!
 //! Neither shows in OpenSSL's return values, so assembly reports a success.
 //! The wire narrows it down cheaply ([`worth_checking`]); host state (the
@@ -39,7 +42,7 @@ pub fn worth_checking(outcome: &HandshakeOutcome) -> bool {
 
 /// The client asked for a name (SNI), completed the handshake, and closed
 /// without sending a request or an alert in clear.
-fn closed_without_a_word(f: &Facts) -> bool {
+pub fn closed_without_a_word(f: &Facts) -> bool {
     f.sni().is_some()
         && f.client_closed()
         && !f.client_sent_application_data()
@@ -54,7 +57,16 @@ pub fn failed(f: &Facts) -> bool {
     if f.outcome.is_failure() {
         return false;
     }
-    name_not_covered(f) || required_certificate_missing(f)
+    name_not_covered(f) || intermediate_missing(f) || required_certificate_missing(f)
+}
+
+/// The client closed without a word on a served chain that lacks its
+/// intermediate (the TLS 1.2 wire, or the server's configured chain).
+fn intermediate_missing(f: &Facts) -> bool {
+    closed_without_a_word(f)
+        && !f
+            .findings(|x| matches!(x, ChainFinding::MissingIntermediate { .. }))
+            .is_empty()
 }
 
 fn name_not_covered(f: &Facts) -> bool {
@@ -183,6 +195,43 @@ mod tests {
         let mut failing = raced;
         failing.outcome.result = HandshakeResult::Failure;
         assert_eq!(failing.diagnose().cause, Cause::HostnameMismatch);
+    }
+
+    #[test]
+    fn node_closing_on_a_chain_without_its_intermediate_is_chain_incomplete() {
+        // node completes the handshake, verifies afterwards, and destroys
+        // the socket: no alert, no request. The wire (TLS 1.2) shows the
+        // leaf alone; its issuer is not in the host's store either.
+        let node = |case: Case| {
+            let case = record(case, Role::Client, 22, 40);
+            succeeded(record(case, Role::Server, 22, 40).closed_by("local"))
+        };
+        let missing = vec![ChainFinding::MissingIntermediate {
+            issuer: "Intermediate CA".into(),
+        }];
+        let case = node(
+            Case::client()
+                .sni(Some(SITE))
+                .tls12_with_certs(vec![site_leaf()]),
+        )
+        .wire_chain(report("wire", vec![site_leaf()], 0, missing.clone()));
+        assert!(worth_checking(&case.outcome));
+        assert!(failed(&case.facts()));
+        let mut failing = case.clone();
+        failing.outcome.result = HandshakeResult::Failure;
+        let d = failing.diagnose();
+        assert_eq!(d.cause, Cause::ChainIncomplete);
+        assert_eq!(d.confidence, Confidence::Medium);
+
+        // The same silent close on a complete chain is a client that had
+        // nothing to say.
+        let complete = node(
+            Case::client()
+                .sni(Some(SITE))
+                .tls12_with_certs(vec![site_leaf(), intermediate()]),
+        )
+        .wire_chain(report("wire", vec![site_leaf(), intermediate()], 0, vec![]));
+        assert!(!failed(&complete.facts()));
     }
 
     #[test]

@@ -107,9 +107,14 @@ pub fn chain_incomplete(f: &Facts) -> Option<Diagnosis> {
     let confidence = if !missing.is_empty() {
         if issuer_not_found.is_some() || unknown_ca.is_some() {
             Confidence::High
-        } else if unspecific_rejection(f) || f.client_gave_up_after_server_hello() {
+        } else if unspecific_rejection(f)
+            || f.client_gave_up_after_server_hello()
+            || super::after_handshake::closed_without_a_word(f)
+        {
             // A client that sends its alert encrypted (rustls, TLS 1.3)
-            // shows only that it left after the server's certificate.
+            // shows only that it left after the server's certificate; one
+            // that verifies after the handshake (Node.js) that it left
+            // right after it, without a request.
             Confidence::Medium
         } else {
             return None;

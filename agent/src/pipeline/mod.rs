@@ -1,0 +1,365 @@
+//! `agent run`: kernel events → assembly → diagnosis → sinks.
+//!
+//! One task owns the capture and the connection table (no locks on the hot
+//! path); finished outcomes go through a bounded queue to a sink thread that
+//! diagnoses and writes them (`sinks.rs`), so a slow disk or collector never
+//! stalls the reading of the ring buffer. What cannot be queued is counted
+//! and reported (`status.rs`).
+
+mod coverage;
+mod queue;
+mod sinks;
+mod status;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use aya::maps::{MapData, RingBuf};
+use tokio::io::unix::{AsyncFd, AsyncFdReadyMutGuard};
+use tracing::{debug, info, warn};
+
+use crate::assembly::{Assembler, RoleCounts, SuccessPolicy, TlsPorts, WallClock, monotonic_ns};
+use crate::capture::Capture;
+use crate::capture::events::{self, KernelEvent};
+use crate::config::RunConfig;
+
+use coverage::CoverageTracker;
+use sinks::Outputs;
+use status::StatusSources;
+pub use status::{Status, UncoveredProcess};
+
+/// Records read from the ring per wake-up before ticking again, so a flood
+/// cannot starve timeouts.
+const MAX_RECORDS_PER_WAKE: usize = 8192;
+const TICK: Duration = Duration::from_millis(100);
+/// How long records accumulate in the ring after a non-empty batch.
+const BATCH_INTERVAL: Duration = Duration::from_millis(2);
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+/// A new process is checked for TLS libraries this long after exec (the
+/// dynamic loader maps them right after) and once more later (dlopen).
+const EXEC_CHECKS: [Duration; 3] = [
+    Duration::from_millis(50),
+    Duration::from_millis(500),
+    Duration::from_secs(2),
+];
+
+type Ring = AsyncFd<RingBuf<MapData>>;
+
+pub async fn run(config: RunConfig) -> anyhow::Result<()> {
+    let options = config.capture_options()?;
+    let mut capture = Capture::load(&options).context("loading the eBPF programs")?;
+    let status = Status::new(&config, &capture);
+    let coverage = CoverageTracker::start(&mut capture);
+    let outputs = Outputs::start(&config, capture.mechanism().mechanism.as_str()).await?;
+
+    let ring = capture.take_events()?;
+    // SAFETY: the ring buffer owns its map fd for the AsyncFd's lifetime.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
+
+    let mut tls_ports = TlsPorts::new(config.tls_ports.iter().copied());
+    for port in crate::diagnosis::host::configured_tls_ports() {
+        tls_ports.add(port);
+    }
+    let mut assembler = Assembler::new(config.assembly(), tls_ports, outputs.plain_ports.clone());
+    assembler.set_success_policy(success_policy(config.show_success, outputs.sample_ratio));
+
+    let mut pipeline = Pipeline {
+        config,
+        capture,
+        coverage,
+        assembler,
+        outputs,
+        status,
+        decode_errors: BTreeMap::new(),
+        exec_checks: Vec::new(),
+        lost_reported: 0,
+        losses_seen: 0,
+        successes_reported: RoleCounts::default(),
+    };
+    pipeline.run_until_stopped(&mut ring).await?;
+    pipeline.shutdown();
+    Ok(())
+}
+
+/// The capture task's state: what the event loop's branches work on.
+struct Pipeline {
+    config: RunConfig,
+    capture: Capture,
+    coverage: CoverageTracker,
+    assembler: Assembler,
+    outputs: Outputs,
+    status: Status,
+    /// Ring-buffer records that could not be decoded, by error.
+    decode_errors: BTreeMap<String, u64>,
+    /// Processes to check for TLS libraries, and when (after their exec).
+    exec_checks: Vec<(tokio::time::Instant, u32)>,
+    /// Ring-buffer losses already logged.
+    lost_reported: u64,
+    /// Losses seen so far (ring buffer full, outcome queue full): a rise is
+    /// reported by /readyz as a warning for a while.
+    losses_seen: u64,
+    /// Counted-only successes already added to the metrics.
+    successes_reported: RoleCounts,
+}
+
+impl Pipeline {
+    /// The event loop, until a signal, `--duration` or a closed stdout.
+    async fn run_until_stopped(&mut self, ring: &mut Ring) -> anyhow::Result<()> {
+        let mut tick = tokio::time::interval(TICK);
+        let mut rescan =
+            tokio::time::interval(Duration::from_secs(self.config.rescan_seconds.max(1)));
+        rescan.tick().await;
+        let mut status_timer = tokio::time::interval(STATUS_EVERY);
+        let deadline = self
+            .config
+            .duration
+            .map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut sigterm = signal(SignalKind::terminate())?;
+        let mut sigint = signal(SignalKind::interrupt())?;
+        // Created once: re-creating timers and signal futures on every pass
+        // of a busy loop costs more than the events it handles.
+        let until_deadline = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(until_deadline);
+        let stdout_closed = self.outputs.stdout_closed.clone();
+        // After a batch, the next one is collected for a moment instead of
+        // waking on every record: under load wake-ups stay bounded, and the
+        // first event after a quiet spell is still handled at once.
+        let mut collect = false;
+        let health = self.outputs.health.clone();
+        health.set_probed_libraries(self.probed_libraries());
+        health.heartbeat();
+        health.set_attached(true);
+        info!(journal = %self.config.journal.display(), "capturing TLS handshakes");
+
+        loop {
+            if collect {
+                tokio::time::sleep(BATCH_INTERVAL).await;
+            }
+            tokio::select! {
+                guard = ring.readable_mut() => {
+                    collect = self.read_ring(guard.context("ring buffer")?) > 0;
+                }
+                _ = tick.tick() => self.on_tick(),
+                _ = rescan.tick() => self.on_rescan(),
+                _ = status_timer.tick() => self.on_status_timer(),
+                _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
+                _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
+                _ = &mut until_deadline => { info!("duration reached: stopping"); break; }
+                _ = stdout_closed.notified() => { info!("stdout closed: stopping"); break; }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads up to [`MAX_RECORDS_PER_WAKE`] records into assembly and queues
+    /// what they finished. Returns the records read.
+    fn read_ring(&mut self, mut guard: AsyncFdReadyMutGuard<'_, RingBuf<MapData>>) -> usize {
+        let clock = WallClock::now();
+        let mut out = Vec::new();
+        let mut n = 0;
+        while let Some(record) = guard.get_inner_mut().next() {
+            match events::decode(&record) {
+                Ok(event) => {
+                    tracing::trace!(?event, "kernel event");
+                    self.note_exec(&event);
+                    self.assembler.on_event(&event, &clock, &mut out);
+                }
+                Err(e) => {
+                    let count = self
+                        .decode_errors
+                        .entry(crate::text::Chain(&e).to_string())
+                        .or_default();
+                    if *count == 0 {
+                        warn!(error = %crate::text::Chain(&e), "undecodable kernel record (counted; logged once)");
+                    }
+                    *count += 1;
+                }
+            }
+            n += 1;
+            if n >= MAX_RECORDS_PER_WAKE {
+                break;
+            }
+        }
+        if n < MAX_RECORDS_PER_WAKE {
+            guard.clear_ready();
+        }
+        self.outputs.health.ring_read(n < MAX_RECORDS_PER_WAKE);
+        self.outputs.queue.send(out);
+        n
+    }
+
+    /// A new process is checked for TLS libraries after its exec. (An
+    /// exited process's sockets are handed back by the assembler's next
+    /// tick, which keeps them by process: no walk of the kernel map.)
+    fn note_exec(&mut self, event: &KernelEvent) {
+        if let KernelEvent::Exec(ev) = event {
+            let now = tokio::time::Instant::now();
+            for delay in EXEC_CHECKS {
+                self.exec_checks.push((now + delay, ev.header.tgid));
+            }
+        }
+    }
+
+    /// Timeouts of assembly, and the exec checks that are due.
+    fn on_tick(&mut self) {
+        self.outputs.health.heartbeat();
+        let mut out = Vec::new();
+        let untracked = self
+            .assembler
+            .tick(monotonic_ns(), &WallClock::now(), &mut out);
+        if !untracked.is_empty()
+            && let Err(e) = self.capture.untrack(&untracked)
+        {
+            debug!(error = %crate::text::Chain(&e), "untracking idle sockets");
+        }
+        self.outputs.queue.send(out);
+        let now = tokio::time::Instant::now();
+        let (capture, coverage) = (&mut self.capture, &mut self.coverage);
+        self.exec_checks.retain(|(at, pid)| {
+            if *at <= now {
+                let _ = coverage.check(capture, *pid);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// The periodic scan: new processes' libraries, new server configs.
+    fn on_rescan(&mut self) {
+        self.coverage.scan_all(&mut self.capture);
+        for port in crate::diagnosis::host::configured_tls_ports() {
+            self.assembler.tls_ports_mut().add(port);
+        }
+    }
+
+    fn refresh_status(&mut self) {
+        self.status.refresh(StatusSources {
+            capture: &self.capture,
+            assembler: &self.assembler,
+            coverage: &self.coverage,
+            sinks: &self.outputs.counters,
+            dropped_outcomes: self.outputs.queue.dropped,
+            decode_errors: &self.decode_errors,
+            k8s: self
+                .outputs
+                .pod_watch
+                .as_ref()
+                .map(|w| w.metadata().status()),
+        });
+    }
+
+    /// status.json, the metrics that mirror it, readiness and loss warnings.
+    fn on_status_timer(&mut self) {
+        self.refresh_status();
+        self.status.write(&self.config);
+        let metrics = &self.outputs.metrics;
+        for (name, value) in &self.status.kernel {
+            metrics.set_kernel_counter(name, *value);
+        }
+        let counted = self.status.assembly.successes_counted_only;
+        let reported = self.successes_reported;
+        metrics.add_successes("client", counted.client - reported.client);
+        metrics.add_successes("server", counted.server - reported.server);
+        self.successes_reported = counted;
+        metrics.set_outcomes_dropped(self.outputs.queue.dropped);
+
+        let health = &self.outputs.health;
+        let lost = self.status.kernel.get("ringbuf_full").copied().unwrap_or(0);
+        let losses = lost.saturating_add(self.outputs.queue.dropped);
+        if losses > self.losses_seen {
+            health.lost_events();
+        }
+        self.losses_seen = losses;
+        health.set_probed_libraries(self.probed_libraries());
+        if lost > self.lost_reported {
+            warn!(
+                lost_total = lost,
+                since_last = lost - self.lost_reported,
+                "kernel events lost: ring buffer full (raise --ringbuf-mib)"
+            );
+            self.lost_reported = lost;
+        }
+    }
+
+    /// Concludes what is open, lets the sink thread write it, writes the
+    /// final status and detaches.
+    fn shutdown(mut self) {
+        self.outputs.health.set_stopping();
+        debug!("draining open connections");
+        let mut out = Vec::new();
+        self.assembler.drain(&WallClock::now(), &mut out);
+        self.outputs.queue.send(out);
+        // The sink thread's counters outlive it, for the final status.
+        let counters = self.outputs.counters.clone();
+        let dropped_outcomes = self.outputs.queue.dropped;
+        let k8s = self
+            .outputs
+            .pod_watch
+            .as_ref()
+            .map(|w| w.metadata().status());
+        let Pipeline {
+            config,
+            capture,
+            coverage,
+            assembler,
+            outputs,
+            mut status,
+            decode_errors,
+            ..
+        } = self;
+        outputs.stop();
+        status.refresh(StatusSources {
+            capture: &capture,
+            assembler: &assembler,
+            coverage: &coverage,
+            sinks: &counters,
+            dropped_outcomes,
+            decode_errors: &decode_errors,
+            k8s,
+        });
+        status.write(&config);
+        // Dropping the capture detaches every program and frees the maps.
+        let detach_started = std::time::Instant::now();
+        debug!("sinks flushed; detaching");
+        drop(capture);
+        debug!(
+            elapsed_ms = detach_started.elapsed().as_millis() as u64,
+            "programs detached"
+        );
+        info!("detached");
+    }
+
+    /// OpenSSL libraries with at least one uprobe attached.
+    fn probed_libraries(&self) -> usize {
+        self.capture
+            .libraries()
+            .filter(|l| !l.attached.is_empty())
+            .count()
+    }
+}
+
+/// Which successes become outcomes: all with `--show-success`, else those
+/// the OTLP exporter samples (decided from the ClientHello random exactly as
+/// the exporter decides, so both ends of a handshake agree).
+fn success_policy(show_success: bool, sample_ratio: f64) -> SuccessPolicy {
+    let sample: Option<crate::assembly::SampleSuccess> = (sample_ratio > 0.0).then(|| {
+        Arc::new(move |random: &str, role| {
+            crate::sinks::otlp::SpanIds::from_client_random(random, role)
+                .is_some_and(|ids| crate::sinks::otlp::sample_success(ids.trace_id, sample_ratio))
+        }) as crate::assembly::SampleSuccess
+    });
+    SuccessPolicy {
+        all: show_success,
+        sample,
+    }
+}

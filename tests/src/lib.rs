@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod clients;
+pub mod faults;
 pub mod hostile;
 pub mod pki;
 pub mod probe;

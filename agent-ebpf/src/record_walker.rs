@@ -236,7 +236,10 @@ impl WalkerState {
             // Lost the record boundaries (or the peer sent garbage): keep
             // what came before this header and stop.
             self.mode = MODE_DONE;
-            if !c.headers_only {
+            // Unless this chunk already reached application data: its
+            // capture ends at that header, not at this one (found by the
+            // record_walker fuzz target).
+            if !c.headers_only && c.flags & DATA_FLAG_APPDATA == 0 {
                 c.emit = pos.saturating_sub(RECORD_HEADER_LEN as u32);
             }
             c.synced = true;
@@ -441,6 +444,21 @@ mod tests {
         let (v, out) = walk(&mut s, &later);
         assert_eq!(v.flags, DATA_FLAG_HEADERS_ONLY);
         assert_eq!(out, [23, 3, 3, 0, 30, 21, 3, 3, 0, 2]);
+    }
+
+    #[test]
+    fn garbage_after_application_data_in_one_chunk_keeps_its_body_in() {
+        // Found by the record_walker fuzz target: the garbage header moved
+        // the end of the capture past the application data before it.
+        let mut s = WalkerState::default();
+        let mut bytes = record(22, 100);
+        bytes.extend(record(23, 50));
+        bytes.extend(record(23, 900));
+        bytes.extend([0xe9, 0x32, 0x92, 0x5b, 0x76]);
+        let (v, out) = walk(&mut s, &bytes);
+        assert_eq!(v.flags, DATA_FLAG_APPDATA);
+        assert_eq!(out.len(), 105 + 5, "up to the application-data header");
+        assert!(s.done());
     }
 
     #[test]

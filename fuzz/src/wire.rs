@@ -92,6 +92,17 @@ pub fn first_app_data_header_end(stream: &[u8]) -> Option<usize> {
     None
 }
 
+/// The offsets of the record headers of `stream` from offset `at` on,
+/// following record lengths whatever the headers say.
+pub fn record_headers_from(stream: &[u8], mut at: usize) -> Vec<usize> {
+    let mut offsets = Vec::new();
+    while let Some(h) = stream.get(at..at + 5) {
+        offsets.push(at);
+        at += 5 + usize::from(u16::from_be_bytes([h[3], h[4]]));
+    }
+    offsets
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +157,6 @@ mod tests {
         s.extend_from_slice(&[23, 3, 3, 0, 9]);
         assert_eq!(first_app_data_header_end(&s), Some(12));
         assert_eq!(first_app_data_header_end(&s[..11]), None);
+        assert_eq!(record_headers_from(&s, 0), [0, 7]);
     }
 }

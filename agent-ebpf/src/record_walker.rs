@@ -282,9 +282,17 @@ impl WalkerState {
             flags: c.flags,
             stream_offset: c.stream_offset,
         };
+        let mut emit = c.emit;
         if !c.synced {
-            // More records in one chunk than the walker follows.
+            // More records in one chunk than the walker follows. What lies
+            // past the last record walked is unknown (application data, for
+            // all it knows): it stays in the kernel (found by the
+            // record_walker fuzz target).
             self.mode = MODE_DONE;
+            let walked = c.pos.saturating_add(self.record_left);
+            if walked < emit {
+                emit = walked;
+            }
         }
         if c.headers_only {
             verdict.emit_len = c.out;
@@ -294,7 +302,6 @@ impl WalkerState {
             return verdict;
         }
         let room = CAPTURE_BUDGET.saturating_sub(self.captured);
-        let mut emit = c.emit;
         if emit > room {
             emit = room;
             verdict.flags |= DATA_FLAG_BUDGET;
@@ -570,6 +577,24 @@ mod tests {
         }
         walk(&mut s, &bytes);
         assert!(s.done());
+    }
+
+    #[test]
+    fn past_the_records_walked_nothing_is_emitted() {
+        // Found by the record_walker fuzz target: past its record limit
+        // the walker emitted the rest of the chunk unseen, application
+        // data included.
+        let mut s = WalkerState::default();
+        let mut bytes = Vec::new();
+        for _ in 0..MAX_RECORDS_PER_CHUNK {
+            bytes.extend(record(21, 2));
+        }
+        let walked = bytes.len();
+        bytes.extend(record(23, 40));
+        let (v, out) = walk(&mut s, &bytes);
+        assert!(s.done());
+        assert_eq!(v.flags & DATA_FLAG_APPDATA, 0);
+        assert_eq!(out, bytes[..walked], "the records walked, not the rest");
     }
 
     #[test]

@@ -236,7 +236,10 @@ impl WalkerState {
             // Lost the record boundaries (or the peer sent garbage): keep
             // what came before this header and stop.
             self.mode = MODE_DONE;
-            if !c.headers_only {
+            // Unless this chunk already reached application data: its
+            // capture ends at that header, not at this one (found by the
+            // record_walker fuzz target).
+            if !c.headers_only && c.flags & DATA_FLAG_APPDATA == 0 {
                 c.emit = pos.saturating_sub(RECORD_HEADER_LEN as u32);
             }
             c.synced = true;
@@ -279,9 +282,17 @@ impl WalkerState {
             flags: c.flags,
             stream_offset: c.stream_offset,
         };
+        let mut emit = c.emit;
         if !c.synced {
-            // More records in one chunk than the walker follows.
+            // More records in one chunk than the walker follows. What lies
+            // past the last record walked is unknown (application data, for
+            // all it knows): it stays in the kernel (found by the
+            // record_walker fuzz target).
             self.mode = MODE_DONE;
+            let walked = c.pos.saturating_add(self.record_left);
+            if walked < emit {
+                emit = walked;
+            }
         }
         if c.headers_only {
             verdict.emit_len = c.out;
@@ -291,7 +302,6 @@ impl WalkerState {
             return verdict;
         }
         let room = CAPTURE_BUDGET.saturating_sub(self.captured);
-        let mut emit = c.emit;
         if emit > room {
             emit = room;
             verdict.flags |= DATA_FLAG_BUDGET;
@@ -444,6 +454,21 @@ mod tests {
     }
 
     #[test]
+    fn garbage_after_application_data_in_one_chunk_keeps_its_body_in() {
+        // Found by the record_walker fuzz target: the garbage header moved
+        // the end of the capture past the application data before it.
+        let mut s = WalkerState::default();
+        let mut bytes = record(22, 100);
+        bytes.extend(record(23, 50));
+        bytes.extend(record(23, 900));
+        bytes.extend([0xe9, 0x32, 0x92, 0x5b, 0x76]);
+        let (v, out) = walk(&mut s, &bytes);
+        assert_eq!(v.flags, DATA_FLAG_APPDATA);
+        assert_eq!(out.len(), 105 + 5, "up to the application-data header");
+        assert!(s.done());
+    }
+
+    #[test]
     fn openssl_style_reads_header_and_body_separately() {
         let mut s = WalkerState::default();
         let rec = record(22, 1000);
@@ -552,6 +577,24 @@ mod tests {
         }
         walk(&mut s, &bytes);
         assert!(s.done());
+    }
+
+    #[test]
+    fn past_the_records_walked_nothing_is_emitted() {
+        // Found by the record_walker fuzz target: past its record limit
+        // the walker emitted the rest of the chunk unseen, application
+        // data included.
+        let mut s = WalkerState::default();
+        let mut bytes = Vec::new();
+        for _ in 0..MAX_RECORDS_PER_CHUNK {
+            bytes.extend(record(21, 2));
+        }
+        let walked = bytes.len();
+        bytes.extend(record(23, 40));
+        let (v, out) = walk(&mut s, &bytes);
+        assert!(s.done());
+        assert_eq!(v.flags & DATA_FLAG_APPDATA, 0);
+        assert_eq!(out, bytes[..walked], "the records walked, not the rest");
     }
 
     #[test]

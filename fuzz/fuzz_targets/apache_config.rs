@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
         defines: None,
         env: HashMap::new(),
         root: FsRoot::Dir { path: root },
+        // The agent's own budget: what a hostile tree may cost it.
         budget: Default::default(),
     };
     if let Ok(config) = apache::parse_with(&tree.main_file(), &options) {

@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let options = NginxOptions {
         prefix: None,
         root: FsRoot::Dir { path: root },
+        // The agent's own budget: what a hostile tree may cost it.
         budget: Default::default(),
     };
     if let Ok(config) = nginx::parse_with(&tree.main_file(), &options) {

@@ -4,6 +4,8 @@
 //!
 //! Run with `cargo xtask fuzz` (see docs/robustness.md).
 
+pub mod wire;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fs;
 use std::path::{Component, Path, PathBuf};

@@ -58,9 +58,20 @@ impl Agent {
     /// captures. `Err` holds the agent's log (and exit status) when it
     /// exited or did not capture within 60 s.
     pub fn launch(wrapper: &[String], extra: &[&str]) -> Result<Agent, String> {
-        crate::require_root();
         let dir = TempDir::new("agent");
         let journal = dir.join("journal.jsonl");
+        Agent::launch_journaling_to(dir, journal, wrapper, extra)
+    }
+
+    /// As [`launch`](Self::launch), journaling to `journal` (e.g. on a
+    /// filesystem the test fills); `dir` is removed when the agent is.
+    pub fn launch_journaling_to(
+        dir: TempDir,
+        journal: PathBuf,
+        wrapper: &[String],
+        extra: &[&str],
+    ) -> Result<Agent, String> {
+        crate::require_root();
         let mut cmd = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut cmd = Command::new(program);

@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod apache;
 pub mod clients;
+pub mod faults;
 pub mod golang;
 pub mod hostile;
 pub mod pki;

@@ -25,6 +25,9 @@ pub const TARGETS: &[&str] = &[
     "cert_der",
     "cert_pem",
     "log_follower",
+    "wire_assembler",
+    "record_walker",
+    "kernel_events",
 ];
 
 #[derive(clap::Args, Debug)]
@@ -217,6 +220,18 @@ fn seed_corpus(root: &Path, target: &str, corpus: &Path) -> Result<()> {
                 }
             }
         }
+        "wire_assembler" | "record_walker" | "kernel_events" => {
+            let wire = root.join("agent/src/evidence/testdata/wire");
+            for entry in fs::read_dir(&wire)? {
+                let path = entry?.path();
+                if path.extension().is_none_or(|e| e != "txt") {
+                    continue;
+                }
+                let name = path.file_stem().unwrap_or_default().to_string_lossy();
+                let capture = recorded_chunks(&fs::read_to_string(&path)?);
+                seeds.extend(wire_seeds(target, &name, &capture));
+            }
+        }
         _ => {}
     }
     for (name, bytes) in seeds {
@@ -257,4 +272,99 @@ fn system_certificates(n: usize) -> Vec<PathBuf> {
     out.sort();
     out.truncate(n);
     out
+}
+
+/// The chunks of a recorded handshake (agent/src/evidence/testdata/wire:
+/// `<c|s> <seconds> <hex>` lines, `#` comments), each sender's flag (true:
+/// server) and bytes, in the order they were received.
+fn recorded_chunks(text: &str) -> Vec<(bool, Vec<u8>)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let server = match f.next()? {
+                "c" => false,
+                "s" => true,
+                _ => return None,
+            };
+            let hex = f.nth(1)?;
+            let bytes = (0..hex.len() / 2)
+                .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+                .collect::<Option<Vec<u8>>>()?;
+            Some((server, bytes))
+        })
+        .collect()
+}
+
+/// Seeds for the wire targets from one recorded handshake, in the input
+/// formats of fuzz/src/wire.rs (`chunk_ops`, `walk_plan`) and, for
+/// `kernel_events`, as data records (fuzz_targets/kernel_events.rs).
+fn wire_seeds(target: &str, name: &str, capture: &[(bool, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
+    let chunk = |out: &mut Vec<u8>, server: bool, delta: i16, bytes: &[u8]| {
+        for piece in bytes.chunks(u16::MAX as usize) {
+            out.push(u8::from(server));
+            out.extend_from_slice(&delta.to_le_bytes());
+            out.extend_from_slice(&(piece.len() as u16).to_le_bytes());
+            out.extend_from_slice(piece);
+        }
+    };
+    let mut seeds = Vec::new();
+    match target {
+        "wire_assembler" => {
+            // As recorded, and again with offsets about to wrap.
+            for (tag, base) in [("", 0u32), ("-wrap", u32::MAX - 40)] {
+                let mut seed = Vec::new();
+                seed.extend_from_slice(&base.to_le_bytes());
+                seed.extend_from_slice(&base.to_le_bytes());
+                for (server, bytes) in capture {
+                    chunk(&mut seed, *server, 0, bytes);
+                }
+                seeds.push((format!("{name}{tag}"), seed));
+            }
+        }
+        "record_walker" => {
+            for server in [false, true] {
+                let side: Vec<&Vec<u8>> = capture
+                    .iter()
+                    .filter(|(s, _)| *s == server)
+                    .map(|(_, b)| b)
+                    .collect();
+                let stream: Vec<u8> = side.iter().flat_map(|b| b.iter().copied()).collect();
+                if stream.is_empty() {
+                    continue;
+                }
+                let who = if server { "server" } else { "client" };
+                // The recorded reads, then OpenSSL's way (a 5-byte header,
+                // then the body), then one byte at a time.
+                let sizes: Vec<u16> = side
+                    .iter()
+                    .take(255)
+                    .map(|b| b.len().min(0x7fff) as u16)
+                    .collect();
+                for (tag, sizes) in [("", sizes), ("-openssl", vec![5, 300]), ("-bytes", vec![1])] {
+                    let mut seed = vec![sizes.len() as u8];
+                    for s in &sizes {
+                        seed.extend_from_slice(&s.to_le_bytes());
+                    }
+                    seed.extend_from_slice(&stream);
+                    seeds.push((format!("{name}-{who}{tag}"), seed));
+                }
+            }
+        }
+        "kernel_events" => {
+            // A data record (kind 4 in the selector's low bits, its
+            // length field fixed up: 0x10) carrying each recorded chunk
+            // after a header of zeros: `DATA_EVENT_HEADER_LEN` of
+            // agent_ebpf, 44 bytes today (another size only makes a
+            // weaker seed).
+            for (i, (_, bytes)) in capture.iter().enumerate() {
+                let mut seed = vec![0x14];
+                seed.extend_from_slice(&[0u8; 44]);
+                seed.extend_from_slice(bytes);
+                seeds.push((format!("{name}-{i}"), seed));
+            }
+        }
+        _ => {}
+    }
+    seeds
 }

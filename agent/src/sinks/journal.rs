@@ -95,6 +95,9 @@ pub struct JournalWriter {
     out: File,
     /// Bytes in the current file.
     written: u64,
+    /// The last write was cut short and could not be cut off: the file
+    /// ends inside a line.
+    torn: bool,
     max_bytes: u64,
     /// Records in the current file and in the rotated generation.
     current_records: u64,
@@ -125,6 +128,7 @@ impl JournalWriter {
             path: path.to_path_buf(),
             out: file,
             written,
+            torn: false,
             max_bytes,
             current_records: count_lines(path),
             rotated_records: count_lines(&rotated_path(path)),
@@ -147,13 +151,22 @@ impl JournalWriter {
         if self.written > 0 && self.written + line.len() as u64 > self.max_bytes {
             self.rotate()?;
         }
-        self.out
-            .write_all(&line)
-            .map_err(|source| JournalError::Io {
+        if self.torn {
+            line.insert(0, b'\n');
+        }
+        if let Err(source) = self.out.write_all(&line) {
+            // A write cut short (a full disk) leaves part of the line: cut
+            // it off, or the next record would be glued to it into one
+            // unreadable line. Should that fail too, the next record starts
+            // on a line of its own.
+            self.torn = self.out.set_len(self.written).is_err();
+            return Err(JournalError::Io {
                 path: self.path.clone(),
                 source,
-            })?;
+            });
+        }
         self.written += line.len() as u64;
+        self.torn = false;
         self.current_records += 1;
         self.appended += 1;
         Ok(())
@@ -169,6 +182,7 @@ impl JournalWriter {
         let file = open_append(&self.path).map_err(io_err)?;
         self.out = file;
         self.written = 0;
+        self.torn = false;
         self.rotated_out += self.rotated_records;
         self.rotated_records = self.current_records;
         self.current_records = 0;

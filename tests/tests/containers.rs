@@ -4,7 +4,10 @@
 //! the same path. The agent must read them through /proc/PID/root to name
 //! the cause and the config line, and `agent diagnose` must report the
 //! server's blocks and certificate findings from there.
-
+#![allow(
+    clippy::too_many_lines,
+    reason = "end-to-end scenarios read top to bottom"
+)]
 // Test code: helpers outside #[test] functions fail the test on a failed step.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -3,7 +3,10 @@
 //! blocks, its JSON follows the documented schema, its exit codes mean what
 //! docs/journal.md says, a probe of a broken peer ends inside its timeout,
 //! and --watch explains live handshakes.
-
+#![allow(
+    clippy::too_many_lines,
+    reason = "end-to-end scenarios read top to bottom"
+)]
 // Test code: helpers outside #[test] functions fail the test on a failed step.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

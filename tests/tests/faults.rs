@@ -8,7 +8,10 @@
 //! Each test starts its own agent and waits for conditions, never for a
 //! fixed time; what each measured is printed (`--nocapture`) and written up
 //! in docs/robustness.md ("Faults").
-
+#![allow(
+    clippy::too_many_lines,
+    reason = "end-to-end scenarios read top to bottom"
+)]
 // Test code: helpers outside #[test] functions fail the test on a failed step.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

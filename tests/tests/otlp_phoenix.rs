@@ -7,7 +7,10 @@
 //!
 //! `tests/otlp_agent.rs` does the same with the real agent and real failing
 //! handshakes.
-
+#![allow(
+    clippy::too_many_lines,
+    reason = "end-to-end scenarios read top to bottom"
+)]
 // Test code: helpers outside #[test] functions fail the test on a failed step.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

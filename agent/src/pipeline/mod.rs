@@ -60,7 +60,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
 
     let mut tls_ports = TlsPorts::new(config.tls_ports.iter().copied());
-    for port in crate::diagnosis::host::configured_tls_ports() {
+    crate::diagnosis::learned::open_beside(&config.journal);
+    for port in crate::diagnosis::learned::sync(&[]) {
         tls_ports.add(port);
     }
     let mut assembler = Assembler::new(config.assembly(), tls_ports, outputs.plain_ports.clone());
@@ -237,7 +238,8 @@ impl Pipeline {
     /// The periodic scan: new processes' libraries, new server configs.
     fn on_rescan(&mut self) {
         self.coverage.scan_all(&mut self.capture);
-        for port in crate::diagnosis::host::configured_tls_ports() {
+        let served_hello = self.assembler.tls_ports_mut().learned();
+        for port in crate::diagnosis::learned::sync(&served_hello) {
             self.assembler.tls_ports_mut().add(port);
         }
     }

@@ -221,8 +221,20 @@ fn sink_loop(
     let mut journal_warned = false;
     let mut console_closed = false;
     let mut spans_dropped = 0;
-    while let Ok((batch, bytes)) = rx.recv() {
+    // Both ends of a local handshake wait for each other briefly (one root
+    // cause for the pair): the loop wakes to release those held long enough.
+    let mut open = true;
+    while open {
+        let (batch, bytes) = match rx.recv_timeout(crate::diagnosis::pairing::TICK) {
+            Ok(received) => received,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => (Vec::new(), 0),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                open = false;
+                (Vec::new(), 0)
+            }
+        };
         let n = batch.len();
+        let mut ready = Vec::new();
         for mut outcome in batch {
             if let Some(pods) = &sinks.pods {
                 pods.enrich(&mut outcome);
@@ -235,6 +247,14 @@ fn sink_loop(
                 counters.not_tls_confirmed.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
+            ready.extend(diagnoser.pair(outcome));
+        }
+        ready.extend(if open {
+            diagnoser.pairs_due()
+        } else {
+            diagnoser.pairs_drain()
+        });
+        for mut outcome in ready {
             sinks.metrics.record_outcome(&outcome);
             if let Some(exporter) = &sinks.exporter {
                 // Failures were parsed for diagnosis; a sampled success

@@ -288,36 +288,7 @@ impl LoadSigns {
         let server = listener
             .map(name)
             .unwrap_or_else(|| f.process(Role::Server));
-        let (fix, fix_location) = match kind {
-            "fd" => (
-                format!(
-                    "{server} ran out of file descriptors: raise its limit (systemd `LimitNOFILE=`, `ulimit -n`, nginx `worker_rlimit_nofile`) or find what holds them (`ls /proc/PID/fd | wc -l`), then restart it."
-                ),
-                None,
-            ),
-            "stopped" => (
-                format!(
-                    "{server} is stopped: resume it (`kill -CONT PID`) or detach the debugger holding it."
-                ),
-                None,
-            ),
-            "cpu" => (
-                format!(
-                    "{server} does not get enough CPU to accept and answer handshakes: give it more (cgroup `cpu.max`, container CPU limits), add workers, or move load off this host."
-                ),
-                None,
-            ),
-            _ => (
-                format!(
-                    "{server} does not accept connections as fast as they arrive: raise its listen backlog ({}) together with net.core.somaxconn and net.ipv4.tcp_max_syn_backlog, add workers (nginx `worker_processes`, `worker_connections`), and check that it is not blocked.",
-                    listen
-                        .first()
-                        .map(|(_, text, location)| format!("`{text} backlog=4096` at {location}"))
-                        .unwrap_or_else(|| "the backlog argument of listen()".to_string())
-                ),
-                listen.first().map(|(_, _, l)| l.clone()),
-            ),
-        };
+        let (fix, fix_location) = load_fix(kind, &server, &listen);
         Some(LoadSigns {
             evidence,
             headline,
@@ -361,4 +332,43 @@ fn abort_wire_evidence(f: &Facts, before_server_hello: bool) -> Vec<Evidence> {
         }
     }
     evidence
+}
+
+/// The fix for a listener's load sign: what to raise or resume, and where
+/// (the `listen` directive, for a full queue).
+fn load_fix(
+    kind: &str,
+    server: &str,
+    listen: &[(crate::evidence::server_config::ServerKind, String, String)],
+) -> (String, Option<String>) {
+    match kind {
+        "fd" => (
+            format!(
+                "{server} ran out of file descriptors: raise its limit (systemd `LimitNOFILE=`, `ulimit -n`, nginx `worker_rlimit_nofile`) or find what holds them (`ls /proc/PID/fd | wc -l`), then restart it."
+            ),
+            None,
+        ),
+        "stopped" => (
+            format!(
+                "{server} is stopped: resume it (`kill -CONT PID`) or detach the debugger holding it."
+            ),
+            None,
+        ),
+        "cpu" => (
+            format!(
+                "{server} does not get enough CPU to accept and answer handshakes: give it more (cgroup `cpu.max`, container CPU limits), add workers, or move load off this host."
+            ),
+            None,
+        ),
+        _ => (
+            format!(
+                "{server} does not accept connections as fast as they arrive: raise its listen backlog ({}) together with net.core.somaxconn and net.ipv4.tcp_max_syn_backlog, add workers (nginx `worker_processes`, `worker_connections`), and check that it is not blocked.",
+                listen
+                    .first()
+                    .map(|(_, text, location)| format!("`{text} backlog=4096` at {location}"))
+                    .unwrap_or_else(|| "the backlog argument of listen()".to_string())
+            ),
+            listen.first().map(|(_, _, l)| l.clone()),
+        ),
+    }
 }

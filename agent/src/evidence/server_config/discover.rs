@@ -194,46 +194,8 @@ pub fn discover_with(cache: &mut DiscoveryCache) -> (Vec<DiscoveredConfig>, Disc
                 "server in another mount namespace: read through its root"
             );
         }
-        let (main_file, result) = match kind {
-            ServerKind::Nginx => {
-                let args = nginx_original_args(&args);
-                let main = nginx::config_path_from_cmdline(&args);
-                let mut options = nginx::options_from_cmdline(&args);
-                options.root = root.clone();
-                let key = CacheKey {
-                    kind,
-                    root: root.clone(),
-                    main_file: main.clone(),
-                    options: options_digest(&[&options.prefix]),
-                };
-                let result = cache
-                    .parse(key, &mut kept, &mut stats, || {
-                        nginx::parse_with(&main, &options)
-                    })
-                    .map_err(|e| describe(&e, &root));
-                (main, result)
-            }
-            ServerKind::Apache => {
-                let main = apache::config_path_from_cmdline_in(&args, &root);
-                let mut options = apache::options_from_cmdline(&args);
-                options.env = environ(p.pid);
-                options.root = root.clone();
-                let mut env: Vec<_> = options.env.iter().collect();
-                env.sort();
-                let key = CacheKey {
-                    kind,
-                    root: root.clone(),
-                    main_file: main.clone(),
-                    options: options_digest(&[&options.server_root, &options.defines, &env]),
-                };
-                let result = cache
-                    .parse(key, &mut kept, &mut stats, || {
-                        apache::parse_with(&main, &options)
-                    })
-                    .map_err(|e| describe(&e, &root));
-                (main, result)
-            }
-        };
+        let (main_file, result) =
+            parse_running(kind, &args, p.pid, &root, cache, &mut kept, &mut stats);
         // Two masters on one config (rare: a stale master after a failed
         // upgrade) are one installation. The same path in two containers
         // is two.
@@ -311,6 +273,55 @@ pub fn server_kind(comm: &str) -> Option<ServerKind> {
         "nginx" => Some(ServerKind::Nginx),
         "apache2" | "httpd" => Some(ServerKind::Apache),
         _ => None,
+    }
+}
+
+/// Parses the config a running master was started with, through its root,
+/// reusing `cache` when nothing it read changed.
+fn parse_running(
+    kind: ServerKind,
+    args: &[String],
+    pid: u32,
+    root: &FsRoot,
+    cache: &mut DiscoveryCache,
+    kept: &mut HashMap<CacheKey, Cached>,
+    stats: &mut DiscoveryStats,
+) -> (PathBuf, Result<ServerConfig, String>) {
+    match kind {
+        ServerKind::Nginx => {
+            let args = nginx_original_args(args);
+            let main = nginx::config_path_from_cmdline(&args);
+            let mut options = nginx::options_from_cmdline(&args);
+            options.root = root.clone();
+            let key = CacheKey {
+                kind,
+                root: root.clone(),
+                main_file: main.clone(),
+                options: options_digest(&[&options.prefix]),
+            };
+            let result = cache
+                .parse(key, kept, stats, || nginx::parse_with(&main, &options))
+                .map_err(|e| describe(&e, root));
+            (main, result)
+        }
+        ServerKind::Apache => {
+            let main = apache::config_path_from_cmdline_in(args, root);
+            let mut options = apache::options_from_cmdline(args);
+            options.env = environ(pid);
+            options.root = root.clone();
+            let mut env: Vec<_> = options.env.iter().collect();
+            env.sort();
+            let key = CacheKey {
+                kind,
+                root: root.clone(),
+                main_file: main.clone(),
+                options: options_digest(&[&options.server_root, &options.defines, &env]),
+            };
+            let result = cache
+                .parse(key, kept, stats, || apache::parse_with(&main, &options))
+                .map_err(|e| describe(&e, root));
+            (main, result)
+        }
     }
 }
 

@@ -43,6 +43,10 @@ struct Measured {
     agent_cpu: Option<f64>,
 }
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "one measured phase: setup, interleaved rounds, report, read top to bottom"
+)]
 pub fn run(s: &Settings, shared: &mut Shared) -> Section {
     let server = BenchNginx::start();
     let targets: Vec<Target> = Tls::ALL

@@ -20,6 +20,10 @@ use super::RULES;
 use super::fixtures::*;
 
 /// The textbook case of each class, as the catalogue describes it.
+#[allow(
+    clippy::too_many_lines,
+    reason = "a table: one textbook case per class"
+)]
 pub(super) fn scenario(cause: Cause) -> Case {
     match cause {
         // nginx serves the leaf alone; the client alerts unknown_ca.

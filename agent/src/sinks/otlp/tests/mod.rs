@@ -28,6 +28,10 @@ pub(super) fn ms(n: i64) -> DateTime<Utc> {
 
 /// curl in a container fails against a server that leaves out its
 /// intermediate: every kind of fact present.
+#[allow(
+    clippy::too_many_lines,
+    reason = "a fixture: one outcome with every kind of fact"
+)]
 pub(super) fn chain_incomplete_failure() -> HandshakeOutcome {
     let diagnosis = Diagnosis::new(
         Cause::ChainIncomplete,

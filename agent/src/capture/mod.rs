@@ -1,6 +1,7 @@
 //! Kernel side, from userspace: loading the eBPF programs, attaching them,
 //! covering TLS libraries, and reading events and counters.
 
+pub mod elf;
 pub mod events;
 pub mod tls_libs;
 mod uprobes;

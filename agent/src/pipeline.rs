@@ -5,8 +5,7 @@
 //! diagnoses and writes them, so a slow disk or collector never stalls the
 //! reading of the ring buffer. What cannot be queued is counted and reported.
 
-use std::collections::{BTreeMap, HashMap};
-use std::os::unix::fs::MetadataExt;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -22,8 +21,8 @@ use crate::assembly::{
     Assembler, AssemblyStats, PlainPorts, RoleCounts, SuccessPolicy, TlsPorts, WallClock,
     monotonic_ns,
 };
+use crate::capture::coverage::{CoverageWorker, UncoveredProcess};
 use crate::capture::events::{self, KernelEvent};
-use crate::capture::tls_libs::{self, Coverage, FileId};
 use crate::capture::{Capture, LibraryReport, MechanismReport};
 use crate::config::RunConfig;
 use crate::health::Health;
@@ -40,13 +39,6 @@ const TICK: Duration = Duration::from_millis(100);
 /// How long records accumulate in the ring after a non-empty batch.
 const BATCH_INTERVAL: Duration = Duration::from_millis(2);
 const STATUS_EVERY: Duration = Duration::from_secs(5);
-/// A new process is checked for TLS libraries this long after exec (the
-/// dynamic loader maps them right after) and once more later (dlopen).
-const EXEC_CHECKS: [Duration; 3] = [
-    Duration::from_millis(50),
-    Duration::from_millis(500),
-    Duration::from_secs(2),
-];
 
 /// Health and coverage, written to the status file.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -89,12 +81,6 @@ pub struct Status {
     pub k8s: Option<crate::k8s::K8sStatus>,
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct UncoveredProcess {
-    pub comm: String,
-    pub coverage: Coverage,
-}
-
 /// Counters shared with the sink thread.
 #[derive(Default)]
 struct Shared {
@@ -116,20 +102,16 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         capture: Some(capture.mechanism().clone()),
         ..Default::default()
     };
-    let mut coverage = CoverageTracker::default();
-    for (kind, path) in tls_libs::system_libraries() {
-        if let Ok(meta) = std::fs::metadata(&path) {
-            let id = FileId {
-                dev: meta.dev(),
-                inode: meta.ino(),
-            };
-            capture.cover_library(kind, id, &path);
-        }
-    }
-    coverage.scan_all(&mut capture);
+    // TLS files are found, opened and read on the coverage worker's thread;
+    // this loop only attaches what it plans.
+    let (coverage, mut coverage_actions) =
+        CoverageWorker::start(Duration::from_secs(config.rescan_seconds.max(1)))
+            .context("starting the coverage worker")?;
+    CoverageWorker::wait_first_scan(&mut coverage_actions, &mut capture).await;
+    let first = coverage.status();
     info!(
-        covered = coverage.covered.len(),
-        uncovered = coverage.uncovered.len(),
+        covered = first.covered_processes,
+        uncovered = first.uncovered.len(),
         "process coverage"
     );
 
@@ -238,7 +220,6 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         ports: config.ports.clone(),
     };
     let mut decode_errors: BTreeMap<String, u64> = BTreeMap::new();
-    let mut exec_checks: Vec<(tokio::time::Instant, u32)> = Vec::new();
     let mut lost_reported = 0u64;
 
     let mut tick = tokio::time::interval(TICK);
@@ -285,7 +266,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                     match events::decode(&record) {
                         Ok(event) => {
                             tracing::trace!(?event, "kernel event");
-                            handle_side_effects(&event, &mut exec_checks);
+                            handle_side_effects(&event, &coverage);
                             assembler.on_event(&event, &clock, &mut out);
                         }
                         Err(e) => {
@@ -318,18 +299,9 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                     debug!(error = %e, "untracking idle sockets");
                 }
                 queue.send(out);
-                let now = tokio::time::Instant::now();
-                exec_checks.retain(|(at, pid)| {
-                    if *at <= now {
-                        let _ = coverage.check(&mut capture, *pid);
-                        false
-                    } else {
-                        true
-                    }
-                });
             }
+            Some(action) = coverage_actions.recv() => capture.apply_coverage(action),
             _ = rescan.tick() => {
-                coverage.scan_all(&mut capture);
                 for port in crate::diagnosis::host::configured_tls_ports() {
                     assembler.tls_ports_mut().add(port);
                 }
@@ -357,9 +329,10 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                 status.plain_connections = shared.not_tls_confirmed.load(Ordering::Relaxed);
                 status.open_connections = assembler.open_connections();
                 status.libraries = capture.libraries().cloned().collect();
-                status.covered_processes = coverage.covered.len();
-                status.coverage = coverage.counts.clone();
-                status.uncovered = coverage.uncovered.clone();
+                let covered = coverage.status();
+                status.covered_processes = covered.covered_processes;
+                status.coverage = covered.counts;
+                status.uncovered = covered.uncovered;
                 status.k8s = pod_watch.as_ref().map(|w| w.metadata().status());
                 write_status(&config, &status);
                 let lost = status.kernel.get("ringbuf_full").copied().unwrap_or(0);
@@ -404,6 +377,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     status.journal_records = shared.journal_records.load(Ordering::Relaxed);
     status.journal_rotated_out = shared.journal_rotated_out.load(Ordering::Relaxed);
     write_status(&config, &status);
+    drop(coverage);
     // Dropping the capture detaches every program and frees the maps.
     let detach_started = std::time::Instant::now();
     debug!("sinks flushed; detaching");
@@ -500,84 +474,12 @@ impl OutcomeQueue {
     }
 }
 
-/// A new process is checked for TLS libraries after its exec. (An exited
+/// A new process is checked for TLS code after its exec. (An exited
 /// process's sockets are handed back by the assembler's next tick, which
 /// keeps them by process: no walk of the kernel map.)
-fn handle_side_effects(event: &KernelEvent, exec_checks: &mut Vec<(tokio::time::Instant, u32)>) {
+fn handle_side_effects(event: &KernelEvent, coverage: &CoverageWorker) {
     if let KernelEvent::Exec(ev) = event {
-        let now = tokio::time::Instant::now();
-        for delay in EXEC_CHECKS {
-            exec_checks.push((now + delay, ev.header.tgid));
-        }
-    }
-}
-
-/// Which processes are covered, and why the others are not.
-#[derive(Default)]
-struct CoverageTracker {
-    covered: HashMap<u32, ()>,
-    uncovered: BTreeMap<u32, UncoveredProcess>,
-    /// Counts of the last full scan, by coverage kind.
-    counts: BTreeMap<&'static str, u64>,
-}
-
-/// Most uncovered processes listed in the status file.
-const MAX_UNCOVERED_LISTED: usize = 512;
-
-impl CoverageTracker {
-    fn scan_all(&mut self, capture: &mut Capture) {
-        let pids = tls_libs::all_pids();
-        let alive: std::collections::HashSet<u32> = pids.iter().copied().collect();
-        self.covered.retain(|pid, _| alive.contains(pid));
-        self.uncovered.retain(|pid, _| alive.contains(pid));
-        let mut counts = BTreeMap::new();
-        for pid in pids {
-            if pid != std::process::id() {
-                let kind = self.check(capture, pid);
-                *counts.entry(kind).or_insert(0) += 1;
-            }
-        }
-        self.counts = counts;
-    }
-
-    /// Covers one process; returns its coverage kind.
-    fn check(&mut self, capture: &mut Capture, pid: u32) -> &'static str {
-        let coverage = capture.cover_process(pid);
-        let kind = match &coverage {
-            Coverage::Covered => "covered",
-            Coverage::NoTlsLibrary => "no-tls-library",
-            Coverage::Exited => "exited",
-            Coverage::Unsupported(_) => "unsupported",
-            Coverage::Unreadable(_) => "unreadable",
-        };
-        match coverage {
-            Coverage::Covered => {
-                self.uncovered.remove(&pid);
-                self.covered.insert(pid, ());
-            }
-            // Not using OpenSSL is normal (Go, Java, shells): wire evidence only.
-            Coverage::NoTlsLibrary | Coverage::Exited => {
-                self.uncovered.remove(&pid);
-            }
-            other => {
-                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                    .map(|c| c.trim().to_string())
-                    .unwrap_or_default();
-                if !self.uncovered.contains_key(&pid) {
-                    warn!(pid, comm = %comm, coverage = ?other, "process not covered");
-                }
-                if self.uncovered.len() < MAX_UNCOVERED_LISTED {
-                    self.uncovered.insert(
-                        pid,
-                        UncoveredProcess {
-                            comm,
-                            coverage: other,
-                        },
-                    );
-                }
-            }
-        }
-        kind
+        coverage.exec(ev.header.tgid);
     }
 }
 

@@ -1,14 +1,13 @@
 //! Kernel side, from userspace: loading the eBPF programs, attaching them,
 //! covering TLS libraries, and reading events and counters.
 
+pub mod coverage;
 pub mod elf;
 pub mod events;
 pub mod tls_libs;
-mod uprobes;
+pub mod uprobes;
 
 pub use uprobes::LibraryReport;
-
-use std::collections::HashMap;
 
 use agent_ebpf::{COUNTER_COUNT, Counter, TrackedSock, map_names};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
@@ -16,8 +15,6 @@ use aya::programs::{RawTracePoint, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use serde::Serialize;
 use tracing::{debug, info, warn};
-
-use tls_libs::FileId;
 
 /// The eBPF object built by `agent/build.rs`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tlsdoctor"));
@@ -144,13 +141,13 @@ pub struct MechanismReport {
 /// The loaded, attached eBPF programs.
 pub struct Capture {
     ebpf: Ebpf,
-    libraries: HashMap<FileId, LibraryReport>,
+    libraries: uprobes::AttachedFiles,
     mechanism: MechanismReport,
 }
 
 impl Capture {
     /// Loads the programs and attaches the tracepoints. Uprobes are attached
-    /// per library with `Capture::cover_library`.
+    /// per file with `Capture::apply_coverage`.
     pub fn load(options: &CaptureOptions) -> Result<Capture, CaptureError> {
         if EBPF_OBJECT.is_empty() {
             return Err(CaptureError::NoObject);
@@ -204,7 +201,7 @@ impl Capture {
         );
         Ok(Capture {
             ebpf,
-            libraries: HashMap::new(),
+            libraries: uprobes::AttachedFiles::default(),
             mechanism,
         })
     }
@@ -215,7 +212,7 @@ impl Capture {
     }
 
     pub fn libraries(&self) -> impl Iterator<Item = &LibraryReport> {
-        self.libraries.values()
+        self.libraries.reports()
     }
 
     /// Takes the event ring buffer (once).

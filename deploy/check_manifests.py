@@ -2,12 +2,22 @@
 """Semantic checks of the Kubernetes manifests (no cluster here to apply them;
 deploy/check.sh validates them against the Kubernetes schemas first): the
 DaemonSet has what the agent needs on a node and nothing it was not proven to
-need, and the Jaeger example receives what the agent sends.
+need, the Jaeger example receives what the agent sends, the monitoring
+objects scrape it, and the kustomizations render.
 
     python3 deploy/check_manifests.py                 # check deploy/*.yaml
     python3 deploy/check_manifests.py --capabilities  # print the DaemonSet's
                                                       # capabilities, one a line
                                                       # (tests/tests/deploy_caps.rs)
+    python3 deploy/check_manifests.py --render DIR OUT  # render the kustomization
+                                                      # in DIR into OUT (below)
+    python3 deploy/check_manifests.py --agent-config OUT  # the ConfigMap's agent.yaml
+
+Rendering: where kubectl is missing (here), `--render` applies the part of
+kustomize these kustomizations use -- `resources` (files and directories),
+`images` (newName/newTag) and JSON 6902 `patches` (with the `jsonpatch`
+library) -- so that check.sh can validate what `kubectl apply -k` would
+apply. Where kubectl is installed, check.sh renders with it instead.
 """
 import os
 import sys
@@ -15,8 +25,15 @@ import sys
 import yaml
 
 DEPLOY = os.path.dirname(os.path.abspath(__file__))
-AGENT = os.path.join(DEPLOY, "daemonset.yaml")
+AGENT = os.path.join(DEPLOY, "agent", "daemonset.yaml")
 JAEGER = os.path.join(DEPLOY, "jaeger.yaml")
+MONITORING = os.path.join(DEPLOY, "monitoring.yaml")
+ALERTS = os.path.join(DEPLOY, "alerts.yaml")
+# hostPath directories the agent may mount (read-only but the state
+# directory): tracefs, its state, and the default config directories of
+# servers that are not running. Running servers are read through /proc/PID/root.
+ALLOWED_HOST_PATHS = {"/sys/kernel/tracing", "/var/lib/tlsdoctor", "/etc"}
+ALLOWED_ETC_SUBPATHS = {"nginx", "apache2"}
 
 # Capabilities tests/tests/deploy_caps.rs shows the agent needs: each is
 # required, and nothing beyond them is allowed until a test proves it needed.
@@ -115,8 +132,34 @@ def check_agent(docs, problems):
         if host and path != "/var/lib/tlsdoctor" and not m.get("readOnly"):
             problems.append(f"hostPath mount {path} must be readOnly")
 
-    if f"--metrics-addr=0.0.0.0:{METRICS_PORT}" not in agent.get("args", []):
-        problems.append("metrics endpoint not enabled")
+    if f"--metrics-addr=$(HOST_IP):{METRICS_PORT}" not in agent.get("args", []):
+        problems.append(f"the metrics endpoint must bind the node's address: --metrics-addr=$(HOST_IP):{METRICS_PORT}")
+    host_ip = env.get("HOST_IP", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+    if host_ip != "status.hostIP":
+        problems.append("HOST_IP must come from status.hostIP (the metrics endpoint binds it)")
+    if any("0.0.0.0" in a for a in agent.get("args", [])):
+        problems.append("nothing may bind 0.0.0.0: the endpoint has no authentication")
+
+    for path, m in mounts.items():
+        host = volumes.get(m["name"], {}).get("hostPath")
+        if not host:
+            continue
+        if host["path"] not in ALLOWED_HOST_PATHS:
+            problems.append(f"hostPath {host['path']} mounted at {path}: not one the agent needs")
+        if host["path"] == "/etc" and m.get("subPath") not in ALLOWED_ETC_SUBPATHS:
+            problems.append(f"/etc is mounted only for {sorted(ALLOWED_ETC_SUBPATHS)} (is {m.get('subPath')})")
+    if "/etc/ssl" in mounts:
+        problems.append("/etc/ssl must stay the image's own (its CA bundle)")
+
+    config_env = env.get("TLSDOCTOR_CONFIG", {}).get("value", "")
+    cm = find(docs, "ConfigMap", "tlsdoctor")
+    config_mount = next((p for p, m in mounts.items() if volumes.get(m["name"], {}).get("configMap", {}).get("name") == "tlsdoctor"), None)
+    if cm is None or config_mount is None:
+        problems.append("the ConfigMap tlsdoctor must exist and be mounted")
+    elif os.path.dirname(config_env) != config_mount or os.path.basename(config_env) not in cm.get("data", {}):
+        problems.append(f"TLSDOCTOR_CONFIG ({config_env}) must name a key of the ConfigMap mounted at {config_mount}")
+    elif not isinstance(yaml.safe_load(cm["data"][os.path.basename(config_env)]), dict):
+        problems.append("the ConfigMap's agent config must be a YAML table")
     ports = {p.get("name"): p.get("containerPort") for p in agent.get("ports", [])}
     for probe, path in [("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")]:
         get = agent.get(probe, {}).get("httpGet", {})
@@ -130,8 +173,8 @@ def check_agent(docs, problems):
             problems.append(f"resources.requests.{key} missing")
     if "memory" not in res.get("limits", {}):
         problems.append("resources.limits.memory missing")
-    if "cpu" in res.get("limits", {}):
-        problems.append("no CPU limit: a throttled agent loses events under load")
+    if "cpu" not in res.get("limits", {}):
+        problems.append("resources.limits.cpu missing: at system-node-critical priority the agent must be bounded")
 
 
 def check_jaeger(agent_docs, docs, problems):
@@ -168,14 +211,113 @@ def check_jaeger(agent_docs, docs, problems):
         problems.append("jaeger.yaml: Jaeger v2 listens on localhost unless JAEGER_LISTEN_HOST=0.0.0.0")
 
 
+def check_monitoring(agent_docs, docs, problems):
+    ds = find(agent_docs, "DaemonSet", "tlsdoctor")
+    pod_labels = ds["spec"]["template"]["metadata"]["labels"]
+    svc = find(docs, "Service", "tlsdoctor-metrics")
+    sm = find(docs, "ServiceMonitor", "tlsdoctor")
+    if svc is None or sm is None:
+        problems.append("monitoring.yaml: Service tlsdoctor-metrics and ServiceMonitor tlsdoctor needed")
+        return
+    if any(pod_labels.get(k) != v for k, v in svc["spec"]["selector"].items()):
+        problems.append("monitoring.yaml: the Service selects no agent pod")
+    ports = {p["name"]: p for p in svc["spec"]["ports"]}
+    if ports.get("metrics", {}).get("port") != METRICS_PORT:
+        problems.append(f"monitoring.yaml: the Service needs port metrics = {METRICS_PORT}")
+    want = sm["spec"]["selector"].get("matchLabels", {})
+    if any(svc["metadata"]["labels"].get(k) != v for k, v in want.items()):
+        problems.append("monitoring.yaml: the ServiceMonitor selects no Service")
+    if not any(e.get("port") == "metrics" and e.get("path") == "/metrics" for e in sm["spec"]["endpoints"]):
+        problems.append("monitoring.yaml: the ServiceMonitor must scrape port metrics at /metrics")
+
+
+def check_alerts(path, problems):
+    with open(path) as f:
+        doc = yaml.safe_load(f)
+    rules = [r for g in doc.get("groups", []) for r in g.get("rules", [])]
+    if not rules:
+        problems.append("alerts.yaml: no rules")
+    for r in rules:
+        name = r.get("alert")
+        if not name or not r.get("expr") or "severity" not in r.get("labels", {}) or "summary" not in r.get("annotations", {}):
+            problems.append(f"alerts.yaml: rule {name!r} needs alert, expr, labels.severity, annotations.summary")
+    if not any("tlsdoctor_certificate_not_after_timestamp_seconds" in r.get("expr", "") for r in rules):
+        problems.append("alerts.yaml: no certificate expiry alert")
+
+
+def kustomize(directory):
+    """The objects `kubectl kustomize DIRECTORY` gives, for the subset of
+    kustomize used here (see the module's doc)."""
+    with open(os.path.join(directory, "kustomization.yaml")) as f:
+        k = yaml.safe_load(f)
+    unknown = set(k) - {"apiVersion", "kind", "resources", "images", "patches"}
+    if unknown:
+        raise SystemExit(f"{directory}: kustomization fields not rendered here: {sorted(unknown)}")
+    objects = []
+    for res in k.get("resources", []):
+        path = os.path.normpath(os.path.join(directory, res))
+        objects.extend(kustomize(path) if os.path.isdir(path) else load(path))
+    for patch in k.get("patches", []):
+        import jsonpatch  # only here: --capabilities runs on the system python
+
+        with open(os.path.join(directory, patch["path"])) as f:
+            ops = jsonpatch.JsonPatch(yaml.safe_load(f))
+        target = patch["target"]
+        hits = [i for i, o in enumerate(objects) if o.get("kind") == target.get("kind") and o["metadata"]["name"] == target.get("name")]
+        if len(hits) != 1:
+            raise SystemExit(f"{directory}: patch target {target} matches {len(hits)} objects")
+        objects[hits[0]] = ops.apply(objects[hits[0]])
+    for image in k.get("images", []):
+        for o in objects:
+            pod = o.get("spec", {}).get("template", {}).get("spec", {})
+            for c in pod.get("containers", []) + pod.get("initContainers", []):
+                name, _, tag = c["image"].partition(":")
+                if name == image["name"]:
+                    c["image"] = f"{image.get('newName', name)}:{image.get('newTag', tag)}"
+    return objects
+
+
+def check_overlays(problems):
+    base = kustomize(DEPLOY)
+    ds = find(base, "DaemonSet", "tlsdoctor")
+    with open(os.path.join(DEPLOY, "agent", "kustomization.yaml")) as f:
+        images = yaml.safe_load(f).get("images", [])
+    agent_image = find(load(AGENT), "DaemonSet", "tlsdoctor")["spec"]["template"]["spec"]["containers"][0]["image"]
+    if not any(i["name"] == agent_image.partition(":")[0] and i.get("newTag") for i in images):
+        problems.append("agent/kustomization.yaml: an images: entry for the agent's image (with newTag) is needed")
+    if ds is None:
+        problems.append("kustomization.yaml: no DaemonSet rendered")
+    tls = find(kustomize(os.path.join(DEPLOY, "otlp-tls")), "DaemonSet", "tlsdoctor")
+    env = {e["name"]: e for e in agent_container([tls]).get("env", [])}
+    if not env.get("OTEL_EXPORTER_OTLP_ENDPOINT", {}).get("value", "").startswith("https://"):
+        problems.append("otlp-tls: the endpoint must be https://")
+    if "secretKeyRef" not in env.get("OTEL_EXPORTER_OTLP_HEADERS", {}).get("valueFrom", {}):
+        problems.append("otlp-tls: OTEL_EXPORTER_OTLP_HEADERS must come from a Secret")
+
+
+def render(directory, out):
+    with open(out, "w") as f:
+        yaml.safe_dump_all(kustomize(directory), f, sort_keys=False)
+
+
 def main():
     agent_docs = load(AGENT)
     if sys.argv[1:] == ["--capabilities"]:
         print("\n".join(capabilities(agent_docs)))
         return 0
+    if sys.argv[1:2] == ["--render"] and len(sys.argv) == 4:
+        render(sys.argv[2], sys.argv[3])
+        return 0
+    if sys.argv[1:2] == ["--agent-config"] and len(sys.argv) == 3:
+        with open(sys.argv[2], "w") as f:
+            f.write(find(agent_docs, "ConfigMap", "tlsdoctor")["data"]["agent.yaml"])
+        return 0
     problems = []
     check_agent(agent_docs, problems)
     check_jaeger(agent_docs, load(JAEGER), problems)
+    check_monitoring(agent_docs, load(MONITORING), problems)
+    check_alerts(ALERTS, problems)
+    check_overlays(problems)
     if problems:
         print("deploy manifests:", *problems, sep="\n  ", file=sys.stderr)
         return 1

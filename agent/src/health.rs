@@ -4,17 +4,21 @@
 //! - [`LIVENESS_PATH`] (`/healthz`): the event loop is alive, i.e. it ticked
 //!   within [`LOOP_STALL`] (it ticks every 100 ms whatever the traffic). A
 //!   restart helps only there, so nothing else fails liveness.
-//! - [`READINESS_PATH`] (`/readyz`): the programs are attached (the
-//!   tracepoints; uprobes on every OpenSSL library found), the loop ticked
-//!   within [`READY_STALE`], the ring buffer is being drained (no read has
-//!   left records behind for [`BACKLOG_STALL`] in a row) and no event was
-//!   lost (ring buffer full, outcome queue full) within [`LOSS_WINDOW`]. A
-//!   node whose agent drops events reads not ready until it keeps up again.
+//! - [`READINESS_PATH`] (`/readyz`): loaded and capturing — the programs
+//!   are attached (the tracepoints; uprobes on every OpenSSL library found)
+//!   and the loop ticked within [`READY_STALE`]. Nothing else: losses (ring
+//!   buffer or outcome queue full within [`LOSS_WINDOW`]), a ring-buffer
+//!   backlog (every read for [`BACKLOG_STALL`] left records behind) and an
+//!   unwritable journal are listed in the body as warnings, and counted in
+//!   `/metrics` and `status.json`, but do not fail it: on a busy node they
+//!   come and go, and a not-ready agent would only stall a rolling update
+//!   (`maxUnavailable`) without capturing anything more.
 //!
 //! The event loop writes a few atomics ([`Health`]); the HTTP handler takes a
 //! [`HealthSnapshot`] and decides with [`liveness`] / [`readiness`], plain
 //! functions of the snapshot (unit-tested below).
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -26,9 +30,9 @@ pub const LOOP_STALL: Duration = Duration::from_secs(30);
 /// No loop tick for this long: not ready.
 pub const READY_STALE: Duration = Duration::from_secs(5);
 /// Every read of the ring buffer has hit its batch limit (records left
-/// behind) for this long: a growing backlog, not ready.
+/// behind) for this long: a growing backlog, a warning.
 pub const BACKLOG_STALL: Duration = Duration::from_secs(10);
-/// Events lost within this window: not ready.
+/// Events lost within this window: a warning.
 pub const LOSS_WINDOW: Duration = Duration::from_secs(30);
 
 /// What the event loop reports. Times are milliseconds since `base` plus one
@@ -43,6 +47,8 @@ pub struct Health {
     last_drained: AtomicU64,
     behind_since: AtomicU64,
     last_loss: AtomicU64,
+    /// Why the journal cannot be written, while it cannot.
+    journal_problem: Mutex<Option<String>>,
 }
 
 impl Default for Health {
@@ -62,6 +68,7 @@ impl Health {
             last_drained: AtomicU64::new(0),
             behind_since: AtomicU64::new(0),
             last_loss: AtomicU64::new(0),
+            journal_problem: Mutex::new(None),
         }
     }
 
@@ -105,6 +112,14 @@ impl Health {
         self.last_loss.store(self.stamp(), Ordering::Relaxed);
     }
 
+    /// The journal cannot be written (`Some(why)`), or can again (`None`).
+    pub fn set_journal_problem(&self, problem: Option<String>) {
+        *self
+            .journal_problem
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = problem;
+    }
+
     /// The agent is stopping (SIGTERM): no longer ready.
     pub fn set_stopping(&self) {
         self.stopping.store(true, Ordering::Relaxed);
@@ -125,6 +140,11 @@ impl Health {
             since_drained: ago(&self.last_drained),
             behind_for: ago(&self.behind_since),
             since_loss: ago(&self.last_loss),
+            journal_problem: self
+                .journal_problem
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
         }
     }
 }
@@ -142,6 +162,7 @@ pub struct HealthSnapshot {
     /// How long reads have been leaving records behind.
     pub behind_for: Option<Duration>,
     pub since_loss: Option<Duration>,
+    pub journal_problem: Option<String>,
 }
 
 /// A decision and why, one reason a line.
@@ -197,8 +218,9 @@ pub fn liveness(s: &HealthSnapshot) -> Verdict {
     }
 }
 
-/// Readiness: attached, the loop alive and recent, the ring buffer drained,
-/// no events lost lately. Every failed condition is listed.
+/// Readiness: attached and the loop alive and recent. Every failed
+/// condition is listed; losses, a backlog and an unwritable journal follow
+/// as `warning:` lines without failing it.
 pub fn readiness(s: &HealthSnapshot) -> Verdict {
     let mut problems = Vec::new();
     if s.stopping {
@@ -216,44 +238,53 @@ pub fn readiness(s: &HealthSnapshot) -> Verdict {
         )),
         None => problems.push("event loop not started".to_string()),
     }
-    if let Some(d) = s.behind_for
-        && d > BACKLOG_STALL
-    {
-        problems.push(format!(
-            "ring buffer backlog: every read for {} left records behind (limit {})",
-            secs(d),
-            secs(BACKLOG_STALL)
-        ));
-    }
-    if let Some(d) = s.since_loss
-        && d <= LOSS_WINDOW
-    {
-        problems.push(format!(
-            "events lost {} ago (ring buffer or outcome queue full; not ready for {} after a loss)",
-            secs(d),
-            secs(LOSS_WINDOW)
-        ));
-    }
-    if !problems.is_empty() {
-        return Verdict {
-            ok: false,
-            reasons: problems,
+    let mut reasons = if problems.is_empty() {
+        let drained = match s.since_drained {
+            Some(d) => format!("ring buffer emptied {} ago", secs(d)),
+            None => "ring buffer empty since start".to_string(),
         };
-    }
-    let drained = match s.since_drained {
-        Some(d) => format!("ring buffer emptied {} ago", secs(d)),
-        None => "ring buffer empty since start".to_string(),
-    };
-    Verdict {
-        ok: true,
-        reasons: vec![
+        vec![
             format!(
                 "tracepoints attached; uprobes on {} OpenSSL libraries",
                 s.probed_libraries
             ),
             drained,
-        ],
+        ]
+    } else {
+        problems.clone()
+    };
+    reasons.extend(warnings(s).into_iter().map(|w| format!("warning: {w}")));
+    Verdict {
+        ok: problems.is_empty(),
+        reasons,
     }
+}
+
+/// What an operator should know that does not make the agent unready.
+fn warnings(s: &HealthSnapshot) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(d) = s.behind_for
+        && d > BACKLOG_STALL
+    {
+        out.push(format!(
+            "ring buffer backlog: every read for {} left records behind",
+            secs(d)
+        ));
+    }
+    if let Some(d) = s.since_loss
+        && d <= LOSS_WINDOW
+    {
+        out.push(format!(
+            "events lost {} ago (ring buffer or outcome queue full; counted in /metrics and status.json)",
+            secs(d)
+        ));
+    }
+    if let Some(why) = &s.journal_problem {
+        out.push(format!(
+            "journal not written: {why} (failures still go to the other sinks; counted in tlsdoctor_journal_write_errors_total)"
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -275,6 +306,7 @@ mod tests {
             since_drained: Some(ms(300)),
             behind_for: None,
             since_loss: None,
+            journal_problem: None,
         }
     }
 
@@ -332,35 +364,51 @@ mod tests {
     }
 
     #[test]
-    fn a_backlog_that_lasts_is_not_ready_but_alive() {
+    fn a_backlog_is_a_warning_not_unready() {
         let brief = HealthSnapshot {
             behind_for: Some(BACKLOG_STALL),
             ..healthy()
         };
-        assert!(readiness(&brief).ok, "a burst is fine");
+        assert!(
+            !readiness(&brief).body().contains("warning"),
+            "a burst is fine"
+        );
         let lasting = HealthSnapshot {
             behind_for: Some(BACKLOG_STALL + ms(1)),
             ..healthy()
         };
-        assert!(!readiness(&lasting).ok);
+        let r = readiness(&lasting);
+        assert!(r.ok, "still capturing: {r:?}");
+        assert!(
+            r.body().contains("warning: ring buffer backlog"),
+            "{}",
+            r.body()
+        );
         assert!(liveness(&lasting).ok, "a restart would not help");
     }
 
     #[test]
-    fn recent_losses_are_not_ready_until_the_window_passes() {
+    fn losses_and_an_unwritable_journal_are_warnings_not_unready() {
         let recent = HealthSnapshot {
             since_loss: Some(ms(2_000)),
+            journal_problem: Some("permission denied".into()),
             ..healthy()
         };
         let r = readiness(&recent);
-        assert!(!r.ok);
-        assert!(r.reasons[0].contains("events lost"), "{r:?}");
-        assert!(liveness(&recent).ok);
+        assert!(r.ok, "losses must not stall a rolling update: {r:?}");
+        assert!(r.body().starts_with("ok\n"), "{}", r.body());
+        assert!(r.body().contains("warning: events lost"), "{}", r.body());
+        assert!(
+            r.body()
+                .contains("warning: journal not written: permission denied"),
+            "{}",
+            r.body()
+        );
         let old = HealthSnapshot {
             since_loss: Some(LOSS_WINDOW + ms(1)),
             ..healthy()
         };
-        assert!(readiness(&old).ok);
+        assert!(!readiness(&old).body().contains("warning"));
     }
 
     #[test]
@@ -373,7 +421,8 @@ mod tests {
         };
         let r = readiness(&s);
         assert!(!r.ok);
-        assert_eq!(r.reasons.len(), 3, "{r:?}");
+        assert_eq!(r.reasons.len(), 3, "two problems and a warning: {r:?}");
+        assert!(r.reasons[2].starts_with("warning: events lost"), "{r:?}");
     }
 
     #[test]
@@ -395,7 +444,15 @@ mod tests {
         assert!(s.behind_for.is_none(), "an emptying read ends the backlog");
         assert!(s.since_drained.is_some());
         h.lost_events();
-        assert!(!readiness(&h.snapshot()).ok);
+        assert!(
+            readiness(&h.snapshot())
+                .body()
+                .contains("warning: events lost")
+        );
+        h.set_journal_problem(Some("read-only file system".into()));
+        assert!(h.snapshot().journal_problem.is_some());
+        h.set_journal_problem(None);
+        assert!(h.snapshot().journal_problem.is_none());
         h.set_stopping();
         assert!(h.snapshot().stopping);
     }

@@ -17,4 +17,6 @@ pub mod k8s;
 pub mod outcome;
 pub mod pipeline;
 pub mod probe;
+pub mod queue_budget;
 pub mod sinks;
+pub mod text;

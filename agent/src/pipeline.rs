@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::Duration;
 
@@ -27,8 +27,9 @@ use crate::capture::{Capture, LibraryReport, MechanismReport};
 use crate::config::RunConfig;
 use crate::health::Health;
 use crate::outcome::{HandshakeOutcome, HandshakeResult};
-use crate::sinks::console::{self, Colour};
-use crate::sinks::journal::JournalWriter;
+use crate::queue_budget::{QUEUE_BYTES, QueueBudget};
+use crate::sinks::console::Console;
+use crate::sinks::journal::Journal;
 use crate::sinks::metrics::Metrics;
 use crate::sinks::otlp::{OtlpConfig, OtlpExporter};
 
@@ -79,6 +80,8 @@ pub struct Status {
     /// The pod watch, when the agent runs in a Kubernetes cluster.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub k8s: Option<crate::k8s::K8sStatus>,
+    /// Server-config discovery: its last run, and what was refused.
+    pub discovery: crate::diagnosis::discovery::DiscoveryStatus,
 }
 
 /// Counters shared with the sink thread.
@@ -115,7 +118,14 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         "process coverage"
     );
 
-    let journal = JournalWriter::open(&config.journal, config.journal_max_mib * 1024 * 1024)?;
+    // Liveness and readiness (`/healthz`, `/readyz` beside `/metrics`).
+    let health = Arc::new(Health::new());
+    // An unwritable journal is reported and retried, never fatal.
+    let journal = Journal::open(
+        &config.journal,
+        config.journal_max_mib * 1024 * 1024,
+        Some(health.clone()),
+    );
     let shared = Arc::new(Shared::default());
     let mut sample_ratio = 0.0;
     let exporter = match OtlpConfig::from_env_and_flags(config.otlp.clone())? {
@@ -137,7 +147,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                 match crate::k8s::watch::PodWatch::start(&node, source) {
                     Ok(watch) => Some(watch),
                     Err(e) => {
-                        warn!(error = %e, "pod metadata off");
+                        warn!(error = %crate::text::Chain(&e), "pod metadata off");
                         None
                     }
                 }
@@ -147,10 +157,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                 None
             }
         };
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_labels(&config.metrics.metrics_labels));
     metrics.set_capture_mechanism(capture.mechanism().mechanism.as_str());
-    // Liveness and readiness (`/healthz`, `/readyz` beside `/metrics`).
-    let health = Arc::new(Health::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let Some(addr) = config.metrics.metrics_addr {
         let metrics = metrics.clone();
@@ -160,6 +168,13 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding the metrics endpoint {addr}"))?;
         info!(addr = %addr, "serving Prometheus metrics at /metrics, health at /healthz and /readyz");
+        if config.metrics.certificate_scan_seconds > 0 {
+            tokio::spawn(crate::sinks::metrics::certificates::run_scans(
+                metrics.clone(),
+                Duration::from_secs(config.metrics.certificate_scan_seconds),
+                stop_rx.clone(),
+            ));
+        }
         tokio::spawn(async move {
             let stopped = async move {
                 let _ = stop.wait_for(|s| *s).await;
@@ -172,13 +187,14 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             )
             .await
             {
-                warn!(error = %e, "metrics endpoint stopped");
+                warn!(error = %crate::text::Chain(&e), "metrics endpoint stopped");
             }
         });
     }
-    // Bounded in outcomes, not batches: a batch can hold thousands.
-    let (tx, rx) = sync_channel::<Vec<HandshakeOutcome>>(1024);
-    let queued = Arc::new(AtomicUsize::new(0));
+    // Bounded in outcomes and bytes, not batches: a batch can hold
+    // thousands. Each batch travels with the bytes it took.
+    let (tx, rx) = sync_channel::<(Vec<HandshakeOutcome>, usize)>(1024);
+    let queued = Arc::new(QueueBudget::new(config.queue, QUEUE_BYTES));
     let plain_ports = Arc::new(PlainPorts::default());
     let stdout_closed = Arc::new(tokio::sync::Notify::new());
     let sink = {
@@ -189,7 +205,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
             journal,
             exporter,
             metrics: metrics.clone(),
-            show_success: config.show_success,
+            console: config.console(),
             pods: pod_watch.as_ref().map(|w| w.metadata()),
             stdout_closed: stdout_closed.clone(),
         };
@@ -214,7 +230,6 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     let mut queue = OutcomeQueue {
         tx: Some(tx),
         queued,
-        capacity: config.queue.max(1),
         dropped: 0,
         warned_at: None,
         ports: config.ports.clone(),
@@ -244,8 +259,8 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     // waking on every record: under load wake-ups stay bounded, and the
     // first event after a quiet spell is still handled at once.
     let mut collect = false;
-    // Losses seen so far (ring buffer full, outcome queue full): a rise marks
-    // the agent not ready for a while.
+    // Losses seen so far (ring buffer full, outcome queue full): a rise is
+    // reported by /readyz as a warning for a while.
     let mut losses_seen = 0u64;
     health.set_probed_libraries(probed_libraries(&capture));
     health.heartbeat();
@@ -270,9 +285,9 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                             assembler.on_event(&event, &clock, &mut out);
                         }
                         Err(e) => {
-                            let count = decode_errors.entry(e.to_string()).or_default();
+                            let count = decode_errors.entry(crate::text::Chain(&e).to_string()).or_default();
                             if *count == 0 {
-                                warn!(error = %e, "undecodable kernel record (counted; logged once)");
+                                warn!(error = %crate::text::Chain(&e), "undecodable kernel record (counted; logged once)");
                             }
                             *count += 1;
                         }
@@ -296,7 +311,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                 if !untracked.is_empty()
                     && let Err(e) = capture.untrack(&untracked)
                 {
-                    debug!(error = %e, "untracking idle sockets");
+                    debug!(error = %crate::text::Chain(&e), "untracking idle sockets");
                 }
                 queue.send(out);
             }
@@ -322,6 +337,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                 metrics.add_successes("server", counted.server - successes_reported.server);
                 successes_reported = counted;
                 status.dropped_outcomes = queue.dropped;
+                metrics.set_outcomes_dropped(queue.dropped);
                 status.decode_errors = decode_errors.clone();
                 status.journal_errors = shared.journal_errors.load(Ordering::Relaxed);
                 status.journal_records = shared.journal_records.load(Ordering::Relaxed);
@@ -334,6 +350,7 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
                 status.coverage = covered.counts;
                 status.uncovered = covered.uncovered;
                 status.k8s = pod_watch.as_ref().map(|w| w.metadata().status());
+                status.discovery = crate::diagnosis::discovery::ConfigDiscovery::shared().status();
                 write_status(&config, &status);
                 let lost = status.kernel.get("ringbuf_full").copied().unwrap_or(0);
                 let losses = lost.saturating_add(queue.dropped);
@@ -416,11 +433,10 @@ fn probed_libraries(capture: &Capture) -> usize {
 
 /// The bounded queue to the sink thread.
 struct OutcomeQueue {
-    tx: Option<SyncSender<Vec<HandshakeOutcome>>>,
-    /// Outcomes sent and not yet handled by the sink thread.
-    queued: Arc<AtomicUsize>,
-    /// Most outcomes waiting at once (`--queue`).
-    capacity: usize,
+    tx: Option<SyncSender<(Vec<HandshakeOutcome>, usize)>>,
+    /// Outcomes (at most `--queue`) and bytes sent and not yet handled by
+    /// the sink thread.
+    queued: Arc<QueueBudget>,
     dropped: u64,
     warned_at: Option<std::time::Instant>,
     /// Only these server ports (`--port`), when set.
@@ -438,23 +454,19 @@ impl OutcomeQueue {
         if self.tx.is_none() {
             return;
         }
-        let waiting = self.queued.load(Ordering::Relaxed);
-        if waiting + batch.len() > self.capacity {
-            // Keep what fits; the rest is counted.
-            let room = self.capacity.saturating_sub(waiting).min(batch.len());
-            let over = batch.len() - room;
-            batch.truncate(room);
+        // Keep what fits; the rest is counted.
+        let (bytes, over) = self.queued.admit(&mut batch);
+        if over > 0 {
             self.note_dropped(over as u64);
-            if batch.is_empty() {
-                return;
-            }
+        }
+        if batch.is_empty() {
+            return;
         }
         let n = batch.len();
-        self.queued.fetch_add(n, Ordering::Relaxed);
         let Some(tx) = &self.tx else { return };
-        let sent = tx.try_send(batch);
-        if let Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) = sent {
-            self.queued.fetch_sub(n, Ordering::Relaxed);
+        let sent = tx.try_send((batch, bytes));
+        if let Err(TrySendError::Full((batch, _)) | TrySendError::Disconnected((batch, _))) = sent {
+            self.queued.release(n, bytes);
             self.note_dropped(batch.len() as u64);
         }
     }
@@ -488,19 +500,20 @@ fn write_status(config: &RunConfig, status: &Status) {
     let tmp = path.with_extension("json.tmp");
     let result = serde_json::to_vec_pretty(status)
         .map_err(std::io::Error::other)
-        .and_then(|bytes| std::fs::write(&tmp, bytes))
+        .and_then(|bytes| crate::sinks::journal::write_private(&tmp, &bytes))
         .and_then(|()| std::fs::rename(&tmp, &path));
     if let Err(e) = result {
-        debug!(path = %path.display(), error = %e, "writing the status file");
+        debug!(path = %path.display(), error = %crate::text::Chain(&e), "writing the status file");
     }
 }
 
 /// What the sink thread writes to.
 struct Sinks {
-    journal: JournalWriter,
+    journal: Journal,
     exporter: Option<OtlpExporter>,
     metrics: Arc<Metrics>,
-    show_success: bool,
+    /// What is printed on stdout (`--console`, the watch's filters).
+    console: Console,
     /// Pod names by UID and container id (in a Kubernetes cluster).
     pods: Option<Arc<crate::k8s::PodMetadata>>,
     /// Raised when stdout's reader went away (EPIPE): the agent stops.
@@ -509,22 +522,17 @@ struct Sinks {
 
 /// The sink thread: diagnosis, then console, journal, OTLP and metrics.
 fn sink_loop(
-    rx: Receiver<Vec<HandshakeOutcome>>,
+    rx: Receiver<(Vec<HandshakeOutcome>, usize)>,
     mut sinks: Sinks,
     shared: &Shared,
     plain_ports: &PlainPorts,
-    queued: &AtomicUsize,
+    queued: &QueueBudget,
 ) {
-    let colour = if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        Colour::Always
-    } else {
-        Colour::Never
-    };
     let mut diagnoser = crate::diagnosis::engine::Diagnoser::new();
     let mut journal_warned = false;
     let mut console_closed = false;
     let mut spans_dropped = 0;
-    while let Ok(batch) = rx.recv() {
+    while let Ok((batch, bytes)) = rx.recv() {
         let n = batch.len();
         for mut outcome in batch {
             if let Some(pods) = &sinks.pods {
@@ -547,9 +555,9 @@ fn sink_loop(
                     exporter.export(&outcome);
                 }
             }
-            if (outcome.result == HandshakeResult::Failure || sinks.show_success)
-                && !console_closed
-                && let Err(e) = console::print_line(&outcome, colour)
+            if !console_closed
+                && sinks.console.wants(&outcome)
+                && let Err(e) = sinks.console.print(&outcome)
             {
                 // `agent run | head`: the reader left. Stop as Unix tools
                 // do, through the same graceful path as SIGTERM.
@@ -557,7 +565,7 @@ fn sink_loop(
                 if e.kind() == std::io::ErrorKind::BrokenPipe {
                     sinks.stdout_closed.notify_one();
                 } else {
-                    warn!(error = %e, "console output failed; the console is off");
+                    warn!(error = %crate::text::Chain(&e), "console output failed; the console is off");
                 }
             }
             if outcome.result == HandshakeResult::Failure
@@ -566,12 +574,12 @@ fn sink_loop(
                 shared.journal_errors.fetch_add(1, Ordering::Relaxed);
                 sinks.metrics.inc_journal_errors();
                 if !journal_warned {
-                    warn!(error = %e, "journal write failed (counted; logged once)");
+                    warn!(error = %crate::text::Chain(&e), "journal write failed (counted; logged once)");
                     journal_warned = true;
                 }
             }
         }
-        queued.fetch_sub(n, Ordering::Relaxed);
+        queued.release(n, bytes);
         shared
             .journal_records
             .store(sinks.journal.appended, Ordering::Relaxed);

@@ -149,3 +149,91 @@ pub fn hostile(behaviour: Behaviour) -> Hostile {
         thread: Some(thread),
     }
 }
+
+/// A process named `nginx` that serves nothing (a shell script looping on
+/// `sleep`), in its own mount namespace, with `-c` naming a config on a
+/// tmpfs only that namespace sees: what a container can show the agent.
+/// The host has an empty directory at the same path (`root`). Killed and
+/// cleaned up when dropped.
+pub struct FakeServer {
+    child: std::process::Child,
+    pub pid: u32,
+    /// The tmpfs mount point inside the namespace (an empty directory on
+    /// the host).
+    pub root: std::path::PathBuf,
+}
+
+impl FakeServer {
+    /// The main config path, as the fake server names it.
+    pub fn config(&self) -> std::path::PathBuf {
+        self.root.join("nginx.conf")
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Only the host's (empty or decoy) directory is left.
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// Starts a [`FakeServer`] running as `uid` (gid the same, no
+/// supplementary groups) whose files are `(name, content, mode)`, owned by
+/// root, under its `root`; `nginx.conf` among them is the config it names.
+pub fn fake_nginx_in_mount_namespace(files: &[(&str, &str, u32)], uid: u32) -> FakeServer {
+    use std::os::unix::fs::PermissionsExt;
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let root = std::path::PathBuf::from(format!(
+        "/srv/tlsdoctor-e2e-fake-{}-{n}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&root).expect("the mount point on the host");
+    let stage = crate::TempDir::new("fake-stage");
+    let mut all: Vec<(&str, &str, u32)> = files.to_vec();
+    all.push(("nginx", "#!/bin/sh\nwhile :; do sleep 1; done\n", 0o755));
+    for (name, content, mode) in all {
+        let path = stage.join(name);
+        std::fs::write(&path, content).expect("staging a file");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .expect("setting a staged file's mode");
+    }
+    let r = root.display().to_string();
+    let run_as = if uid == 0 {
+        String::new()
+    } else {
+        format!("setpriv --reuid={uid} --regid={uid} --clear-groups ")
+    };
+    let script = format!(
+        "set -e; mount -t tmpfs -o mode=0755 tmpfs '{r}'; cp -a '{}'/. '{r}'/; \
+         exec {run_as}'{r}/nginx' -c '{r}/nginx.conf'",
+        stage.path().display()
+    );
+    let child = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting a fake server in a mount namespace");
+    let pid = child.id();
+    let fake = FakeServer { child, pid, root };
+    // Ready once the script runs under its name (unshare, sh and setpriv
+    // exec into it, so the pid stays the same).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "nginx" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fake nginx did not start (comm {comm:?})"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(stage);
+    fake
+}

@@ -253,7 +253,8 @@ fn plain_http_to_a_tls_port_is_recorded_at_the_server() {
         .expect("non-TLS bytes from the client");
     assert_eq!(non_tls.kind, "http-request");
     assert_eq!(non_tls.sender, Role::Client);
-    assert!(non_tls.first_bytes.starts_with("GET /"));
+    // Described, not copied: the request line never leaves the agent.
+    assert_eq!(non_tls.description, "HTTP GET request");
     // nginx spots plain HTTP itself and never enters OpenSSL: the proof is
     // the wire and nginx's own log line.
     assert_eq!(

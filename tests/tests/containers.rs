@@ -17,6 +17,7 @@ use serde_json::Value;
 use tlsdoctor_tests::agent::{agent, agent_binary};
 use tlsdoctor_tests::clients::python_tls;
 use tlsdoctor_tests::free_port;
+use tlsdoctor_tests::hostile::fake_nginx_in_mount_namespace;
 use tlsdoctor_tests::pki::{LeafSpec, Pki};
 use tlsdoctor_tests::scenario::{
     BOTH, Expect, HOST_STATE_SETTLE, assert_control_clean, curl_to, expect, has_evidence_at,
@@ -187,4 +188,142 @@ fn chain_incomplete_in_a_containerised_nginx() {
         "{finding:#}"
     );
     drop(nginx);
+}
+
+/// `agent diagnose --json`, run through `wrapper` (e.g. setpriv), with no
+/// journal; the report and everything it printed.
+fn diagnose_json(wrapper: &[&str]) -> (Value, String) {
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).arg(agent_binary());
+            cmd
+        }
+        None => Command::new(agent_binary()),
+    };
+    let out = cmd
+        .args(["diagnose", "--json", "--journal"])
+        .arg(std::env::temp_dir().join(format!("tlsdoctor-ct-none-{}.jsonl", std::process::id())))
+        .output()
+        .expect("running agent diagnose");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {printed}"));
+    (report, printed)
+}
+
+/// The server of `report` whose main file is `config`.
+fn server_of<'a>(report: &'a Value, config: &Path) -> &'a Value {
+    let config = config.display().to_string();
+    report["servers"]
+        .as_array()
+        .expect("servers")
+        .iter()
+        .find(|s| s["main_file"] == config.as_str())
+        .unwrap_or_else(|| panic!("no server for {config}: {report:#}"))
+}
+
+/// A non-root container's config includes a file only root may read, and
+/// a file that is not a config at all: the agent (root) reads the first
+/// with the container's rights -- so not at all -- and quotes neither.
+#[test]
+fn a_non_root_containers_files_are_read_with_its_own_rights() {
+    let fake = fake_nginx_in_mount_namespace(
+        &[
+            (
+                "nginx.conf",
+                "http {\n  include secret.conf;\n  include junk.conf;\n}\n",
+                0o644,
+            ),
+            ("secret.conf", "S3CR3T-only-root-may-read-this\n", 0o600),
+            ("junk.conf", "S3CR3T-not-a-config\n", 0o644),
+        ],
+        65534,
+    );
+    let (report, printed) = diagnose_json(&[]);
+    assert!(
+        !printed.contains("S3CR3T"),
+        "file content reached the report: {printed}"
+    );
+    let server = server_of(&report, &fake.config());
+    assert_eq!(server["root"]["kind"], "process", "{server:#}");
+    assert_eq!(server["root"]["pid"], fake.pid, "{server:#}");
+    assert_eq!(server["root"]["reads_as"]["uid"], 65534, "{server:#}");
+    assert!(server["error"].is_null(), "{server:#}");
+    let advice = |location: &str| -> Vec<String> {
+        report["advice"]
+            .as_array()
+            .expect("advice")
+            .iter()
+            .filter(|a| {
+                a["location"]
+                    .as_str()
+                    .is_some_and(|l| l.starts_with(location))
+            })
+            .map(|a| a["text"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let config = fake.config().display().to_string();
+    let secret = fake.root.join("secret.conf").display().to_string();
+    let denied = advice(&format!("{config}:2"));
+    assert!(
+        denied
+            .iter()
+            .any(|t| t.contains(&format!("cannot include {secret}"))
+                && t.contains("ermission denied")),
+        "the root-only include is refused as it is for the server: {denied:?}\n{report:#}"
+    );
+    let junk = fake.root.join("junk.conf").display().to_string();
+    let garbage = advice(&format!("{junk}:1"));
+    assert!(
+        garbage
+            .iter()
+            .any(|t| t.contains("a directive is not terminated")),
+        "the non-config file is a problem at its line, not quoted: {garbage:?}\n{report:#}"
+    );
+}
+
+/// `agent diagnose` run without the rights to read a container's mount
+/// namespace: the server's files are not read at all -- not the host's
+/// files at the same paths in their place (a decoy here).
+#[test]
+fn a_container_whose_namespace_is_hidden_is_not_read_from_the_host() {
+    let fake = fake_nginx_in_mount_namespace(&[("nginx.conf", "http { }\n", 0o644)], 0);
+    let decoy_port = free_port();
+    // Visible on the host only (the container has a tmpfs over it).
+    std::fs::write(
+        fake.config(),
+        format!(
+            "http {{ server {{ listen 127.0.0.1:{decoy_port} ssl; server_name decoy.test; }} }}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        fake.config(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let (report, printed) = diagnose_json(&[
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ]);
+    let server = server_of(&report, &fake.config());
+    assert_eq!(server["root"]["kind"], "unreadable", "{server:#}");
+    assert!(
+        server["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not readable")),
+        "{server:#}"
+    );
+    assert!(
+        server["blocks"].as_array().is_none_or(|b| b.is_empty()),
+        "the host's file was read in the container's place: {server:#}"
+    );
+    assert!(!printed.contains("decoy.test"), "{printed}");
 }

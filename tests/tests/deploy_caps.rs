@@ -1,5 +1,5 @@
 //! The DaemonSet's least privilege, proven on this host (root): the real
-//! agent runs under exactly the capabilities deploy/daemonset.yaml adds
+//! agent runs under exactly the capabilities deploy/agent/daemonset.yaml adds
 //! (read from it by deploy/check_manifests.py), as a container runtime
 //! would give them to uid 0 with `drop: [ALL]`: bounding, permitted and
 //! effective set to that list, nothing inheritable or ambient
@@ -49,7 +49,7 @@ use tlsdoctor_tests::free_port;
 use tlsdoctor_tests::pki::{Issuer, LeafSpec, Pki};
 use tlsdoctor_tests::servers::{Server, nginx, nginx_tls_block};
 
-/// The capabilities deploy/daemonset.yaml adds, e.g. `["BPF", "PERFMON"]`.
+/// The capabilities deploy/agent/daemonset.yaml adds, e.g. `["BPF", "PERFMON"]`.
 fn daemonset_capabilities() -> Vec<String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = Command::new("python3")

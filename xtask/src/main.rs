@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | run | test | bench`.
+//! Project tasks: `cargo xtask setup | run | test | bench | kernels | fuzz | completions | man`.
 //!
 //! `run` and `test` first install what is missing on a Debian machine of this
 //! kind (idempotent, and fast when everything is present), printing each thing
@@ -10,6 +10,8 @@ use std::process::Command;
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 
+mod fuzz;
+mod kernels;
 #[path = "../../agent-ebpf/toolchain.rs"]
 mod toolchain;
 
@@ -49,11 +51,50 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Boots each kernel of the matrix in qemu and runs the capture checks
+    /// inside (root; see docs/kernels.md).
+    Kernels(kernels::KernelsArgs),
+    /// Runs the fuzz targets of fuzz/ (cargo fuzz, pinned nightly; see
+    /// docs/robustness.md).
+    Fuzz(fuzz::FuzzArgs),
+    /// Shell completion scripts of `agent` (bash, zsh, fish, elvish,
+    /// powershell), generated from its command line by clap_complete.
+    Completions {
+        /// Directory to write them into.
+        #[arg(long, default_value = "target/completions")]
+        out: PathBuf,
+    },
+    /// Man pages of `agent` and its commands (agent.1, agent-run.1, …),
+    /// generated from its command line by clap_mangen.
+    Man {
+        /// Directory to write them into.
+        #[arg(long, default_value = "target/man")]
+        out: PathBuf,
+    },
 }
+
+/// Completion scripts `cargo xtask completions` writes: (shell, file name).
+const COMPLETIONS: &[(&str, &str)] = &[
+    ("bash", "agent.bash"),
+    ("zsh", "_agent"),
+    ("fish", "agent.fish"),
+    ("elvish", "agent.elv"),
+    ("powershell", "_agent.ps1"),
+];
 
 /// The LLVM that bpf-linker is built against: the pinned eBPF toolchain
 /// (agent-ebpf/rust-toolchain.toml) must emit bitcode of this major.
 const LLVM_MAJOR: u32 = 22;
+/// The toolchain every userspace cargo command of xtask runs with (agent,
+/// xtask, tests): a newer stable brings new clippy lints, and `test` runs
+/// clippy with `-D warnings`, so an unpinned machine fails on unchanged code
+/// (stable 1.99.1 flags 8 places). Not a root `rust-toolchain.toml`: rustup
+/// 1.28 does not install a pinned toolchain on first use (and these machines
+/// set `RUSTUP_AUTO_INSTALL=0`), so `cargo xtask` itself would fail to start on
+/// a new machine; xtask builds with whatever stable there is and installs this.
+/// Moved deliberately, together with `rust-version` in Cargo.toml and the lint
+/// fixes the new version asks for.
+const USERSPACE_TOOLCHAIN: &str = "1.95.0";
 /// bpf-linker, pinned (installed `--locked`, so its own dependencies are too).
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages: build needs, then what the tests drive.
@@ -163,6 +204,8 @@ fn run_task(cli: Cli) -> Result<()> {
             // The eBPF crate's host half (shared types, record walker).
             cargo(&["test", "-p", "agent-ebpf", "--lib"])?;
             cargo(&["test", "-p", "xtask"])?;
+            // The fuzz targets' file-tree format (the targets run below).
+            cargo(&["test", "-p", "tlsdoctor-fuzz", "--lib"])?;
             cargo(&["test", "-p", "agent", "--lib", "--bins"])?;
             // deploy/: manifests against the Kubernetes schemas and their
             // semantic checks, the Dockerfile linted and its build steps
@@ -179,7 +222,7 @@ fn run_task(cli: Cli) -> Result<()> {
                 let mut test_args =
                     vec!["test", "-p", "tlsdoctor-tests", "--", "--test-threads", "4"];
                 test_args.extend(args.iter().map(String::as_str));
-                run(Command::new(cargo_bin())
+                run(cargo_cmd()
                     .args(&test_args)
                     .env("TLSDOCTOR_REQUIRE_RECEIVERS", "1"))?;
                 // The benchmark's smoke version, to keep it working: debug
@@ -193,8 +236,35 @@ fn run_task(cli: Cli) -> Result<()> {
                     "--",
                     "--quick",
                 ])?;
+                // Every fuzz target for 20 s: they keep building and
+                // running, and the corpus keeps what earlier runs found.
+                fuzz::fuzz(&root, &fuzz::FuzzArgs::smoke(20))?;
             }
             println!("xtask: all tests passed");
+        }
+        Task::Completions { out } => {
+            let agent = built_agent(&root)?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            for (shell, name) in COMPLETIONS {
+                let output = Command::new(&agent)
+                    .args(["completions", shell])
+                    .output()
+                    .context("running agent completions")?;
+                if !output.status.success() || output.stdout.is_empty() {
+                    bail!(
+                        "agent completions {shell}: {}",
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                }
+                let path = out.join(name);
+                std::fs::write(&path, &output.stdout)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("{}", path.display());
+            }
+        }
+        Task::Man { out } => {
+            let agent = built_agent(&root)?;
+            run(Command::new(&agent).arg("man").arg(&out))?;
         }
         Task::Bench { args } => {
             setup(true)?;
@@ -214,12 +284,28 @@ fn run_task(cli: Cli) -> Result<()> {
                 "--",
             ];
             bench_args.extend(args.iter().map(String::as_str));
-            run(Command::new(cargo_bin())
+            run(cargo_cmd()
                 .args(&bench_args)
                 .env("TLSDOCTOR_AGENT_BIN", root.join("target/release/agent")))?;
         }
+        Task::Kernels(args) => {
+            setup(false)?;
+            kernels::kernels(&root, args)?;
+        }
+        Task::Fuzz(args) => {
+            install_ebpf_toolchain()?;
+            fuzz::fuzz(&root, &args)?;
+        }
     }
     Ok(())
+}
+
+/// The agent's debug build (what `cargo xtask test` builds), for its
+/// command line: the completions and man pages come from it.
+fn built_agent(root: &Path) -> Result<PathBuf> {
+    setup(false)?;
+    cargo(&["build", "--quiet", "-p", "agent", "--bin", "agent"])?;
+    Ok(root.join("target/debug/agent"))
 }
 
 fn workspace_root() -> Result<PathBuf> {
@@ -252,6 +338,7 @@ fn setup(for_tests: bool) -> Result<()> {
         // Installing nginx/apache2 starts them on port 80 under a service
         // manager on some machines; the tests start their own instances.
     }
+    install_userspace_toolchain()?;
     install_ebpf_toolchain()?;
     if for_tests {
         // Idempotent: quick when the pinned versions are there; says on
@@ -305,7 +392,7 @@ fn install_ebpf_toolchain() -> Result<()> {
             "xtask: installing bpf-linker {BPF_LINKER_VERSION} (LLVM {LLVM_MAJOR}), about 2 minutes"
         );
         let path = format!("{LLVM_BIN}:{}", std::env::var("PATH").unwrap_or_default());
-        run(Command::new(cargo_bin())
+        run(cargo_cmd()
             .args([
                 "install",
                 "bpf-linker",
@@ -323,13 +410,39 @@ fn install_ebpf_toolchain() -> Result<()> {
     Ok(())
 }
 
+/// [`USERSPACE_TOOLCHAIN`] with clippy and rustfmt.
+fn install_userspace_toolchain() -> Result<()> {
+    if !toolchain_has(USERSPACE_TOOLCHAIN, &["clippy", "rustfmt"]) {
+        println!(
+            "xtask: installing the userspace toolchain {USERSPACE_TOOLCHAIN} with clippy and rustfmt"
+        );
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            USERSPACE_TOOLCHAIN,
+            "--profile",
+            "minimal",
+            "--component",
+            "clippy",
+            "--component",
+            "rustfmt",
+        ]))?;
+    }
+    Ok(())
+}
+
 fn toolchain_has_rust_src(channel: &str) -> bool {
+    toolchain_has(channel, &["rust-src", "clippy"])
+}
+
+/// `channel` is installed with each of `components`.
+fn toolchain_has(channel: &str, components: &[&str]) -> bool {
     Command::new("rustup")
         .args(["component", "list", "--installed", "--toolchain", channel])
         .output()
         .is_ok_and(|o| {
             let installed = String::from_utf8_lossy(&o.stdout);
-            o.status.success() && installed.contains("rust-src") && installed.contains("clippy")
+            o.status.success() && components.iter().all(|c| installed.contains(c))
         })
 }
 
@@ -400,12 +513,19 @@ fn mount_tracefs() {
         .status();
 }
 
-fn cargo_bin() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+/// cargo of [`USERSPACE_TOOLCHAIN`] (not the `CARGO` xtask was started by).
+fn cargo_cmd() -> Command {
+    let mut cmd = Command::new("rustup");
+    cmd.args(["run", USERSPACE_TOOLCHAIN, "cargo"])
+        // What `cargo run` of xtask set for its own toolchain must not leak in.
+        .env_remove("RUSTC")
+        .env_remove("RUSTDOC")
+        .env_remove("CARGO");
+    cmd
 }
 
 fn cargo(args: &[&str]) -> Result<()> {
-    run(Command::new(cargo_bin()).args(args))
+    run(cargo_cmd().args(args))
 }
 
 fn run(cmd: &mut Command) -> Result<()> {

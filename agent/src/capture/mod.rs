@@ -4,6 +4,7 @@
 pub mod coverage;
 pub mod elf;
 pub mod events;
+pub mod kernel;
 pub mod tls_libs;
 pub mod uprobes;
 
@@ -23,15 +24,17 @@ static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 pub enum CaptureError {
     #[error("this agent was built without its eBPF programs (AYA_BUILD_SKIP); rebuild without it")]
     NoObject,
-    #[error("loading the eBPF object: {0}")]
+    #[error(transparent)]
+    Kernel(#[from] kernel::UnsupportedKernel),
+    #[error("loading the eBPF object")]
     Load(#[from] aya::EbpfError),
-    #[error("eBPF program {program}: {source}")]
+    #[error("eBPF program {program}")]
     Program {
         program: &'static str,
         #[source]
         source: aya::programs::ProgramError,
     },
-    #[error("eBPF map {name}: {source}")]
+    #[error("eBPF map {name}")]
     Map {
         name: &'static str,
         #[source]
@@ -153,6 +156,7 @@ impl Capture {
             return Err(CaptureError::NoObject);
         }
         bump_memlock_rlimit();
+        kernel::check_supported()?;
         let own_tgid = std::process::id();
         let log_level = options.ebpf_log_level.map(|l| l as u8).unwrap_or(0);
         let mut ebpf = EbpfLoader::new()
@@ -329,7 +333,7 @@ fn attach_socket_io(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
             if let Ok(p) = program_mut::<RawTracePoint>(ebpf, program)
                 && let Err(e) = p.unload()
             {
-                warn!(program, error = %e, "unloading a socket I/O hook");
+                warn!(program, error = %crate::text::Chain(&e), "unloading a socket I/O hook");
             }
         }
     }
@@ -384,6 +388,6 @@ fn start_ebpf_logger(ebpf: &mut Ebpf) {
                 }
             });
         }
-        Err(e) => warn!(error = %e, "eBPF logger not started"),
+        Err(e) => warn!(error = %crate::text::Chain(&e), "eBPF logger not started"),
     }
 }

@@ -270,12 +270,20 @@ pub fn files_of(pid: u32) -> Result<ProcessMaps, Coverage> {
     let file = match File::open(&maps_path) {
         Ok(f) => f,
         Err(e) if gone(&e) => return Err(Coverage::Exited),
-        Err(e) => return Err(Coverage::Unreadable(format!("{maps_path}: {e}"))),
+        Err(e) => {
+            return Err(Coverage::Unreadable(format!(
+                "{maps_path}: {e}",
+                e = crate::text::Chain(&e)
+            )));
+        }
     };
     match read_maps(file, MapsLimits::default()) {
         Ok(maps) => Ok(maps),
         Err(e) if gone(&e) => Err(Coverage::Exited),
-        Err(e) => Err(Coverage::Unreadable(format!("{maps_path}: {e}"))),
+        Err(e) => Err(Coverage::Unreadable(format!(
+            "{maps_path}: {e}",
+            e = crate::text::Chain(&e)
+        ))),
     }
 }
 

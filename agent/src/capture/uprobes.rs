@@ -342,7 +342,7 @@ impl Capture {
                     .map_err(|source| CaptureError::Program { program, source })
             });
             if let Err(e) = detached {
-                warn!(program, path = %report.path, error = %e, "detaching a uprobe");
+                warn!(program, path = %report.path, error = %crate::text::Chain(&e), "detaching a uprobe");
             }
         }
         Some(report.path)
@@ -386,7 +386,7 @@ fn attach_plan(ebpf: &mut Ebpf, plan: &FilePlan) -> (LibraryReport, Links) {
                 report.attached.push(label);
             }
             Err(e) => {
-                debug!(probe = %label, path = %plan.path, error = %e, "uprobe not attached");
+                debug!(probe = %label, path = %plan.path, error = %crate::text::Chain(&e), "uprobe not attached");
                 report.skipped.insert(label, error_chain(&e));
             }
         }

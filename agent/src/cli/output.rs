@@ -21,7 +21,7 @@ pub fn print(text: &str) -> Result<(), ExitCode> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => {
-            eprintln!("error: writing to stdout: {e}");
+            eprintln!("error: writing to stdout: {e}", e = crate::text::Chain(&e));
             Err(ExitCode::from(2))
         }
     }
@@ -35,7 +35,10 @@ pub fn print_json<T: Serialize>(value: &T) -> Result<(), ExitCode> {
             print(&text)
         }
         Err(e) => {
-            eprintln!("error: encoding the JSON output: {e}");
+            eprintln!(
+                "error: encoding the JSON output: {e}",
+                e = crate::text::Chain(&e)
+            );
             Err(ExitCode::from(2))
         }
     }

@@ -120,7 +120,7 @@ pub fn key_findings(block: &ServerBlock) -> Vec<Diagnosis> {
         let problem = match block.root.metadata(&key.value) {
             Ok(m) if m.is_file() => continue,
             Ok(_) => "is not a regular file".to_string(),
-            Err(e) => e.to_string(),
+            Err(e) => crate::text::Chain(&e).to_string(),
         };
         let directive = directive_name(block.kind, "key");
         out.push(

@@ -1,14 +1,16 @@
 //! The host-state evidence relevant to one failure, gathered from the
 //! listener, server-config, certificate, clock and log sources.
 //!
-//! [`HostState`] reads each source lazily and caches it: server configs are
-//! re-parsed only when one of their files changed, listeners are rescanned at
-//! most every couple of seconds, chain analyses and log tails are reused, so
-//! a flood of failures costs no file I/O per failure.
+//! [`HostState`] reads each source lazily and caches it: server configs come
+//! from the discovery worker ([`super::discovery`], re-parsed only when one
+//! of their files changed), listeners are rescanned at most every couple of
+//! seconds, chain analyses and log tails are reused (bounded in bytes:
+//! [`super::host_cache`]), so a flood of failures costs no file I/O per
+//! failure.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -16,8 +18,10 @@ use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use crate::catalogue::Cause;
+use crate::diagnosis::discovery::{ConfigDiscovery, Snapshot};
+use crate::diagnosis::host_cache::{ChainCache, LogFollowers};
 use crate::diagnosis::rules::log_text;
-use crate::evidence::certificates::{self, ChainFinding, ChainReport, TrustStore};
+use crate::evidence::certificates::{self, AnalysedChain, ChainFinding, ChainReport, TrustStore};
 use crate::evidence::clock::{self, ClockState};
 use crate::evidence::fsroot::FsRoot;
 use crate::evidence::listeners::{ListenCounters, Listener, ListenerTable};
@@ -71,10 +75,10 @@ pub struct ClassifiedLogLine {
 }
 
 /// How long cached sources are trusted before they are checked again.
+/// (Server configs are the discovery worker's: every
+/// [`DISCOVER_EVERY`](super::discovery::DISCOVER_EVERY).)
 #[derive(Clone, Debug)]
 pub struct HostStateConfig {
-    /// Re-discover servers and check config fingerprints this often.
-    pub configs_every: Duration,
     pub listeners_every: Duration,
     /// A configured chain's analysis (it depends on the time: expiry).
     pub chain_ttl: Duration,
@@ -87,7 +91,6 @@ pub struct HostStateConfig {
 impl Default for HostStateConfig {
     fn default() -> Self {
         HostStateConfig {
-            configs_every: Duration::from_secs(5),
             listeners_every: Duration::from_secs(2),
             chain_ttl: Duration::from_secs(30),
             log_every: Duration::from_millis(500),
@@ -98,9 +101,6 @@ impl Default for HostStateConfig {
     }
 }
 
-/// A served chain (DER, leaf first) and the name it was checked for.
-type WireChainKey = (Vec<Vec<u8>>, Option<String>);
-
 struct Timed<T> {
     at: Instant,
     value: T,
@@ -109,17 +109,22 @@ struct Timed<T> {
 /// Lazily read, cached host state.
 pub struct HostState {
     config: HostStateConfig,
-    configs: Option<Timed<Vec<DiscoveredConfig>>>,
-    /// Fingerprints of the parsed configs, to re-parse only what changed.
-    config_prints: HashMap<PathBuf, u64>,
+    /// Where server configs come from (the agent's worker).
+    discovery: ConfigDiscovery,
+    /// The discovery in use; its generation tells when configs changed.
+    configs: Option<Arc<Snapshot>>,
+    /// When a wait for a fresh discovery last ran out (a slow, possibly
+    /// hostile, config tree): later failures ask without waiting for a while.
+    rediscover_timed_out: Option<Instant>,
     listeners: Option<Timed<ListenerTable>>,
     trust: Option<Result<TrustStore, String>>,
     /// Configured chains analysed, by the filesystem they are in (two
-    /// containers may both have /etc/nginx/cert.pem), files and name.
-    chains: HashMap<(FsRoot, Vec<PathBuf>, Option<String>), Timed<ChainReport>>,
-    /// Served chains (DER) analysed, by chain and name.
-    wire_chains: HashMap<WireChainKey, Timed<ChainReport>>,
-    logs: HashMap<(FsRoot, PathBuf), Timed<logs::LogFollower<Option<Cause>>>>,
+    /// containers may both have /etc/nginx/cert.pem) and files; checked for
+    /// each name from the one analysis.
+    chains: ChainCache<(FsRoot, Vec<PathBuf>)>,
+    /// Served chains (DER) analysed, by chain.
+    wire_chains: ChainCache<Vec<Vec<u8>>>,
+    logs: LogFollowers,
     local_addrs: Option<Timed<Vec<IpAddr>>>,
 }
 
@@ -132,50 +137,83 @@ impl Default for HostState {
 /// Bounds on what one failure carries from the logs and configs.
 const MAX_LOG_LINES: usize = 12;
 const MAX_CONFIG_PROBLEMS: usize = 20;
-/// Served chains whose analysis is kept.
-const MAX_CACHED_CHAINS: usize = 256;
+/// How long a failure the cached configs do not explain waits for a fresh
+/// discovery (the worker's parses stop at their own time budget).
+const REDISCOVER_WAIT: Duration = Duration::from_secs(6);
+/// After such a wait ran out, failures only ask for a discovery, without
+/// waiting, for this long: a slow tree must not hold up the sink thread
+/// at every failure.
+const REDISCOVER_BACKOFF: Duration = Duration::from_secs(30);
 
 impl HostState {
     pub fn new(config: HostStateConfig) -> HostState {
+        HostState::with_discovery(config, ConfigDiscovery::shared().clone())
+    }
+
+    /// Host state reading server configs from `discovery`.
+    pub fn with_discovery(config: HostStateConfig, discovery: ConfigDiscovery) -> HostState {
+        let (chain_ttl, log_every) = (config.chain_ttl, config.log_every);
         HostState {
             config,
+            discovery,
             configs: None,
-            config_prints: HashMap::new(),
+            rediscover_timed_out: None,
             listeners: None,
             trust: None,
-            chains: HashMap::new(),
-            wire_chains: HashMap::new(),
-            logs: HashMap::new(),
+            chains: ChainCache::new(chain_ttl),
+            wire_chains: ChainCache::new(chain_ttl),
+            logs: LogFollowers::new(log_every, log_text::NOTE),
             local_addrs: None,
         }
     }
 
-    /// The running (and installed) servers' configurations.
+    /// The running (and installed) servers' configurations: the discovery
+    /// worker's last result (never a parse on this thread).
     pub fn configs(&mut self) -> &[DiscoveredConfig] {
-        let stale = self
-            .configs
-            .as_ref()
-            .is_none_or(|c| c.at.elapsed() >= self.config.configs_every);
-        if stale {
-            // Discovery re-parses; keep the old parse where nothing changed.
-            let fresh = server_config::discover();
-            for d in &fresh {
-                if let Ok(cfg) = &d.result {
-                    self.config_prints
-                        .insert(d.main_file.clone(), cfg.fingerprint());
-                }
-            }
-            self.configs = Some(Timed {
-                at: Instant::now(),
-                value: fresh,
-            });
-            // A changed config may serve other certificates.
-            self.chains.clear();
+        if let Some(latest) = self.discovery.latest() {
+            self.use_snapshot(latest);
         }
         self.configs
             .as_ref()
-            .map(|c| c.value.as_slice())
+            .map(|c| c.configs.as_slice())
             .unwrap_or(&[])
+    }
+
+    /// Configs from a discovery that started after now, waiting for it at
+    /// most [`REDISCOVER_WAIT`]: a server started (or restarted with
+    /// another config), or a config was written, since the last one.
+    fn rediscover(&mut self) {
+        let backing_off = self
+            .rediscover_timed_out
+            .is_some_and(|at| at.elapsed() < REDISCOVER_BACKOFF);
+        if backing_off {
+            self.discovery.request();
+            return;
+        }
+        let asked = Instant::now();
+        if let Some(fresh) = self.discovery.fresh_since(asked, REDISCOVER_WAIT) {
+            if fresh.started < asked {
+                self.rediscover_timed_out = Some(Instant::now());
+            }
+            self.use_snapshot(fresh);
+        }
+    }
+
+    fn use_snapshot(&mut self, snapshot: Arc<Snapshot>) {
+        let changed = self
+            .configs
+            .as_ref()
+            .is_none_or(|c| c.generation != snapshot.generation);
+        if changed {
+            // A changed config may serve other certificates.
+            self.chains.clear();
+        }
+        self.configs = Some(snapshot);
+    }
+
+    /// How old the configs in use are (their discovery's start).
+    fn configs_age(&self) -> Option<Duration> {
+        self.configs.as_ref().map(|c| c.started.elapsed())
     }
 
     pub fn listeners(&mut self) -> Option<&ListenerTable> {
@@ -191,7 +229,7 @@ impl HostState {
                         value: table,
                     })
                 }
-                Err(e) => debug!(error = %e, "listener scan failed"),
+                Err(e) => debug!(error = %crate::text::Chain(&e), "listener scan failed"),
             }
         }
         self.listeners.as_ref().map(|l| &l.value)
@@ -199,10 +237,7 @@ impl HostState {
 
     /// The system trust store, loaded once.
     pub fn trust(&mut self) -> Result<&TrustStore, &str> {
-        let trust = self
-            .trust
-            .get_or_insert_with(|| TrustStore::system().map_err(|e| e.to_string()));
-        trust.as_ref().map_err(String::as_str)
+        system_trust(&mut self.trust)
     }
 
     /// Addresses of this host's interfaces.
@@ -227,7 +262,8 @@ impl HostState {
         ip.is_loopback() || ip.is_unspecified() || self.local_addrs().contains(&ip)
     }
 
-    /// The analysis of a configured chain (cached per files and name).
+    /// The analysis of a configured chain (cached per files, checked for
+    /// the name).
     fn configured_chain(
         &mut self,
         block: &ServerBlock,
@@ -244,11 +280,11 @@ impl HostState {
         if files.is_empty() {
             return None;
         }
-        let key = (block.root.clone(), files.clone(), name.map(str::to_string));
+        let key = (block.root.clone(), files.clone());
         if let Some(cached) = self.chains.get(&key)
-            && cached.at.elapsed() < self.config.chain_ttl
+            && let Ok(trust) = system_trust(&mut self.trust)
         {
-            return Some(cached.value.clone());
+            return Some(cached.report_for(name, trust));
         }
         let source = files
             .iter()
@@ -262,70 +298,57 @@ impl HostState {
                 Ok(mut certs) => der.append(&mut certs),
                 Err(e) => unreadable.push(ChainFinding::Unreadable {
                     path: file.display().to_string(),
-                    error: in_context(e.to_string(), &block.root),
+                    error: in_context(crate::text::Chain(&e).to_string(), &block.root),
                 }),
             }
         }
-        let mut report = match self.trust() {
-            Ok(trust) => certificates::analyze_chain(&der, name, now, trust, &source),
-            Err(e) => ChainReport {
-                source: source.clone(),
-                certificates: Vec::new(),
-                verify_code: -1,
-                verify_text: format!("system trust store unavailable: {e}"),
-                name: name.map(str::to_string),
-                findings: Vec::new(),
-            },
+        let trust = match system_trust(&mut self.trust) {
+            Ok(trust) => trust,
+            Err(e) => {
+                return Some(ChainReport {
+                    source: source.clone(),
+                    certificates: Vec::new(),
+                    verify_code: -1,
+                    verify_text: format!("system trust store unavailable: {e}"),
+                    name: name.map(str::to_string),
+                    findings: unreadable,
+                });
+            }
         };
+        let mut analysed = AnalysedChain::new(&der, now, trust, &source);
         // The file-level reason beats "empty chain".
-        if !unreadable.is_empty() {
-            report
-                .findings
-                .retain(|f| !matches!(f, ChainFinding::Unreadable { .. }));
-            report.findings.splice(0..0, unreadable);
-        }
-        self.chains.insert(
-            key,
-            Timed {
-                at: Instant::now(),
-                value: report.clone(),
-            },
-        );
-        Some(report)
+        analysed.replace_unreadable(unreadable);
+        let key_bytes = files.iter().map(|f| f.as_os_str().len()).sum();
+        Some(
+            self.chains
+                .insert(key, key_bytes, analysed)
+                .report_for(name, trust),
+        )
     }
 
-    /// The analysis of a served chain, cached per chain and name: a server
-    /// sends the same chain to every client, and verifying it (parsing,
-    /// signatures) is the expensive part of a failure's host facts. An
-    /// analysis is reused for `chain_ttl` (its date findings may lag by
-    /// that much).
+    /// The analysis of a served chain, cached per chain (whatever the
+    /// name): a server sends the same chain to every client, and verifying
+    /// it (parsing, signatures) is the expensive part of a failure's host
+    /// facts. An analysis is reused for `chain_ttl` (its date findings may
+    /// lag by that much).
     fn wire_chain(
         &mut self,
         chain: &[Vec<u8>],
         name: Option<&str>,
         now: DateTime<Utc>,
     ) -> Option<ChainReport> {
-        let key = (chain.to_vec(), name.map(str::to_string));
-        if let Some(cached) = self.wire_chains.get(&key)
-            && cached.at.elapsed() < self.config.chain_ttl
-        {
-            return Some(cached.value.clone());
+        let trust = system_trust(&mut self.trust).ok()?;
+        let key = chain.to_vec();
+        if let Some(cached) = self.wire_chains.get(&key) {
+            return Some(cached.report_for(name, trust));
         }
-        let report = {
-            let trust = self.trust().ok()?;
-            certificates::analyze_chain(chain, name, now, trust, "wire")
-        };
-        if self.wire_chains.len() >= MAX_CACHED_CHAINS {
-            self.wire_chains.clear();
-        }
-        self.wire_chains.insert(
-            key,
-            Timed {
-                at: Instant::now(),
-                value: report.clone(),
-            },
-        );
-        Some(report)
+        let analysed = AnalysedChain::new(chain, now, trust, "wire");
+        let key_bytes = chain.iter().map(Vec::len).sum();
+        Some(
+            self.wire_chains
+                .insert(key, key_bytes, analysed)
+                .report_for(name, trust),
+        )
     }
 
     /// An error log's follower, refreshed (it reads what was appended) at
@@ -335,22 +358,7 @@ impl HostState {
         root: &FsRoot,
         path: &std::path::Path,
     ) -> &logs::LogFollower<Option<Cause>> {
-        let every = self.config.log_every;
-        let entry = self
-            .logs
-            .entry((root.clone(), path.to_path_buf()))
-            .or_insert_with(|| Timed {
-                // Due at once.
-                at: Instant::now() - every,
-                value: logs::LogFollower::in_root(root, path, log_text::NOTE),
-            });
-        if entry.at.elapsed() >= every {
-            if let Err(e) = entry.value.refresh() {
-                debug!(path = %path.display(), root = ?root, error = %e, "error log not read");
-            }
-            entry.at = Instant::now();
-        }
-        &entry.value
+        self.logs.follow(root, path)
     }
 
     /// Whether a local server config serves TLS on the outcome's server port.
@@ -373,15 +381,12 @@ impl HostState {
         if serves(self.configs()) {
             return true;
         }
-        let fresh_enough = self
-            .configs
-            .as_ref()
-            .is_some_and(|c| c.at.elapsed() < Duration::from_secs(1));
+        let fresh_enough = self.configs_age().is_some_and(|age| age < REDISCOVER_AFTER);
         if fresh_enough {
             return false;
         }
-        self.configs = None;
-        serves(self.configs())
+        self.rediscover();
+        serves(self.configs.as_ref().map_or(&[], |c| c.configs.as_slice()))
     }
 
     /// Gathers the host facts for one outcome.
@@ -421,18 +426,18 @@ impl HostState {
         // The server config that serves this port: the running one owning the
         // listener first, then any (running or installed) that names the port.
         let covered = configs_cover(self.configs(), port, &facts.listeners_on_port);
-        let rediscover = !covered
+        if !covered
             && self
-                .configs
-                .as_ref()
-                .is_some_and(|c| c.at.elapsed() >= REDISCOVER_AFTER);
-        if rediscover {
+                .configs_age()
+                .is_some_and(|age| age >= REDISCOVER_AFTER)
+        {
             // A server started (or restarted with another config), or a
             // config was written, since the last discovery.
-            self.configs = None;
+            self.rediscover();
         }
         // Borrowed, not cloned: only the blocks this failure needs are copied.
-        let configs = self.configs();
+        let snapshot = self.configs.clone();
+        let configs = snapshot.as_ref().map_or(&[][..], |c| c.configs.as_slice());
         let mut chosen: Option<&ServerConfig> = None;
         for d in configs {
             let Ok(cfg) = &d.result else { continue };
@@ -536,6 +541,13 @@ impl HostState {
     }
 }
 
+/// The system trust store in `slot`, loaded on first use.
+fn system_trust(slot: &mut Option<Result<TrustStore, String>>) -> Result<&TrustStore, &str> {
+    slot.get_or_insert_with(|| TrustStore::system().map_err(|e| crate::text::Chain(&e).to_string()))
+        .as_ref()
+        .map_err(String::as_str)
+}
+
 /// An error about a file of `root`, saying whose filesystem it is in when
 /// that is not the host's.
 fn in_context(error: String, root: &FsRoot) -> String {
@@ -580,19 +592,11 @@ fn configs_cover(configs: &[DiscoveredConfig], port: u16, listeners: &[Listener]
         .any(|cfg| !cfg.blocks_on_port(port).is_empty())
 }
 
-/// Ports the local servers' configs declare as TLS.
+/// Ports the local servers' configs declare as TLS: the discovery
+/// worker's last result, so the capture loop never parses a config. The
+/// first call waits (bounded) for the worker's first discovery.
 pub fn configured_tls_ports() -> Vec<u16> {
-    let mut ports: Vec<u16> = server_config::discover()
-        .iter()
-        .filter_map(|d| d.result.as_ref().ok())
-        .flat_map(|cfg| cfg.blocks.iter())
-        .flat_map(|b| b.listens.iter())
-        .filter(|l| l.ssl)
-        .map(|l| l.port)
-        .collect();
-    ports.sort_unstable();
-    ports.dedup();
-    ports
+    ConfigDiscovery::shared().tls_ports()
 }
 
 /// Interface addresses from /proc (IPv6) and the routing table's local
@@ -689,5 +693,38 @@ mod tests {
         assert!(!facts.server_is_local);
         assert!(facts.listeners_on_port.is_empty());
         assert!(facts.clock.is_some());
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    /// A system CA certificate, as a one-certificate "served chain".
+    fn some_chain() -> Vec<Vec<u8>> {
+        let bundle = std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap();
+        let first = openssl::x509::X509::stack_from_pem(&bundle).unwrap();
+        vec![first[0].to_der().unwrap()]
+    }
+
+    /// Clients with random SNIs (a scanner, an attacker) cost one analysis
+    /// of the chain, not one per name; each still gets its own name check.
+    #[test]
+    fn random_snis_share_one_chain_analysis() {
+        let mut host = HostState::default();
+        let chain = some_chain();
+        let now = Utc::now();
+        for i in 0..500 {
+            let name = format!("r{i:04}.example.test");
+            let report = host.wire_chain(&chain, Some(&name), now).unwrap();
+            assert_eq!(report.name.as_deref(), Some(name.as_str()));
+            assert!(
+                report
+                    .findings
+                    .iter()
+                    .any(|f| matches!(f, ChainFinding::NameMismatch { name: n, .. } if *n == name))
+            );
+        }
+        assert_eq!(host.wire_chains.len(), 1);
     }
 }

@@ -3,8 +3,10 @@
 //! (`crate::catalogue`, re-exported here).
 
 pub mod checks;
+pub mod discovery;
 pub mod engine;
 pub mod host;
+mod host_cache;
 pub mod rules;
 
 pub use crate::catalogue::{

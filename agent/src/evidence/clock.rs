@@ -25,7 +25,7 @@ pub struct ClockState {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClockError {
-    #[error("adjtimex failed: {0}")]
+    #[error("adjtimex failed")]
     Adjtimex(#[source] std::io::Error),
 }
 

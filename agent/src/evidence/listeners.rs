@@ -47,7 +47,7 @@ pub struct ListenCounters {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenerError {
-    #[error("cannot read {what}: {source}")]
+    #[error("cannot read {what}")]
     Proc {
         what: &'static str,
         #[source]
@@ -85,9 +85,10 @@ impl ListenerTable {
             Ok(entries) => entries,
             Err(e) => {
                 // Normal when IPv6 is disabled.
-                table
-                    .problems
-                    .push(format!("/proc/net/tcp6 unreadable: {e}"));
+                table.problems.push(format!(
+                    "/proc/net/tcp6 unreadable: {e}",
+                    e = crate::text::Chain(&e)
+                ));
                 Vec::new()
             }
         };
@@ -153,9 +154,10 @@ impl ListenerTable {
                     "/proc/net/netstat has no TcpExt ListenOverflows/ListenDrops".to_string(),
                 ),
             },
-            Err(e) => table
-                .problems
-                .push(format!("/proc/net/netstat unreadable: {e}")),
+            Err(e) => table.problems.push(format!(
+                "/proc/net/netstat unreadable: {e}",
+                e = crate::text::Chain(&e)
+            )),
         }
         Ok(table)
     }
@@ -171,7 +173,8 @@ impl ListenerTable {
         let processes = match procfs::process::all_processes() {
             Ok(p) => p,
             Err(e) => {
-                self.problems.push(format!("/proc unreadable: {e}"));
+                self.problems
+                    .push(format!("/proc unreadable: {e}", e = crate::text::Chain(&e)));
                 return;
             }
         };

@@ -28,9 +28,9 @@ use super::{ConfigSource, PodMetadata};
 pub enum WatchError {
     #[error("Kubernetes client configuration: {0}")]
     Config(String),
-    #[error("Kubernetes client: {0}")]
+    #[error("Kubernetes client")]
     Client(#[from] kube::Error),
-    #[error("starting the pod watch thread: {0}")]
+    #[error("starting the pod watch thread")]
     Thread(#[from] std::io::Error),
 }
 
@@ -100,8 +100,8 @@ fn watch_thread(
     {
         Ok(r) => r,
         Err(e) => {
-            warn!(error = %e, "pod metadata off: cannot start the watch runtime");
-            metadata.note_error(e.to_string());
+            warn!(error = %crate::text::Chain(&e), "pod metadata off: cannot start the watch runtime");
+            metadata.note_error(crate::text::Chain(&e).to_string());
             return;
         }
     };
@@ -109,8 +109,8 @@ fn watch_thread(
         let client = match client(source).await {
             Ok(c) => c,
             Err(e) => {
-                warn!(error = %e, "pod metadata off: no Kubernetes client (pod names are not looked up; container ids and pod UIDs still are)");
-                metadata.note_error(e.to_string());
+                warn!(error = %crate::text::Chain(&e), "pod metadata off: no Kubernetes client (pod names are not looked up; container ids and pod UIDs still are)");
+                metadata.note_error(crate::text::Chain(&e).to_string());
                 return;
             }
         };
@@ -123,12 +123,11 @@ fn watch_thread(
 
 async fn client(source: ConfigSource) -> Result<Client, WatchError> {
     let config = match source {
-        ConfigSource::InCluster => {
-            Config::incluster().map_err(|e| WatchError::Config(e.to_string()))?
-        }
+        ConfigSource::InCluster => Config::incluster()
+            .map_err(|e| WatchError::Config(crate::text::Chain(&e).to_string()))?,
         ConfigSource::Infer => Config::infer()
             .await
-            .map_err(|e| WatchError::Config(e.to_string()))?,
+            .map_err(|e| WatchError::Config(crate::text::Chain(&e).to_string()))?,
     };
     Ok(Client::try_from(config)?)
 }
@@ -167,11 +166,11 @@ pub async fn watch_pods(client: Client, node: &str, metadata: &PodMetadata) {
                 }
             }
             Err(e) => {
-                metadata.note_error(e.to_string());
+                metadata.note_error(crate::text::Chain(&e).to_string());
                 if failing {
-                    debug!(error = %e, "pod watch still failing");
+                    debug!(error = %crate::text::Chain(&e), "pod watch still failing");
                 } else {
-                    warn!(error = %e, "pod watch failed; retrying with backoff (counted; logged once per outage)");
+                    warn!(error = %crate::text::Chain(&e), "pod watch failed; retrying with backoff (counted; logged once per outage)");
                     failing = true;
                 }
             }

@@ -314,7 +314,10 @@ pub fn ocsp_staple(der: &[u8], served: &[Vec<u8>], ca: Option<&Path>) -> OcspSta
         let result = basic.verify(&certs, &store, OcspFlag::empty());
         staple.verified = Some(result.is_ok());
         if let Err(e) = result {
-            staple.detail = Some(format!("its signature does not verify: {e}"));
+            staple.detail = Some(format!(
+                "its signature does not verify: {e}",
+                e = crate::text::Chain(&e)
+            ));
         }
     }
     let (Some(leaf), Some(issuer)) = (chain.first(), chain.get(1)) else {

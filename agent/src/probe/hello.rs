@@ -521,7 +521,10 @@ pub fn exchange(addr: SocketAddr, hello: &Hello, deadline: Instant) -> Flight {
     let record = encode(hello);
     let _ = stream.set_write_timeout(Some(left));
     if let Err(e) = stream.write_all(&record) {
-        flight.error = Some(format!("sending the ClientHello failed: {e}"));
+        flight.error = Some(format!(
+            "sending the ClientHello failed: {e}",
+            e = crate::text::Chain(&e)
+        ));
         return flight;
     }
     let mut reader = FlightReader::new();
@@ -563,7 +566,7 @@ pub fn exchange(addr: SocketAddr, hello: &Hello, deadline: Instant) -> Flight {
                 break;
             }
             Err(e) => {
-                reader.flight.error = Some(e.to_string());
+                reader.flight.error = Some(crate::text::Chain(&e).to_string());
                 break;
             }
         }

@@ -132,7 +132,7 @@ pub enum ProbeError {
     InvalidSni { sni: String, reason: String },
     #[error("cannot resolve {host}: {reason}")]
     Resolve { host: String, reason: String },
-    #[error("cannot use the CA file {}: {source}", path.display())]
+    #[error("cannot use the CA file {}", path.display())]
     CaFile {
         path: PathBuf,
         #[source]
@@ -140,7 +140,7 @@ pub enum ProbeError {
     },
     #[error("timeouts must be positive (step {step:?}, total {total:?})")]
     InvalidTimeout { step: Duration, total: Duration },
-    #[error("OpenSSL could not set up a client: {0}")]
+    #[error("OpenSSL could not set up a client")]
     Openssl(#[from] openssl::error::ErrorStack),
     #[error("the probe failed internally: {0}")]
     Internal(String),
@@ -211,7 +211,12 @@ pub fn probe_with_progress(
         let worker = std::thread::Builder::new()
             .name(PROBE_THREAD_NAME.to_string())
             .spawn_scoped(scope, move || run::run(options, host, progress))
-            .map_err(|e| ProbeError::Internal(format!("cannot start the probe thread: {e}")))?;
+            .map_err(|e| {
+                ProbeError::Internal(format!(
+                    "cannot start the probe thread: {e}",
+                    e = crate::text::Chain(&e)
+                ))
+            })?;
         worker
             .join()
             .map_err(|_| ProbeError::Internal("the probe thread panicked".to_string()))?

@@ -68,7 +68,8 @@ pub fn run_all<'a, T: Send>(
                 Ok(h) => handles.push(h),
                 Err(e) if handles.is_empty() => {
                     return Err(ProbeError::Internal(format!(
-                        "cannot start a probe thread: {e}"
+                        "cannot start a probe thread: {e}",
+                        e = crate::text::Chain(&e)
                     )));
                 }
                 // Fewer workers than asked for still finish the queue.

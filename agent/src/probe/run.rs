@@ -63,10 +63,11 @@ fn trust_store(
         }
         Err(e) => {
             notes.push(format!(
-                "the system trust store could not be read ({e}): every chain looks untrusted"
+                "the system trust store could not be read ({e}): every chain looks untrusted",
+                e = crate::text::Chain(&e)
             ));
             let empty = TrustStore::from_der_certificates(&[], "none")
-                .map_err(|e| ProbeError::Internal(e.to_string()))?;
+                .map_err(|e| ProbeError::Internal(crate::text::Chain(&e).to_string()))?;
             Ok((empty, "none".to_string()))
         }
     }

@@ -101,15 +101,21 @@ impl Tap {
             }
             io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted => {
                 self.state.reset = true;
-                self.state.io_error = Some(format!("the peer reset the connection ({e})"));
+                self.state.io_error = Some(format!(
+                    "the peer reset the connection ({e})",
+                    e = crate::text::Chain(&e)
+                ));
                 e
             }
             io::ErrorKind::BrokenPipe => {
-                self.state.io_error = Some(format!("the peer closed the connection ({e})"));
+                self.state.io_error = Some(format!(
+                    "the peer closed the connection ({e})",
+                    e = crate::text::Chain(&e)
+                ));
                 e
             }
             _ => {
-                self.state.io_error = Some(e.to_string());
+                self.state.io_error = Some(crate::text::Chain(&e).to_string());
                 e
             }
         }

@@ -139,7 +139,10 @@ pub fn resolve(target: &Target, timeout: Duration) -> Result<Vec<SocketAddr>, Pr
     if let Err(e) = spawned {
         return Err(ProbeError::Resolve {
             host: target.host.clone(),
-            reason: format!("cannot start the resolver thread: {e}"),
+            reason: format!(
+                "cannot start the resolver thread: {e}",
+                e = crate::text::Chain(&e)
+            ),
         });
     }
     let found = match rx.recv_timeout(timeout) {
@@ -147,7 +150,7 @@ pub fn resolve(target: &Target, timeout: Duration) -> Result<Vec<SocketAddr>, Pr
         Ok(Err(e)) => {
             return Err(ProbeError::Resolve {
                 host: target.host.clone(),
-                reason: e.to_string(),
+                reason: crate::text::Chain(&e).to_string(),
             });
         }
         Err(_) => {

@@ -1,32 +1,86 @@
 //! The journal: every failure as one JSON object per line, appended to a
 //! local file that `agent diagnose` reads. The embedded default sink: it needs
 //! no collector and survives agent restarts.
+//!
+//! The records name hosts, processes and certificates, so the journal and
+//! the status file beside it are created `0640` in a `0750` directory
+//! (an older, wider file is narrowed when opened). A journal that cannot be
+//! written does not stop the agent ([`Journal`]): the failures still reach
+//! the console, OTLP and the metrics, the lost records are counted, the
+//! health endpoint says why, and the file is tried again every
+//! [`REOPEN_EVERY`].
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use crate::health::Health;
 use crate::outcome::HandshakeOutcome;
 
 /// Default location, for a host agent running as root.
 pub const DEFAULT_PATH: &str = "/var/lib/tlsdoctor/journal.jsonl";
 
+/// Mode of the journal and status files: the agent writes, its group reads.
+pub const FILE_MODE: u32 = 0o640;
+/// Mode of a journal directory the agent creates.
+pub const DIR_MODE: u32 = 0o750;
+/// How often a journal that could not be opened is tried again.
+pub const REOPEN_EVERY: Duration = Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    #[error("journal {path}: {source}")]
+    #[error("journal {path}")]
     Io {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("journal {path}: cannot encode a record: {source}")]
+    #[error("journal {path}: cannot encode a record")]
     Encode {
         path: PathBuf,
         #[source]
         source: serde_json::Error,
     },
+    #[error("journal {path} is not open ({why}); tried again every {REOPEN_EVERY:?}", path = path.display())]
+    Unavailable { path: PathBuf, why: String },
+}
+
+/// Creates (or truncates) `path` with [`FILE_MODE`] and writes `bytes`;
+/// an existing file wider than that is narrowed first. For the status file.
+pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(path)?;
+    narrow(&file)?;
+    file.write_all(bytes)
+}
+
+/// Takes away the permissions beyond [`FILE_MODE`] of an open file.
+fn narrow(file: &File) -> io::Result<()> {
+    let mode = file.metadata()?.permissions().mode() & 0o7777;
+    if mode & !FILE_MODE != 0 {
+        file.set_permissions(fs::Permissions::from_mode(mode & FILE_MODE))?;
+    }
+    Ok(())
+}
+
+/// Opens `path` for appending with [`FILE_MODE`] (narrowing an older file).
+fn open_append(path: &Path) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(FILE_MODE)
+        .open(path)?;
+    narrow(&file)?;
+    Ok(file)
 }
 
 /// Appends outcomes; rotates once the file passes `max_bytes` (the previous
@@ -59,13 +113,13 @@ impl JournalWriter {
             source,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(io_err)?;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(DIR_MODE)
+                .create(dir)
+                .map_err(io_err)?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(io_err)?;
+        let file = open_append(path).map_err(io_err)?;
         let written = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(JournalWriter {
             path: path.to_path_buf(),
@@ -112,17 +166,124 @@ impl JournalWriter {
         };
         let old = rotated_path(&self.path);
         fs::rename(&self.path, &old).map_err(io_err)?;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(io_err)?;
+        let file = open_append(&self.path).map_err(io_err)?;
         self.out = file;
         self.written = 0;
         self.rotated_out += self.rotated_records;
         self.rotated_records = self.current_records;
         self.current_records = 0;
         Ok(())
+    }
+}
+
+/// The journal sink of `agent run`: a [`JournalWriter`] when the file can
+/// be opened, else the reason, tried again every [`REOPEN_EVERY`]. Each
+/// record that cannot be written is an error for the caller to count; the
+/// reason goes to [`Health`] (the `/readyz` body) until a write succeeds.
+pub struct Journal {
+    path: PathBuf,
+    max_bytes: u64,
+    writer: Option<JournalWriter>,
+    last_open_attempt: Instant,
+    reopen_every: Duration,
+    problem: Option<String>,
+    health: Option<Arc<Health>>,
+    /// Records appended since the agent started (every writer).
+    pub appended: u64,
+    /// Records deleted by rotation since the agent started.
+    pub rotated_out: u64,
+}
+
+impl Journal {
+    /// Opens the journal, or keeps the reason and carries on without it.
+    pub fn open(path: &Path, max_bytes: u64, health: Option<Arc<Health>>) -> Journal {
+        let mut journal = Journal {
+            path: path.to_path_buf(),
+            max_bytes,
+            writer: None,
+            last_open_attempt: Instant::now(),
+            reopen_every: REOPEN_EVERY,
+            problem: None,
+            health,
+            appended: 0,
+            rotated_out: 0,
+        };
+        journal.try_open();
+        journal
+    }
+
+    /// Tries the file again after `every` instead of [`REOPEN_EVERY`] (tests).
+    pub fn reopen_every(mut self, every: Duration) -> Journal {
+        self.reopen_every = every;
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Why records are not being written, while they are not.
+    pub fn problem(&self) -> Option<&str> {
+        self.problem.as_deref()
+    }
+
+    fn try_open(&mut self) {
+        self.last_open_attempt = Instant::now();
+        match JournalWriter::open(&self.path, self.max_bytes) {
+            Ok(w) => {
+                if self.problem.is_some() {
+                    tracing::info!(journal = %self.path.display(), "journal open again");
+                }
+                self.writer = Some(w);
+                self.set_problem(None);
+            }
+            Err(e) => {
+                if self.problem.is_none() {
+                    tracing::warn!(error = %crate::text::Chain(&e), "journal cannot be opened: failures are not journaled (counted; the other sinks still get them); tried again every {:?}", self.reopen_every);
+                }
+                self.set_problem(Some(source_text(&e)));
+            }
+        }
+    }
+
+    fn set_problem(&mut self, problem: Option<String>) {
+        if self.problem != problem {
+            if let Some(h) = &self.health {
+                h.set_journal_problem(problem.clone());
+            }
+            self.problem = problem;
+        }
+    }
+
+    /// Appends one record, opening the file first when it was not open and
+    /// [`REOPEN_EVERY`] has passed.
+    pub fn append(&mut self, outcome: &HandshakeOutcome) -> Result<(), JournalError> {
+        if self.writer.is_none() && self.last_open_attempt.elapsed() >= self.reopen_every {
+            self.try_open();
+        }
+        let Some(writer) = &mut self.writer else {
+            return Err(JournalError::Unavailable {
+                path: self.path.clone(),
+                why: self.problem.clone().unwrap_or_default(),
+            });
+        };
+        let (appended, rotated) = (writer.appended, writer.rotated_out);
+        let result = writer.append(outcome);
+        self.appended += writer.appended - appended;
+        self.rotated_out += writer.rotated_out - rotated;
+        match &result {
+            Ok(()) => self.set_problem(None),
+            Err(e) => self.set_problem(Some(source_text(e))),
+        }
+        result
+    }
+}
+
+/// The error without the path (the journal's path is known).
+fn source_text(e: &JournalError) -> String {
+    match e {
+        JournalError::Io { path, source } => format!("{}: {source}", path.display()),
+        other => other.to_string(),
     }
 }
 
@@ -189,7 +350,7 @@ pub fn read(
                 Err(e) => bad.push(BadLine {
                     file: file.clone(),
                     line: number,
-                    error: e.to_string(),
+                    error: crate::text::Chain(&e).to_string(),
                 }),
             }
         }
@@ -365,6 +526,58 @@ mod tests {
         assert_eq!(records, vec![outcome(3)]);
         assert_eq!(bad.len(), 1);
         assert_eq!(bad[0].line, 1);
+    }
+
+    #[test]
+    fn files_are_private_and_an_older_wide_file_is_narrowed() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let path = temp_path("modes");
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let mut w = JournalWriter::open(&path, 600).unwrap();
+        w.append(&outcome(1)).unwrap();
+        assert_eq!(mode(&path), FILE_MODE);
+        assert_eq!(mode(path.parent().unwrap()) & !DIR_MODE, 0);
+        // Rotation's new file too.
+        for n in 2..8 {
+            w.append(&outcome(n)).unwrap();
+        }
+        assert_eq!(mode(&path), FILE_MODE);
+        drop(w);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
+        let _w = JournalWriter::open(&path, 600).unwrap();
+        assert_eq!(mode(&path), FILE_MODE, "an older 0666 file is narrowed");
+        let status = path.with_file_name("status.json");
+        fs::write(&status, "{}").unwrap();
+        fs::set_permissions(&status, fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&status, b"{\"a\":1}").unwrap();
+        assert_eq!(mode(&status), FILE_MODE);
+        assert_eq!(fs::read_to_string(&status).unwrap(), "{\"a\":1}");
+    }
+
+    #[test]
+    fn an_unopenable_journal_is_counted_reported_and_retried() {
+        let dir = temp_path("blocked");
+        let parent = dir.parent().unwrap().to_path_buf();
+        fs::create_dir_all(parent.parent().unwrap()).unwrap();
+        // The directory's place is taken by a file: not even root can
+        // create the journal there.
+        fs::write(&parent, "not a directory").unwrap();
+        let health = Arc::new(Health::new());
+        let mut j = Journal::open(&dir, 1 << 20, Some(health.clone()))
+            .reopen_every(Duration::from_millis(1));
+        assert!(j.problem().is_some());
+        assert!(health.snapshot().journal_problem.is_some());
+        let err = j.append(&outcome(1)).unwrap_err();
+        assert!(err.to_string().contains("not open"), "{err}");
+        assert_eq!(j.appended, 0);
+        // The directory becomes usable: the next append reopens.
+        fs::remove_file(&parent).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        j.append(&outcome(2)).unwrap();
+        assert_eq!(j.appended, 1);
+        assert!(j.problem().is_none());
+        assert!(health.snapshot().journal_problem.is_none());
+        assert_eq!(read(&dir, None).unwrap().0, vec![outcome(2)]);
     }
 
     #[test]

@@ -22,6 +22,15 @@ use crate::evidence::server_config::{
 };
 use crate::outcome::HandshakeOutcome;
 use crate::sinks::journal;
+use crate::text::{escape, expiry_words};
+
+/// A server kind as people write it.
+fn kind_name(kind: ServerKind) -> &'static str {
+    match kind {
+        ServerKind::Nginx => "nginx",
+        ServerKind::Apache => "apache",
+    }
+}
 
 /// The whole report (`agent diagnose --json`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -142,17 +151,17 @@ impl HostReport {
             );
         }
         let clock = clock::read()
-            .map_err(|e| limitations.push(format!("clock: {e}")))
+            .map_err(|e| limitations.push(format!("clock: {e}", e = crate::text::Chain(&e))))
             .ok();
         let table = ListenerTable::scan()
-            .map_err(|e| limitations.push(format!("listeners: {e}")))
+            .map_err(|e| limitations.push(format!("listeners: {e}", e = crate::text::Chain(&e))))
             .ok();
         let listeners: Vec<Listener> = table.map(|t| t.listeners).unwrap_or_default();
         let trust = match ca {
             Some(ca) => TrustStore::from_pem_file(ca),
             None => TrustStore::system(),
         }
-        .map_err(|e| limitations.push(format!("trust store: {e}")))
+        .map_err(|e| limitations.push(format!("trust store: {e}", e = crate::text::Chain(&e))))
         .ok();
         let configs = server_config::discover();
         // A containerised server whose files could not be read (the
@@ -161,7 +170,7 @@ impl HostReport {
             if let (Some(context), Err(e)) = (d.root.context(), &d.result) {
                 limitations.push(format!(
                     "{} {context}: its config could not be read: {e}",
-                    format!("{:?}", d.kind).to_lowercase()
+                    kind_name(d.kind)
                 ));
             }
         }
@@ -240,7 +249,7 @@ fn server_report(
     };
     for problem in cfg.problems.iter().take(20) {
         advice.push(Advice {
-            subject: format!("{:?} config", d.kind).to_lowercase(),
+            subject: format!("{} config", kind_name(d.kind)),
             text: problem.message.clone(),
             location: Some(match problem.line {
                 Some(line) => format!("{}:{line}", problem.file.display()),
@@ -321,8 +330,8 @@ fn check_chain(
             Err(e) => unreadable.push(certificates::ChainFinding::Unreadable {
                 path: file.display().to_string(),
                 error: match block.root.context() {
-                    Some(context) => format!("{e} ({context})"),
-                    None => e.to_string(),
+                    Some(context) => format!("{e} ({context})", e = crate::text::Chain(&e)),
+                    None => crate::text::Chain(&e).to_string(),
                 },
             }),
         }
@@ -473,7 +482,7 @@ pub fn render_finding(out: &mut String, d: &Diagnosis, style: Style) {
         "  {} {}  {}",
         style.red("✗"),
         style.bold(d.cause.id()),
-        d.summary
+        escape(&d.summary)
     );
     for e in &d.evidence {
         let at = e
@@ -485,12 +494,17 @@ pub fn render_finding(out: &mut String, d: &Diagnosis, style: Style) {
             out,
             "      {} {}{}",
             style.dim(&format!("{}:", e.source.letter())),
-            e.fact,
-            style.dim(&at)
+            escape(&e.fact),
+            style.dim(&escape(&at))
         );
     }
     if !d.remediation.is_empty() {
-        let _ = writeln!(out, "      {} {}", style.green("fix:"), d.remediation);
+        let _ = writeln!(
+            out,
+            "      {} {}",
+            style.green("fix:"),
+            escape(&d.remediation)
+        );
     }
     for alt in &d.alternatives {
         let _ = writeln!(
@@ -498,7 +512,7 @@ pub fn render_finding(out: &mut String, d: &Diagnosis, style: Style) {
             "      {} {} — {}",
             style.dim("or:"),
             alt.cause,
-            alt.why
+            escape(&alt.why)
         );
     }
 }
@@ -513,7 +527,7 @@ pub fn render(report: &HostReport, style: Style) -> String {
         report.host.as_deref().unwrap_or("")
     );
     for l in &report.limitations {
-        let _ = writeln!(out, "  {} {l}", style.yellow("!"));
+        let _ = writeln!(out, "  {} {}", style.yellow("!"), escape(l));
     }
     let _ = writeln!(out, "\n{}", style.bold("Clock"));
     match &report.clock {
@@ -548,7 +562,7 @@ fn render_listeners(out: &mut String, report: &HostReport, style: Style) {
     }
     for l in tls {
         let proc = match (&l.listener.comm, l.listener.pid) {
-            (Some(c), Some(p)) => format!("{c}[{p}]"),
+            (Some(c), Some(p)) => format!("{}[{p}]", escape(c)),
             _ => "?".into(),
         };
         let _ = writeln!(
@@ -556,7 +570,7 @@ fn render_listeners(out: &mut String, report: &HostReport, style: Style) {
             "  {:<28} {:<18} {}",
             format!("{}:{}", l.listener.addr, l.listener.port),
             proc,
-            style.dim(&l.config.join(", "))
+            style.dim(&escape(&l.config.join(", ")))
         );
     }
 }
@@ -576,22 +590,35 @@ fn render_server(out: &mut String, server: &ServerReport, style: Style) {
     let _ = writeln!(
         out,
         "\n{} {} ({state}{container})",
-        style.bold(&format!("{:?}", server.kind).to_lowercase()),
-        server.main_file.display()
+        style.bold(kind_name(server.kind)),
+        escape(&server.main_file.display().to_string())
     );
     if let Some(e) = &server.error {
-        let _ = writeln!(out, "  {} {e}", style.red("✗"));
+        let _ = writeln!(out, "  {} {}", style.red("✗"), escape(e));
     }
     for b in &server.blocks {
-        let _ = writeln!(out, "  {}  {}", b.location, b.listens.join(", "));
-        let _ = writeln!(out, "      names      {}", b.names.join(" "));
-        let _ = writeln!(out, "      protocols  {}", b.protocols.join(" "));
+        let _ = writeln!(
+            out,
+            "  {}  {}",
+            escape(&b.location),
+            escape(&b.listens.join(", "))
+        );
+        let _ = writeln!(out, "      names      {}", escape(&b.names.join(" ")));
+        let _ = writeln!(out, "      protocols  {}", escape(&b.protocols.join(" ")));
         if let Some(leaf) = b.certificates.first() {
+            let expiry = expiry_words(leaf.not_after, Utc::now());
+            let expiry = if leaf.not_after < Utc::now() {
+                style.red(&expiry)
+            } else if leaf.not_after - Utc::now() < chrono::Duration::days(21) {
+                style.yellow(&expiry)
+            } else {
+                expiry
+            };
             let _ = writeln!(
                 out,
-                "      cert       {} · SAN {} · until {} · {} {}",
-                leaf.common_name.as_deref().unwrap_or(&leaf.subject),
-                leaf.sans.join(","),
+                "      cert       {} · SAN {} · until {} ({expiry}) · {} {}",
+                escape(leaf.common_name.as_deref().unwrap_or(&leaf.subject)),
+                escape(&crate::text::cap_list(&leaf.sans, 20)),
                 leaf.not_after.format("%Y-%m-%d"),
                 leaf.key_type,
                 leaf.key_bits.map(|b| b.to_string()).unwrap_or_default()
@@ -603,7 +630,12 @@ fn render_server(out: &mut String, server: &ServerReport, style: Style) {
             );
         }
         for (name, verdict) in &b.verification {
-            let _ = writeln!(out, "      verify     {name}: {verdict}");
+            let _ = writeln!(
+                out,
+                "      verify     {}: {}",
+                escape(name),
+                escape(verdict)
+            );
         }
     }
 }
@@ -628,9 +660,9 @@ fn render_findings(out: &mut String, report: &HostReport, style: Style) {
                 out,
                 "  {} {}: {}{}",
                 style.yellow("·"),
-                a.subject,
-                a.text,
-                style.dim(&at)
+                escape(&a.subject),
+                escape(&a.text),
+                style.dim(&escape(&at))
             );
         }
     }

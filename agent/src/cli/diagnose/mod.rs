@@ -21,6 +21,7 @@ mod probe;
 mod watch;
 
 #[derive(Args, Debug)]
+#[command(after_help = AFTER_HELP)]
 pub struct DiagnoseArgs {
     /// HOST:PORT to probe ([v6]:port for IPv6); omit for the host report.
     pub target: Option<String>,
@@ -56,6 +57,31 @@ pub struct DiagnoseArgs {
     #[arg(long, requires = "watch", value_parser = parse_duration)]
     pub duration: Option<Duration>,
 
+    /// With --watch: only handshakes of these processes (either end).
+    #[arg(long = "pid", requires = "watch", value_delimiter = ',')]
+    pub pids: Vec<u32>,
+
+    /// With --watch: only handshakes of processes with these names (either end).
+    #[arg(long = "comm", requires = "watch", value_delimiter = ',')]
+    pub comms: Vec<String>,
+
+    /// With --watch: only handshakes of pods in these Kubernetes namespaces.
+    #[arg(long = "namespace", requires = "watch", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+
+    /// With --watch: only handshakes of these pods (by name).
+    #[arg(long = "pod", requires = "watch", value_delimiter = ',')]
+    pub pods: Vec<String>,
+
+    /// With --watch: only failures with these causes (catalogue ids, e.g.
+    /// untrusted-root; docs/catalogue.md).
+    #[arg(long = "cause", requires = "watch", value_delimiter = ',', value_parser = parse_cause)]
+    pub causes: Vec<crate::catalogue::Cause>,
+
+    /// With --watch: failures only (successes are then not even built).
+    #[arg(long, requires = "watch")]
+    pub failures_only: bool,
+
     /// Failures the running agent recorded since this long ago (host report).
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     pub since: Duration,
@@ -64,18 +90,39 @@ pub struct DiagnoseArgs {
     #[arg(long, env = "TLSDOCTOR_JOURNAL", default_value = crate::sinks::journal::DEFAULT_PATH)]
     pub journal: PathBuf,
 
-    /// Machine-readable output (schema: docs/journal.md).
+    /// Machine-readable output (schema: docs/journal.md); with --watch,
+    /// one journal record per line.
     #[arg(long)]
     pub json: bool,
 }
 
+const AFTER_HELP: &str = "\
+Examples:
+  agent diagnose                                  host report and the last hour's failures
+  agent diagnose --json --since 24h               the same, as JSON (docs/journal.md)
+  agent diagnose example.com:443                  probe: what a client hits there, and why
+  agent diagnose 10.0.0.5:8443 --sni api.internal --ca ca.pem
+  agent diagnose --watch --port 443               live handshakes to port 443, explained
+  agent diagnose --watch --failures-only --json   failing handshakes as JSON lines
+  agent diagnose --watch --namespace shop --cause untrusted-root,hostname-mismatch
+
+Exit codes:
+  0  nothing wrong: no findings and no recent failures; the probe's client got through
+  1  something is wrong: a finding, a recent failure, a failed or warned probe
+  2  the command itself failed (bad arguments, not root for --watch, an I/O error)";
+
+fn parse_cause(s: &str) -> Result<crate::catalogue::Cause, String> {
+    crate::catalogue::Cause::from_id(s.trim())
+        .ok_or_else(|| format!("{s:?} is not a cause id (see docs/catalogue.md)"))
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}", e = crate::text::Chain(&e)))
 }
 
 pub fn execute(args: DiagnoseArgs) -> ExitCode {
     if args.watch {
-        return watch::execute(&args.ports, args.duration);
+        return watch::execute(&args);
     }
     if let Some(target) = &args.target {
         let mut options = ProbeOptions::new(target);

@@ -57,7 +57,7 @@ pub(super) fn execute(options: &ProbeOptions, json: bool) -> ExitCode {
     let report = match result {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {}", escape(&e.to_string()));
+            eprintln!("error: {}", escape(&crate::text::Chain(&e).to_string()));
             return ExitCode::from(2);
         }
     };
@@ -124,10 +124,11 @@ fn render_certificates(out: &mut String, r: &ProbeReport) {
         for (i, c) in chain.certificates.iter().enumerate() {
             let _ = writeln!(
                 out,
-                "  cert #{i} {} · issuer {} · until {} · {} {} · {}",
+                "  cert #{i} {} · issuer {} · until {} ({}) · {} {} · {}",
                 e(c.common_name.as_deref().unwrap_or(&c.subject)),
                 e(&c.issuer),
                 c.not_after.format("%Y-%m-%d"),
+                crate::text::expiry_words(c.not_after, chrono::Utc::now()),
                 c.key_type,
                 c.key_bits.map(|b| b.to_string()).unwrap_or_default(),
                 e(&c.signature_algorithm)
@@ -184,6 +185,16 @@ fn render_certificates(out: &mut String, r: &ProbeReport) {
             None => "not stapled".to_string(),
         };
         let _ = writeln!(out, "  ocsp  {ocsp}");
+    }
+}
+
+/// A finding's severity, coloured by how bad it is.
+fn severity(s: crate::probe::Severity, style: Style) -> String {
+    use crate::probe::Severity;
+    match s {
+        Severity::Critical => style.red(s.label()),
+        Severity::Warning => style.yellow(s.label()),
+        Severity::Info => style.dim(s.label()),
     }
 }
 
@@ -334,7 +345,7 @@ fn render(r: &ProbeReport, style: Style) -> String {
                 out,
                 "  {} {} {}  {}",
                 style.yellow("!"),
-                f.severity.label(),
+                severity(f.severity, style),
                 style.bold(&id),
                 e(&f.summary)
             );

@@ -1,12 +1,16 @@
 //! `agent diagnose --watch`: this host's handshakes as they happen,
-//! explained, by the capture pipeline run in this process.
+//! explained, by the capture pipeline run in this process: one line each
+//! (`--json`: one journal record each), filtered by process, pod, cause.
 
 use std::process::ExitCode;
-use std::time::Duration;
+
+use super::DiagnoseArgs;
+use crate::sinks::console::ConsoleFilter;
 
 /// Runs the capture pipeline in this process: every handshake, successes
-/// included, one line each, nothing journaled beyond a temporary file.
-pub(super) fn execute(ports: &[u16], duration: Option<Duration>) -> ExitCode {
+/// included unless `--failures-only`, one line each, nothing journaled
+/// beyond a temporary file.
+pub(super) fn execute(args: &DiagnoseArgs) -> ExitCode {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!(
@@ -19,27 +23,43 @@ pub(super) fn execute(ports: &[u16], duration: Option<Duration>) -> ExitCode {
         "agent".into(),
         "--journal".into(),
         dir.join("journal.jsonl").display().to_string(),
-        "--show-success".into(),
+        "--console".into(),
+        if args.json { "json" } else { "text" }.into(),
     ];
-    if let Some(d) = duration {
+    if !args.failures_only {
+        argv.push("--show-success".into());
+    }
+    if let Some(d) = args.duration {
         argv.push("--duration".into());
         argv.push(d.as_secs().max(1).to_string());
     }
-    for port in ports {
+    for port in &args.ports {
         argv.push("--port".into());
         argv.push(port.to_string());
     }
-    let config = match <WatchConfig as clap::Parser>::try_parse_from(&argv) {
+    let mut config = match <WatchConfig as clap::Parser>::try_parse_from(&argv) {
         Ok(c) => c.config,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e}", e = crate::text::Chain(&e));
             return ExitCode::from(2);
         }
     };
-    let code = crate::cli::run::execute(crate::cli::run::RunArgs {
-        config,
-        print_config: false,
-    });
+    config.console_filter = ConsoleFilter {
+        pids: args.pids.clone(),
+        comms: args.comms.clone(),
+        namespaces: args.namespaces.clone(),
+        pods: args.pods.clone(),
+        causes: args.causes.clone(),
+        failures_only: args.failures_only,
+    };
+    let code = crate::cli::run::execute(
+        crate::cli::run::RunArgs {
+            config,
+            print_config: false,
+        },
+        None,
+        Default::default(),
+    );
     let _ = std::fs::remove_dir_all(&dir);
     code
 }

@@ -431,11 +431,11 @@ impl Case {
         self
     }
 
-    pub fn non_tls(mut self, sender: Role, kind: &str, first_bytes: &str) -> Self {
+    pub fn non_tls(mut self, sender: Role, kind: &str, description: &str) -> Self {
         self.outcome.tls.non_tls = Some(NonTlsFact {
             sender,
             kind: kind.to_string(),
-            first_bytes: first_bytes.to_string(),
+            description: description.to_string(),
         });
         self
     }

@@ -139,7 +139,7 @@ pub fn protocol_version_mismatch(f: &Facts) -> Option<Diagnosis> {
             Source::Wire,
             format!(
                 "the client sent an SSLv2-format ClientHello: `{}`",
-                n.first_bytes
+                n.description
             ),
         )
     }));

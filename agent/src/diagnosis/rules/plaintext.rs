@@ -80,7 +80,7 @@ pub fn plaintext_to_tls_port(f: &Facts) -> Option<Diagnosis> {
             Source::Wire,
             format!(
                 "the client's first bytes are not a TLS record but {}: `{}`",
-                n.kind, n.first_bytes
+                n.kind, n.description
             ),
         ));
     }
@@ -167,7 +167,7 @@ pub fn tls_to_plaintext_port(f: &Facts) -> Option<Diagnosis> {
             Source::Wire,
             format!(
                 "the server answered the ClientHello with {} instead of a TLS record: `{}`",
-                n.kind, n.first_bytes
+                n.kind, n.description
             ),
         ));
     }
@@ -195,7 +195,7 @@ pub fn tls_to_plaintext_port(f: &Facts) -> Option<Diagnosis> {
     }
 
     let reply = non_tls
-        .map(|n| format!(" (it replied `{}`)", n.first_bytes))
+        .map(|n| format!(" (it replied `{}`)", n.description))
         .unwrap_or_default();
     let summary = format!(
         "{}: the client spoke TLS to a port that answers in plain text{reply}",

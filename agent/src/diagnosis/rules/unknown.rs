@@ -82,7 +82,7 @@ fn wire_facts(f: &Facts, evidence: &mut Vec<Evidence>) {
             "the {} does not speak TLS ({}): `{}`",
             n.sender.as_str(),
             n.kind,
-            n.first_bytes
+            n.description
         )));
     }
     for anomaly in &tls.anomalies {

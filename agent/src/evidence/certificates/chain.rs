@@ -151,7 +151,7 @@ fn weak_key(cert: &X509Ref) -> Option<u32> {
 
 /// Runs `X509_verify_cert` as a client would: leaf plus the rest as the
 /// untrusted chain, at time `now`, checking `name` when given.
-fn openssl_verify(
+pub(super) fn openssl_verify(
     certs: &[X509],
     name: Option<&str>,
     now: DateTime<Utc>,
@@ -201,40 +201,166 @@ pub fn analyze_chain(
     trust: &TrustStore,
     source: &str,
 ) -> ChainReport {
-    let mut report = ChainReport {
-        source: source.to_string(),
-        certificates: Vec::new(),
-        verify_code: VERIFY_NOT_RUN,
-        verify_text: "not verified".to_string(),
-        name: name.map(str::to_string),
-        findings: Vec::new(),
-    };
-    let Some(certs) = parse_chain(chain_der, source, &mut report) else {
-        return report;
-    };
+    AnalysedChain::new(chain_der, now, trust, source).report_for(name, trust)
+}
 
-    match openssl_verify(&certs, name, now, trust) {
-        Ok((code, text)) => {
-            report.verify_code = code;
-            report.verify_text = text;
+/// Whether a name is one the leaf is valid for, and of which kind: the
+/// only thing about a name OpenSSL's verdict depends on (`check_id` passes
+/// or fails with 62 for a DNS name, 64 for an address).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mismatch {
+    Dns,
+    Ip,
+}
+
+/// A chain analysed once and checked for any number of names: parsing,
+/// path building and OpenSSL's verdict do not depend on the name a client
+/// asked for, so a flood of handshakes with random SNIs costs one analysis
+/// (plus at most one verification per kind of mismatching name), not one
+/// per name.
+#[derive(Clone, Debug)]
+pub struct AnalysedChain {
+    /// The report for no name.
+    base: ChainReport,
+    /// Where a name mismatch goes among `base.findings` (after the path
+    /// findings, before those of single certificates).
+    name_at: usize,
+    /// The certificates analysed, for a verification with a name.
+    der: Vec<Vec<u8>>,
+    now: DateTime<Utc>,
+    /// OpenSSL's verdict for a name the leaf is not valid for, by kind.
+    mismatched: Vec<(Mismatch, i32, String)>,
+}
+
+impl AnalysedChain {
+    /// Analyses `chain_der` (leaf first) at `now`, for no name.
+    pub fn new(
+        chain_der: &[Vec<u8>],
+        now: DateTime<Utc>,
+        trust: &TrustStore,
+        source: &str,
+    ) -> AnalysedChain {
+        let mut analysed = AnalysedChain {
+            base: ChainReport {
+                source: source.to_string(),
+                certificates: Vec::new(),
+                verify_code: VERIFY_NOT_RUN,
+                verify_text: "not verified".to_string(),
+                name: None,
+                findings: Vec::new(),
+            },
+            name_at: 0,
+            der: Vec::new(),
+            now,
+            mismatched: Vec::new(),
+        };
+        let report = &mut analysed.base;
+        let Some(certs) = parse_chain(chain_der, source, report) else {
+            analysed.name_at = report.findings.len();
+            return analysed;
+        };
+        analysed.der = chain_der.iter().take(MAX_CHAIN_CERTS).cloned().collect();
+        match openssl_verify(&certs, None, now, trust) {
+            Ok((code, text)) => {
+                report.verify_code = code;
+                report.verify_text = text;
+            }
+            Err(e) => {
+                report.verify_text = format!(
+                    "verification could not run: {e}",
+                    e = crate::text::Chain(&e)
+                )
+            }
         }
-        Err(e) => report.verify_text = format!("verification could not run: {e}"),
+        let facts = &report.certificates;
+        let findings = &mut report.findings;
+        let (path, end) = build_path(&certs, trust);
+        path_findings(&certs, facts, &path, end, findings);
+        analysed.name_at = findings.len();
+        certificate_findings(&certs, facts, &path, now, findings);
+        analysed
     }
 
-    let facts = &report.certificates;
-    let findings = &mut report.findings;
-    let (path, end) = build_path(&certs, trust);
-    path_findings(&certs, facts, &path, end, findings);
-    if let (Some(name), Some(leaf)) = (name, facts.first())
-        && !name_matches_certificate(leaf, name)
-    {
-        findings.push(ChainFinding::NameMismatch {
-            name: name.to_string(),
-            sans: leaf.sans.clone(),
-        });
+    /// Replaces the findings about unreadable certificates with
+    /// `file_findings` (why the files could not be read beats "empty
+    /// chain"), first in the list.
+    pub fn replace_unreadable(&mut self, file_findings: Vec<ChainFinding>) {
+        if file_findings.is_empty() {
+            return;
+        }
+        let findings = &mut self.base.findings;
+        let unreadable_before_name = findings
+            .iter()
+            .take(self.name_at)
+            .filter(|f| matches!(f, ChainFinding::Unreadable { .. }))
+            .count();
+        findings.retain(|f| !matches!(f, ChainFinding::Unreadable { .. }));
+        let added = file_findings.len();
+        findings.splice(0..0, file_findings);
+        self.name_at = self.name_at - unreadable_before_name + added;
     }
-    certificate_findings(&certs, facts, &path, now, findings);
-    report
+
+    /// The report for `name` (None: no name checked).
+    pub fn report_for(&mut self, name: Option<&str>, trust: &TrustStore) -> ChainReport {
+        let mut report = self.base.clone();
+        report.name = name.map(str::to_string);
+        let (Some(name), Some(leaf)) = (name, self.base.certificates.first()) else {
+            return report;
+        };
+        if name_matches_certificate(leaf, name) {
+            return report;
+        }
+        // A name OpenSSL cannot take (empty, NUL) is not checked by it.
+        let trimmed = name.trim_end_matches('.');
+        let unchecked = trimmed.is_empty() || trimmed.contains('\0');
+        report.findings.insert(
+            self.name_at.min(report.findings.len()),
+            ChainFinding::NameMismatch {
+                name: name.to_string(),
+                sans: leaf.sans.clone(),
+            },
+        );
+        if unchecked {
+            return report;
+        }
+        let kind = if parse_ip(name).is_some() {
+            Mismatch::Ip
+        } else {
+            Mismatch::Dns
+        };
+        if let Some((_, code, text)) = self.mismatched.iter().find(|(k, _, _)| *k == kind) {
+            report.verify_code = *code;
+            report.verify_text = text.clone();
+            return report;
+        }
+        let certs: Result<Vec<X509>, ErrorStack> =
+            self.der.iter().map(|der| X509::from_der(der)).collect();
+        let verdict = certs
+            .and_then(|certs| openssl_verify(&certs, Some(name), self.now, trust))
+            .unwrap_or_else(|e| {
+                (
+                    VERIFY_NOT_RUN,
+                    format!(
+                        "verification could not run: {e}",
+                        e = crate::text::Chain(&e)
+                    ),
+                )
+            });
+        report.verify_code = verdict.0;
+        report.verify_text = verdict.1.clone();
+        self.mismatched.push((kind, verdict.0, verdict.1));
+        report
+    }
+
+    /// Roughly the memory this analysis holds: the DER kept, plus the
+    /// parsed facts.
+    pub fn heap_bytes(&self) -> usize {
+        const PER_FACT: usize = 1024;
+        self.der.iter().map(Vec::len).sum::<usize>()
+            + self.base.certificates.len() * PER_FACT
+            + self.base.findings.len() * 256
+            + std::mem::size_of::<AnalysedChain>()
+    }
 }
 
 /// Parses the served certificates (at most [`MAX_CHAIN_CERTS`]) into
@@ -261,11 +387,12 @@ fn parse_chain(chain_der: &[Vec<u8>], source: &str, report: &mut ChainReport) ->
     let mut certs = Vec::new();
     for (i, der) in chain_der.iter().take(MAX_CHAIN_CERTS).enumerate() {
         let parsed = X509::from_der(der)
-            .map_err(|e| e.to_string())
+            .map_err(|e| crate::text::Chain(&e).to_string())
             .and_then(|x| {
                 Ok((
                     x,
-                    CertificateFact::from_der(der).map_err(|e| e.to_string())?,
+                    CertificateFact::from_der(der)
+                        .map_err(|e| crate::text::Chain(&e).to_string())?,
                 ))
             });
         match parsed {

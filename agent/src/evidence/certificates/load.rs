@@ -62,8 +62,9 @@ pub(super) fn pem_certificates(pem: &[u8], path: &str) -> Result<Vec<Vec<u8>>, C
                     reason,
                 };
                 let der = openssl::base64::decode_block(&b64)
-                    .map_err(|e| bad(format!("bad base64: {e}")))?;
-                X509::from_der(&der).map_err(|e| bad(format!("bad DER: {e}")))?;
+                    .map_err(|e| bad(format!("bad base64: {e}", e = crate::text::Chain(&e))))?;
+                X509::from_der(&der)
+                    .map_err(|e| bad(format!("bad DER: {e}", e = crate::text::Chain(&e))))?;
                 out.push(der);
             }
             skipping = false;
@@ -112,7 +113,10 @@ pub(super) fn load_hashed_dir(dir: &Path) -> Vec<Vec<u8>> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
+    // The cap counts entries looked at, not only those kept: a directory
+    // of a million other files is not walked to its end.
     let mut paths: Vec<PathBuf> = entries
+        .take(MAX_DIR_FILES)
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
@@ -120,7 +124,6 @@ pub(super) fn load_hashed_dir(dir: &Path) -> Vec<Vec<u8>> {
                 .and_then(|n| n.to_str())
                 .is_some_and(is_hashed_name)
         })
-        .take(MAX_DIR_FILES)
         .collect();
     paths.sort();
     let mut certs = Vec::new();

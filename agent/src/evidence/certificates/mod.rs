@@ -34,7 +34,7 @@ pub enum CertError {
     Parse(String),
     #[error("certificate validity date out of range")]
     BadDate,
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Io {
         path: String,
         #[source]
@@ -54,7 +54,7 @@ pub enum CertError {
     },
     #[error("no trust anchors found (searched {searched})")]
     NoTrustAnchors { searched: String },
-    #[error("openssl: {0}")]
+    #[error("OpenSSL")]
     Openssl(#[from] ErrorStack),
 }
 
@@ -88,8 +88,8 @@ pub struct CertificateFact {
 impl CertificateFact {
     /// Parses one DER certificate.
     pub fn from_der(der: &[u8]) -> Result<Self, CertError> {
-        let (_, cert) =
-            X509Certificate::from_der(der).map_err(|e| CertError::Parse(e.to_string()))?;
+        let (_, cert) = X509Certificate::from_der(der)
+            .map_err(|e| CertError::Parse(crate::text::Chain(&e).to_string()))?;
         let registry = x509_parser::objects::oid_registry();
         let mut sans = Vec::new();
         if let Ok(Some(san)) = cert.subject_alternative_name() {
@@ -173,15 +173,18 @@ fn ip_from_bytes(bytes: &[u8]) -> Option<std::net::IpAddr> {
 }
 
 /// Parsed certificates by DER: a busy server sends the same chain to every
-/// client, and parsing is the expensive part of its facts. Bounded; cleared
-/// when full (refilling is cheap).
+/// client, and parsing is the expensive part of its facts. Bounded in
+/// bytes (a peer decides how large its certificates are); cleared when
+/// full (refilling is cheap).
 #[derive(Default)]
 pub struct CertificateCache {
     facts: std::collections::HashMap<Vec<u8>, CertificateFact>,
+    /// DER and facts held, roughly.
+    bytes: usize,
 }
 
-/// Certificates a [`CertificateCache`] holds.
-const CACHED_CERTIFICATES: usize = 1024;
+/// Bytes a [`CertificateCache`] holds at most.
+pub const CERTIFICATE_CACHE_BYTES: usize = 4 << 20;
 
 impl CertificateCache {
     pub fn fact(&mut self, der: &[u8]) -> Result<CertificateFact, CertError> {
@@ -189,11 +192,36 @@ impl CertificateCache {
             return Ok(fact.clone());
         }
         let fact = CertificateFact::from_der(der)?;
-        if self.facts.len() >= CACHED_CERTIFICATES {
+        let size = der.len() + fact.heap_bytes();
+        if self.bytes + size > CERTIFICATE_CACHE_BYTES {
             self.facts.clear();
+            self.bytes = 0;
         }
-        self.facts.insert(der.to_vec(), fact.clone());
+        if size <= CERTIFICATE_CACHE_BYTES {
+            self.bytes += size;
+            self.facts.insert(der.to_vec(), fact.clone());
+        }
         Ok(fact)
+    }
+
+    /// Bytes held, roughly (DER and facts).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl CertificateFact {
+    /// Roughly the heap this fact holds (its strings).
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<CertificateFact>()
+            + self.subject.len()
+            + self.issuer.len()
+            + self.common_name.as_ref().map_or(0, String::len)
+            + self.sans.iter().map(|s| s.len() + 24).sum::<usize>()
+            + self.serial.len()
+            + self.key_type.len()
+            + self.signature_algorithm.len()
+            + self.sha256.len()
     }
 }
 
@@ -266,6 +294,6 @@ mod trust;
 #[cfg(test)]
 mod tests;
 
-pub use chain::{analyze_chain, name_matches_certificate};
+pub use chain::{AnalysedChain, analyze_chain, name_matches_certificate};
 pub use load::{load_pem_chain, load_pem_chain_in};
 pub use trust::TrustStore;

@@ -719,3 +719,5 @@ fn system_locations_honour_ssl_cert_file_and_dir() {
         Err(CertError::NoTrustAnchors { .. })
     ));
 }
+
+mod cache;

@@ -107,7 +107,8 @@ impl TrustStore {
             if store.digests.contains(&digest) {
                 continue;
             }
-            let cert = X509::from_der(der).map_err(|e| CertError::Parse(e.to_string()))?;
+            let cert = X509::from_der(der)
+                .map_err(|e| CertError::Parse(crate::text::Chain(&e).to_string()))?;
             if let Ok(fact) = CertificateFact::from_der(der) {
                 store.subjects.insert(fact.subject);
             }

@@ -12,11 +12,13 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 pub use super::apache_env::{
-    config_path_from_cmdline, config_path_from_cmdline_in, options_from_cmdline, parse_envvars,
+    Envvars, MAX_TOTAL_BYTES, MAX_VALUE_BYTES, config_path_from_cmdline,
+    config_path_from_cmdline_in, options_from_cmdline, parse_envvars,
 };
 use super::apache_syntax::{self, Node};
 use super::apache_values::{parse_address, protocol_set};
-use super::loader::{self, IncludeKind, Loader, MAX_DIRECTIVES};
+use super::loader::{self, IncludeKind, Loader, MAX_DIRECTIVES, ReadBudget};
+use super::shown;
 use super::{ConfigError, ListenSpec, ServerBlock, ServerConfig, ServerKind, Setting};
 use crate::evidence::fsroot::FsRoot;
 
@@ -41,6 +43,8 @@ pub struct ApacheOptions {
     pub env: HashMap<String, String>,
     /// The filesystem the server sees (its container's, if it has one).
     pub root: FsRoot,
+    /// How much the parse may read, and for how long.
+    pub budget: ReadBudget,
 }
 
 /// Parses the installation whose main file is `main_file`.
@@ -50,7 +54,7 @@ pub fn parse(main_file: &Path) -> Result<ServerConfig, ConfigError> {
 
 /// [`parse`] with command-line options.
 pub fn parse_with(main_file: &Path, options: &ApacheOptions) -> Result<ServerConfig, ConfigError> {
-    let mut loader = Loader::in_root(&options.root);
+    let mut loader = Loader::in_root(&options.root, options.budget);
     let text = loader.read_main(main_file)?;
     let server_root = options
         .server_root
@@ -62,9 +66,13 @@ pub fn parse_with(main_file: &Path, options: &ApacheOptions) -> Result<ServerCon
     // (never execute) it; the live process environment wins.
     let mut env = HashMap::new();
     for candidate in envvars_candidates(main_file, &server_root) {
-        if let Ok(text) = loader::read_text(&options.root, &candidate) {
+        if let Ok(text) = loader.read_counted(&candidate, main_file, None) {
             loader.record_file(&candidate);
-            env.extend(parse_envvars(&text));
+            let envvars = parse_envvars(&text);
+            for (line, message) in envvars.skipped {
+                loader.problem(&candidate, Some(line), message);
+            }
+            env.extend(envvars.vars);
             break;
         }
     }
@@ -74,6 +82,7 @@ pub fn parse_with(main_file: &Path, options: &ApacheOptions) -> Result<ServerCon
         loader: &mut loader,
         server_root: server_root.clone(),
         defines: HashMap::new(),
+        defines_bytes: 0,
         cmdline_defines: options
             .defines
             .as_ref()
@@ -182,6 +191,8 @@ struct Walker<'a> {
     loader: &'a mut Loader,
     server_root: PathBuf,
     defines: HashMap<String, String>,
+    /// Bytes of all `Define` values, against [`MAX_TOTAL_BYTES`].
+    defines_bytes: usize,
     cmdline_defines: Option<HashSet<String>>,
     env: HashMap<String, String>,
     modules: HashSet<String>,
@@ -216,7 +227,7 @@ impl Walker<'_> {
             return;
         };
         for path in paths.into_iter().flatten().take(loader::MAX_FILES) {
-            let Ok(text) = loader::read_text(&self.loader.root, &path) else {
+            let Ok(text) = self.loader.read_counted(&path, &path, None) else {
                 continue;
             };
             for line in text.lines() {
@@ -353,11 +364,15 @@ impl Walker<'_> {
 
     /// httpd's `${NAME}` substitution: `Define`d names first, then the
     /// environment. An undefined name stays as written (httpd warns AH00111
-    /// and does the same), which usually breaks the path it is in.
+    /// and does the same), which usually breaks the path it is in. So does a
+    /// value that would take the line past [`MAX_VALUE_BYTES`] (httpd itself
+    /// refuses lines past 8 KiB), reported once per line.
     fn substitute(&mut self, text: &str, file: &Path, line: u32) -> String {
         if !text.contains("${") {
             return text.to_string();
         }
+        let limit = MAX_VALUE_BYTES.max(text.len());
+        let mut too_long_reported = false;
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
         while let Some(start) = rest.find("${") {
@@ -370,13 +385,31 @@ impl Walker<'_> {
             };
             let name = after.get(..end).unwrap_or("");
             match self.defines.get(name).or_else(|| self.env.get(name)) {
-                Some(value) => out.push_str(value),
+                Some(value) if out.len() + value.len() + rest.len() <= limit => out.push_str(value),
+                Some(_) => {
+                    if !too_long_reported {
+                        too_long_reported = true;
+                        self.problem(
+                            file,
+                            line,
+                            format!(
+                                "expanding ${{{name}}} would make the line longer than {} KiB \
+                                 (left as written)",
+                                MAX_VALUE_BYTES / 1024
+                            ),
+                        );
+                    }
+                    out.push_str("${");
+                    out.push_str(name);
+                    out.push('}');
+                }
                 None => {
                     if self.undefined_reported.insert(name.to_string()) {
                         self.problem(
                             file,
                             line,
-                            format!("config variable ${{{name}}} is not defined (left as written)"),
+                            "a config variable (${...}) is not defined (left as written)"
+                                .to_string(),
                         );
                     }
                     out.push_str("${");
@@ -412,7 +445,10 @@ impl Walker<'_> {
             self.problem(
                 file,
                 line,
-                format!("{name}: unterminated quote (httpd takes the rest of the line)"),
+                format!(
+                    "{}: unterminated quote (httpd takes the rest of the line)",
+                    shown::apache_directive(name)
+                ),
             );
         }
         let lname = name.to_ascii_lowercase();
@@ -427,13 +463,31 @@ impl Walker<'_> {
             "define" => {
                 if let Some(var) = first {
                     let value = words.get(1).cloned().unwrap_or_default();
+                    // Counted as name + value per entry; a redefinition
+                    // replaces its old entry.
+                    let old = self.defines.get(&var).map_or(0, |v| var.len() + v.len());
+                    let total = self.defines_bytes - old + var.len() + value.len();
+                    if total > MAX_TOTAL_BYTES {
+                        self.problem(
+                            file,
+                            line,
+                            format!(
+                                "Define {var} ignored: all defined values would exceed {} KiB",
+                                MAX_TOTAL_BYTES / 1024
+                            ),
+                        );
+                        return;
+                    }
+                    self.defines_bytes = total;
                     self.defines.insert(var, value);
                 }
                 return;
             }
             "undefine" => {
-                if let Some(var) = first {
-                    self.defines.remove(&var);
+                if let Some(var) = first
+                    && let Some(old) = self.defines.remove(&var)
+                {
+                    self.defines_bytes -= var.len() + old.len();
                 }
                 return;
             }
@@ -477,7 +531,11 @@ impl Walker<'_> {
             if lname.starts_with("ssl")
                 || matches!(lname.as_str(), "errorlog" | "loglevel" | "servername")
             {
-                self.problem(file, line, format!("{name} takes an argument"));
+                self.problem(
+                    file,
+                    line,
+                    format!("{} takes an argument", shown::apache_directive(name)),
+                );
             }
             return;
         };
@@ -503,7 +561,11 @@ impl Walker<'_> {
                 // `SSLEngine addr:port ...` (2.4.30+) is a server-wide
                 // address list; kept as written, it does not read as "on".
                 if !matches!(value.as_str(), "on" | "off" | "optional") && !value.contains(':') {
-                    self.problem(file, line, format!("SSLEngine: invalid value \"{first}\""));
+                    self.problem(
+                        file,
+                        line,
+                        "SSLEngine: invalid value (on, off or optional)".to_string(),
+                    );
                 }
                 self.scope(vhost).ssl_engine = Some(setting(value, file, line));
             }
@@ -626,7 +688,7 @@ impl Walker<'_> {
                     });
                 }
             }
-            Err(message) => self.problem(file, line, format!("Listen {spec}: {message}")),
+            Err(message) => self.problem(file, line, format!("Listen: {message}")),
         }
     }
 
@@ -644,7 +706,7 @@ impl Walker<'_> {
                     line,
                 })),
                 Err(message) => {
-                    self.problem(file, line, format!("<VirtualHost {word}>: {message}"));
+                    self.problem(file, line, format!("<VirtualHost>: {message}"));
                 }
             }
         }

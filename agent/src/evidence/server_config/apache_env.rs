@@ -8,14 +8,35 @@ use std::path::{Path, PathBuf};
 use super::apache::{ApacheOptions, DEBIAN_CONFIG, DEBIAN_ROOT, RHEL_ROOT};
 use crate::evidence::fsroot::FsRoot;
 
+/// Longest value a variable may have after expansion. httpd reads config
+/// lines of at most 8 KiB (`MAX_STRING_LEN`); twice that leaves room for any
+/// real value while `B=$A$A` repeated 40 times stops here instead of at
+/// 2^40 bytes.
+pub const MAX_VALUE_BYTES: usize = 16 * 1024;
+/// All variables' values together: those of one `envvars` file, or the
+/// `Define`s of one configuration.
+pub const MAX_TOTAL_BYTES: usize = 1024 * 1024;
+
+/// The variables of an `envvars` file, and the assignments skipped for
+/// their size (each says which line and variable).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Envvars {
+    pub vars: HashMap<String, String>,
+    pub skipped: Vec<(u32, String)>,
+}
+
 /// `export NAME=value` / `NAME=value` lines of a shell file, with `$NAME` /
 /// `${NAME}` expanded from earlier lines. Lines inside `if`/`case`/loops
 /// are skipped (their conditions are not evaluated), and values with
-/// command substitution are dropped: the file is read, never run.
-pub fn parse_envvars(text: &str) -> HashMap<String, String> {
-    let mut vars: HashMap<String, String> = HashMap::new();
+/// command substitution are dropped: the file is read, never run. A value
+/// longer than [`MAX_VALUE_BYTES`], or one that would take all values past
+/// [`MAX_TOTAL_BYTES`], is not set and listed in `skipped`.
+pub fn parse_envvars(text: &str) -> Envvars {
+    let mut out = Envvars::default();
+    let mut total = 0usize;
     let mut depth = 0usize;
-    for line in text.lines() {
+    for (index, line) in text.lines().enumerate() {
+        let line_no = u32::try_from(index + 1).unwrap_or(u32::MAX);
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
@@ -44,7 +65,9 @@ pub fn parse_envvars(text: &str) -> HashMap<String, String> {
         }
         if let Some(name) = line.strip_prefix("unset ") {
             for name in name.split_whitespace() {
-                vars.remove(name);
+                if let Some(old) = out.vars.remove(name) {
+                    total -= old.len();
+                }
             }
             continue;
         }
@@ -55,11 +78,43 @@ pub fn parse_envvars(text: &str) -> HashMap<String, String> {
         if !is_identifier(name) {
             continue;
         }
-        if let Some(value) = shell_value(raw, &vars) {
-            vars.insert(name.to_string(), value);
+        match shell_value(raw, &out.vars) {
+            ShellValue::Set(value) => {
+                let old = out.vars.get(name).map_or(0, String::len);
+                if total - old + value.len() > MAX_TOTAL_BYTES {
+                    out.skipped.push((
+                        line_no,
+                        format!(
+                            "{name} not set: the variables would exceed {} KiB",
+                            MAX_TOTAL_BYTES / 1024
+                        ),
+                    ));
+                    continue;
+                }
+                total = total - old + value.len();
+                out.vars.insert(name.to_string(), value);
+            }
+            ShellValue::NeedsShell => {}
+            ShellValue::TooLong => out.skipped.push((
+                line_no,
+                format!(
+                    "{name} not set: its value expands past {} KiB",
+                    MAX_VALUE_BYTES / 1024
+                ),
+            )),
         }
     }
-    vars
+    out
+}
+
+/// A shell word, read.
+#[derive(Debug, PartialEq, Eq)]
+enum ShellValue {
+    Set(String),
+    /// Command substitution or a `${X:-y}` form: only a shell knows.
+    NeedsShell,
+    /// Longer than [`MAX_VALUE_BYTES`] once expanded.
+    TooLong,
 }
 
 fn is_identifier(name: &str) -> bool {
@@ -70,9 +125,9 @@ fn is_identifier(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-/// A shell word's value: quotes removed, simple expansions done. None when
-/// it needs a shell (command substitution, `${X:-y}` forms).
-fn shell_value(raw: &str, vars: &HashMap<String, String>) -> Option<String> {
+/// A shell word's value: quotes removed, simple expansions done, at most
+/// [`MAX_VALUE_BYTES`] long.
+fn shell_value(raw: &str, vars: &HashMap<String, String>) -> ShellValue {
     let mut out = String::new();
     let mut chars = raw.chars().peekable();
     let mut in_double = false;
@@ -87,14 +142,14 @@ fn shell_value(raw: &str, vars: &HashMap<String, String>) -> Option<String> {
                 }
             }
             '"' => in_double = !in_double,
-            '`' => return None,
+            '`' => return ShellValue::NeedsShell,
             '\\' => {
                 if let Some(next) = chars.next() {
                     out.push(next);
                 }
             }
             '$' => match chars.peek() {
-                Some('(') => return None,
+                Some('(') => return ShellValue::NeedsShell,
                 Some('{') => {
                     chars.next();
                     let mut name = String::new();
@@ -105,9 +160,13 @@ fn shell_value(raw: &str, vars: &HashMap<String, String>) -> Option<String> {
                         name.push(c);
                     }
                     if !is_identifier(&name) {
-                        return None;
+                        return ShellValue::NeedsShell;
                     }
-                    out.push_str(vars.get(&name).map(String::as_str).unwrap_or(""));
+                    let value = vars.get(&name).map(String::as_str).unwrap_or("");
+                    if out.len() + value.len() > MAX_VALUE_BYTES {
+                        return ShellValue::TooLong;
+                    }
+                    out.push_str(value);
                 }
                 _ => {
                     let mut name = String::new();
@@ -122,7 +181,11 @@ fn shell_value(raw: &str, vars: &HashMap<String, String>) -> Option<String> {
                     if name.is_empty() {
                         out.push('$');
                     } else {
-                        out.push_str(vars.get(&name).map(String::as_str).unwrap_or(""));
+                        let value = vars.get(&name).map(String::as_str).unwrap_or("");
+                        if out.len() + value.len() > MAX_VALUE_BYTES {
+                            return ShellValue::TooLong;
+                        }
+                        out.push_str(value);
                     }
                 }
             },
@@ -130,8 +193,11 @@ fn shell_value(raw: &str, vars: &HashMap<String, String>) -> Option<String> {
             '#' if !in_double && out.is_empty() => break,
             c => out.push(c),
         }
+        if out.len() > MAX_VALUE_BYTES {
+            return ShellValue::TooLong;
+        }
     }
-    Some(out)
+    ShellValue::Set(out)
 }
 
 /// Command-line options httpd understands, as far as they matter here.
@@ -225,5 +291,6 @@ pub fn options_from_cmdline(args: &[String]) -> ApacheOptions {
         defines: Some(cmd.defines),
         env: HashMap::new(),
         root: FsRoot::Host,
+        budget: Default::default(),
     }
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 use super::loader::MAX_NESTING;
+use super::shown;
 
 const MAX_PROBLEMS_PER_FILE: usize = 50;
 
@@ -153,8 +154,9 @@ pub(crate) fn parse(text: &str, file: &Rc<Path>, depth: usize, budget: usize) ->
         p.report(
             frame.line,
             format!(
-                "<{}> opened here is never closed: expected </{}> but saw end of file",
-                frame.name, frame.name
+                "{} opened here is never closed: expected {} but saw end of file",
+                shown::apache_section(&frame.name),
+                shown::apache_section_end(&frame.name)
             ),
         );
         close(frame, file, &mut p.stack, &mut p.root);
@@ -227,7 +229,11 @@ impl Parser<'_> {
         else {
             self.report(
                 line,
-                format!("</{name}> without matching <{name}> section: httpd refuses the config"),
+                format!(
+                    "{} without a matching {}: httpd refuses the config",
+                    shown::apache_section_end(&name),
+                    shown::apache_section(&name)
+                ),
             );
             return;
         };
@@ -236,8 +242,10 @@ impl Parser<'_> {
                 self.report(
                     inner.line,
                     format!(
-                        "<{}> is closed by </{name}>: expected </{}> first",
-                        inner.name, inner.name
+                        "{} is closed by {}: expected {} first",
+                        shown::apache_section(&inner.name),
+                        shown::apache_section_end(&name),
+                        shown::apache_section_end(&inner.name)
                     ),
                 );
                 close(inner, self.file, &mut self.stack, &mut self.root);

@@ -13,7 +13,7 @@ pub(super) fn parse_address(spec: &str, vhost: bool) -> Result<(Vec<Option<IpAdd
         }
         match p.parse::<u16>() {
             Ok(port) if port > 0 => Ok(port),
-            _ => Err(format!("invalid port \"{p}\"")),
+            _ => Err("invalid port".to_string()),
         }
     };
     let (host, port) = if let Some(rest) = spec.strip_prefix('[') {
@@ -27,7 +27,7 @@ pub(super) fn parse_address(spec: &str, vhost: bool) -> Result<(Vec<Option<IpAdd
         };
         let addr: Ipv6Addr = host
             .parse()
-            .map_err(|_| format!("invalid IPv6 address \"{host}\""))?;
+            .map_err(|_| "invalid IPv6 address".to_string())?;
         return Ok((vec![Some(IpAddr::V6(addr))], port));
     } else if !vhost && spec.bytes().all(|b| b.is_ascii_digit()) {
         return Ok((vec![None], parse_port(spec)?));
@@ -48,9 +48,10 @@ pub(super) fn parse_address(spec: &str, vhost: bool) -> Result<(Vec<Option<IpAdd
             Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
         ]
     } else {
-        return Err(format!(
-            "host name \"{host}\" is resolved by httpd at startup; the agent does not resolve it, ignored"
-        ));
+        return Err(
+            "a host name is resolved by httpd at startup; the agent does not resolve it, ignored"
+                .to_string(),
+        );
     };
     Ok((addrs, port))
 }
@@ -79,9 +80,9 @@ pub(crate) fn protocol_set(words: &[String]) -> (Vec<String>, Vec<String>) {
             }
             one
         } else {
-            warnings.push(format!(
-                "SSLProtocol: illegal protocol \"{name}\": httpd refuses the config"
-            ));
+            warnings.push(
+                "SSLProtocol: an illegal protocol name: httpd refuses the config".to_string(),
+            );
             continue;
         };
         match action {

@@ -9,9 +9,10 @@
 use std::collections::HashSet;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::{ConfigError, ConfigProblem, ListenSpec, ServerBlock, ServerConfig, ServerKind};
-use crate::evidence::fsroot::FsRoot;
+use crate::evidence::fsroot::{FsRoot, MAX_GLOB_PATHS};
 
 /// Largest config file read; real configs are a few KiB, so anything bigger
 /// is a mistake or an attack.
@@ -29,6 +30,31 @@ pub(crate) const MAX_PROBLEMS: usize = 1000;
 /// Most directives kept for one installation: bounds memory and time when
 /// includes multiply (a file included many times by files included many times).
 pub(crate) const MAX_DIRECTIVES: usize = 500_000;
+/// Bytes one installation's parse reads, all its files together: the file
+/// and count caps alone would allow 2000 files of 4 MiB (or one file
+/// reached 2000 times through symlinks) -- 8 GB of parsing.
+pub const MAX_TREE_BYTES: u64 = 32 << 20;
+/// Time one installation's parse may take before the rest of its files is
+/// left unread.
+pub const MAX_PARSE_TIME: Duration = Duration::from_secs(5);
+
+/// How much one parse may read, and for how long ([`MAX_TREE_BYTES`],
+/// [`MAX_PARSE_TIME`] by default). Past either, the files not yet read
+/// are skipped and the parse says so in one problem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadBudget {
+    pub bytes: u64,
+    pub time: Duration,
+}
+
+impl Default for ReadBudget {
+    fn default() -> Self {
+        ReadBudget {
+            bytes: MAX_TREE_BYTES,
+            time: MAX_PARSE_TIME,
+        }
+    }
+}
 
 /// Why a file could not be used.
 #[derive(Debug)]
@@ -37,18 +63,21 @@ pub(crate) enum ReadFailure {
     NotAFile,
     TooLarge(u64),
     NotText,
+    /// The parse's byte or time budget is spent.
+    OverBudget,
 }
 
 impl ReadFailure {
     pub(crate) fn describe(&self) -> String {
         match self {
             ReadFailure::Io(e) if e.kind() == io::ErrorKind::NotFound => "no such file".to_string(),
-            ReadFailure::Io(e) => e.to_string(),
+            ReadFailure::Io(e) => crate::text::Chain(&e).to_string(),
             ReadFailure::NotAFile => "not a regular file (directory, FIFO or device)".to_string(),
             ReadFailure::TooLarge(size) => {
                 format!("{size} bytes, over the {MAX_FILE_BYTES}-byte limit; not read")
             }
             ReadFailure::NotText => "holds NUL bytes: not a text config file".to_string(),
+            ReadFailure::OverBudget => "over the read budget of one parse; not read".to_string(),
         }
     }
 
@@ -62,14 +91,21 @@ impl ReadFailure {
                 size,
                 limit: MAX_FILE_BYTES,
             },
+            ReadFailure::OverBudget => ConfigError::TooLarge {
+                path,
+                size: MAX_TREE_BYTES,
+                limit: MAX_TREE_BYTES,
+            },
             ReadFailure::NotText => ConfigError::NotText { path },
         }
     }
 }
 
 /// Reads one file of `root` as text, refusing anything that is not a
-/// regular file (a FIFO would block forever), over the size cap, or binary.
-pub(crate) fn read_text(root: &FsRoot, path: &Path) -> Result<String, ReadFailure> {
+/// regular file (a FIFO would block forever), over the size cap, or binary,
+/// and a file larger than `room` (what is left of a parse's budget) as
+/// [`ReadFailure::OverBudget`].
+fn read_text_within(root: &FsRoot, path: &Path, room: u64) -> Result<String, ReadFailure> {
     let meta = root.metadata(path).map_err(ReadFailure::Io)?;
     if !meta.is_file() {
         return Err(ReadFailure::NotAFile);
@@ -77,14 +113,21 @@ pub(crate) fn read_text(root: &FsRoot, path: &Path) -> Result<String, ReadFailur
     if meta.len() > MAX_FILE_BYTES {
         return Err(ReadFailure::TooLarge(meta.len()));
     }
+    if meta.len() > room {
+        return Err(ReadFailure::OverBudget);
+    }
+    let cap = MAX_FILE_BYTES.min(room);
     let file = root.open(path).map_err(ReadFailure::Io)?;
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
     // The file may grow between stat and read: read one byte past the cap to notice.
-    file.take(MAX_FILE_BYTES + 1)
+    file.take(cap + 1)
         .read_to_end(&mut bytes)
         .map_err(ReadFailure::Io)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(ReadFailure::TooLarge(bytes.len() as u64));
+    }
+    if bytes.len() as u64 > room {
+        return Err(ReadFailure::OverBudget);
     }
     if bytes.contains(&0) {
         return Err(ReadFailure::NotText);
@@ -131,15 +174,63 @@ pub(crate) struct Loader {
     /// The filesystem the paths are read from (a container's, for a
     /// containerised server).
     pub root: FsRoot,
+    budget: ReadBudget,
+    /// When the budget's time runs out (None: not started, no limit).
+    deadline: Option<Instant>,
+    /// Bytes read so far, against the budget.
+    pub bytes_read: u64,
+    /// The budget ran out: some files were not read.
+    pub over_budget: bool,
 }
 
 impl Loader {
-    /// A loader reading from `root`.
-    pub(crate) fn in_root(root: &FsRoot) -> Loader {
+    /// A loader reading from `root` within `budget`.
+    pub(crate) fn in_root(root: &FsRoot, budget: ReadBudget) -> Loader {
         Loader {
             root: root.clone(),
+            budget,
+            deadline: Instant::now().checked_add(budget.time),
             ..Loader::default()
         }
+    }
+
+    /// Reads a file of the tree against the parse's budget. The first
+    /// refusal for the budget is a problem at `from:line`; later ones are
+    /// silent (one hostile tree, one problem).
+    pub(crate) fn read_counted(
+        &mut self,
+        path: &Path,
+        from: &Path,
+        line: Option<u32>,
+    ) -> Result<String, ReadFailure> {
+        let out_of_time = self.deadline.is_some_and(|d| Instant::now() >= d);
+        let result = if self.over_budget || out_of_time {
+            Err(ReadFailure::OverBudget)
+        } else {
+            let room = self.budget.bytes.saturating_sub(self.bytes_read);
+            read_text_within(&self.root, path, room)
+        };
+        match &result {
+            Ok(text) => self.bytes_read += text.len() as u64,
+            Err(ReadFailure::OverBudget) if !self.over_budget => {
+                self.over_budget = true;
+                let why = if out_of_time {
+                    format!("took longer than {} s", self.budget.time.as_secs())
+                } else {
+                    format!("is over {} MiB", self.budget.bytes >> 20)
+                };
+                self.problem(
+                    from,
+                    line,
+                    format!(
+                        "the config tree {why} (the most one parse reads): {} and every file after it were not read",
+                        path.display()
+                    ),
+                );
+            }
+            Err(_) => {}
+        }
+        result
     }
 
     pub(crate) fn problem(&mut self, file: &Path, line: Option<u32>, message: impl Into<String>) {
@@ -166,6 +257,7 @@ impl Loader {
     ) -> ServerConfig {
         let mut config = ServerConfig::new(kind, main_file.to_path_buf());
         config.problems = self.take_problems(main_file);
+        config.over_budget = self.over_budget;
         config.blocks = blocks;
         config.listens = listens;
         config.set_root(&self.root);
@@ -199,9 +291,16 @@ impl Loader {
     }
 
     /// Reads the main file: failures here are the caller's error, not a problem.
+    /// The main file is always read (within the byte budget: it is the
+    /// first file, and smaller than the budget by the file cap).
     pub(crate) fn read_main(&mut self, path: &Path) -> Result<String, ConfigError> {
         self.reads += 1;
-        match read_text(&self.root, path) {
+        let room = self.budget.bytes.saturating_sub(self.bytes_read);
+        let read = read_text_within(&self.root, path, room);
+        if let Ok(text) = &read {
+            self.bytes_read += text.len() as u64;
+        }
+        match read {
             Ok(text) => {
                 self.record_file(path);
                 self.stack.push(self.root.canonical(path));
@@ -254,12 +353,14 @@ impl Loader {
             return None;
         }
         self.reads += 1;
-        match read_text(&self.root, path) {
+        match self.read_counted(path, from, Some(line)) {
             Ok(text) => {
                 self.record_file(path);
                 self.stack.push(canon);
                 Some(text)
             }
+            // Said once, by read_counted.
+            Err(ReadFailure::OverBudget) => None,
             Err(e) => {
                 if matches!(&e, ReadFailure::Io(io) if io.kind() == io::ErrorKind::NotFound) {
                     self.watch(path);
@@ -340,7 +441,10 @@ impl Loader {
                 self.problem(
                     from,
                     Some(line),
-                    format!("invalid include pattern {pattern}: {e}"),
+                    format!(
+                        "invalid include pattern {pattern}: {e}",
+                        e = crate::text::Chain(&e)
+                    ),
                 );
                 return Vec::new();
             }
@@ -387,8 +491,8 @@ impl Loader {
             return;
         }
         self.watch(dir);
-        let entries = match self.root.read_dir(dir) {
-            Ok(entries) => entries,
+        let listing = match self.root.read_dir(dir, MAX_GLOB_PATHS) {
+            Ok(listing) => listing,
             Err(e) => {
                 self.problem(
                     from,
@@ -398,7 +502,17 @@ impl Loader {
                 return;
             }
         };
-        let mut names = entries;
+        if listing.truncated {
+            self.problem(
+                from,
+                Some(line),
+                format!(
+                    "{} holds more than {MAX_GLOB_PATHS} entries; only {MAX_GLOB_PATHS} were looked at",
+                    dir.display()
+                ),
+            );
+        }
+        let mut names = listing.entries;
         names.sort();
         for path in names {
             if is_backup_name(&path) {

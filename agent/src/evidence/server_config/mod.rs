@@ -22,6 +22,7 @@ mod loader;
 pub mod nginx;
 mod nginx_syntax;
 mod select;
+mod shown;
 #[cfg(test)]
 mod tests;
 
@@ -29,19 +30,23 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
 use crate::evidence::fsroot::FsRoot;
 
-pub use discover::{DiscoveredConfig, discover, server_kind};
+pub use discover::{
+    DiscoveredConfig, DiscoveryCache, DiscoveryStats, discover, discover_with, server_kind,
+};
+pub use loader::{MAX_PARSE_TIME, MAX_TREE_BYTES, ReadBudget};
 pub use select::{Selection, name_matches};
 
 /// The main config file could not be read. (Failures below the main file
 /// are [`ConfigProblem`]s instead.)
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read {
         path: PathBuf,
         #[source]
@@ -225,6 +230,10 @@ pub struct ServerConfig {
     #[serde(default)]
     pub listens: Vec<ListenSpec>,
     pub problems: Vec<ConfigProblem>,
+    /// The parse stopped at its read budget ([`ReadBudget`]): files after
+    /// that point were not read (a problem says where).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub over_budget: bool,
     /// The filesystem every path above belongs to (see [`FsRoot`]).
     #[serde(default, skip_serializing_if = "FsRoot::is_host")]
     pub root: FsRoot,
@@ -241,6 +250,7 @@ impl ServerConfig {
             blocks: Vec::new(),
             listens: Vec::new(),
             problems: Vec::new(),
+            over_budget: false,
             root: FsRoot::Host,
         }
     }
@@ -277,11 +287,31 @@ pub fn fingerprint(files: &[PathBuf]) -> u64 {
 
 /// [`fingerprint`] of files under `root`.
 pub fn fingerprint_in(root: &FsRoot, files: &[PathBuf]) -> u64 {
+    fingerprint_newest_in(root, files).0
+}
+
+/// A config's [`ServerConfig::fingerprint`] and the newest mtime among its
+/// files (None when none could be read).
+pub(crate) fn fingerprint_and_newest(config: &ServerConfig) -> (u64, Option<SystemTime>) {
+    let all: Vec<PathBuf> = config
+        .files
+        .iter()
+        .chain(config.watched.iter())
+        .cloned()
+        .collect();
+    fingerprint_newest_in(&config.root, &all)
+}
+
+fn fingerprint_newest_in(root: &FsRoot, files: &[PathBuf]) -> (u64, Option<SystemTime>) {
     let mut hasher = DefaultHasher::new();
+    let mut newest: Option<SystemTime> = None;
     for path in files {
         path.hash(&mut hasher);
         match root.metadata(path) {
             Ok(meta) => {
+                if let Ok(modified) = meta.modified() {
+                    newest = Some(newest.map_or(modified, |n| n.max(modified)));
+                }
                 1u8.hash(&mut hasher);
                 meta.mtime().hash(&mut hasher);
                 meta.mtime_nsec().hash(&mut hasher);
@@ -293,7 +323,7 @@ pub fn fingerprint_in(root: &FsRoot, files: &[PathBuf]) -> u64 {
             Err(_) => 0u8.hash(&mut hasher),
         }
     }
-    hasher.finish()
+    (hasher.finish(), newest)
 }
 
 /// The canonical TLS version names, oldest first.

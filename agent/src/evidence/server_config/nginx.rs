@@ -12,8 +12,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use super::loader::{IncludeKind, Loader, MAX_DIRECTIVES};
+use super::loader::{IncludeKind, Loader, MAX_DIRECTIVES, ReadBudget};
 use super::nginx_syntax::{self, Directive};
+use super::shown;
 use super::{ConfigError, ListenSpec, ServerBlock, ServerConfig, ServerKind, Setting};
 use crate::evidence::fsroot::FsRoot;
 
@@ -30,6 +31,8 @@ pub struct NginxOptions {
     pub prefix: Option<PathBuf>,
     /// The filesystem the server sees (its container's, if it has one).
     pub root: FsRoot,
+    /// How much the parse may read, and for how long.
+    pub budget: ReadBudget,
 }
 
 /// Parses the installation whose main file is `main_file`.
@@ -39,7 +42,7 @@ pub fn parse(main_file: &Path) -> Result<ServerConfig, ConfigError> {
 
 /// [`parse`] with command-line options.
 pub fn parse_with(main_file: &Path, options: &NginxOptions) -> Result<ServerConfig, ConfigError> {
-    let mut loader = Loader::in_root(&options.root);
+    let mut loader = Loader::in_root(&options.root, options.budget);
     let text = loader.read_main(main_file)?;
     // nginx resolves relative `include` and certificate paths against the
     // directory of the main file (its "conf prefix").
@@ -238,7 +241,10 @@ impl Eval<'_> {
             if tls && ctx == Ctx::Main {
                 self.problem(
                     d,
-                    format!("\"{name}\" directive is not allowed here (main context): nginx refuses the config"),
+                    format!(
+                        "{} is not allowed here (main context): nginx refuses the config",
+                        shown::nginx_directive(name)
+                    ),
                 );
                 continue;
             }
@@ -250,12 +256,15 @@ impl Eval<'_> {
                         continue;
                     }
                     let mut values = Vec::new();
-                    for arg in &d.args {
+                    for (i, arg) in d.args.iter().enumerate() {
                         match PROTOCOLS.iter().find(|p| p.eq_ignore_ascii_case(arg)) {
                             Some(p) => values.push(p.to_string()),
                             None => self.problem(
                                 d,
-                                format!("invalid value \"{arg}\" in \"ssl_protocols\": nginx refuses the config"),
+                                format!(
+                                    "invalid value (argument {}) in \"ssl_protocols\": nginx refuses the config",
+                                    i + 1
+                                ),
                             ),
                         }
                     }
@@ -302,7 +311,7 @@ impl Eval<'_> {
                         if !VERIFY_CLIENT.contains(&arg.as_str()) {
                             self.problem(
                                 d,
-                                format!("invalid value \"{arg}\" in \"ssl_verify_client\": nginx refuses the config"),
+                                "invalid value in \"ssl_verify_client\" (on, off, optional or optional_no_ca): nginx refuses the config".to_string(),
                             );
                         }
                         s.verify_client = Some(setting(d, arg));
@@ -320,9 +329,10 @@ impl Eval<'_> {
                         match arg.as_str() {
                             "on" => s.ssl_on = Some(setting(d, true)),
                             "off" => s.ssl_on = Some(setting(d, false)),
-                            other => self.problem(
+                            _ => self.problem(
                                 d,
-                                format!("invalid value \"{other}\" in \"ssl\", it must be \"on\" or \"off\""),
+                                "invalid value in \"ssl\", it must be \"on\" or \"off\""
+                                    .to_string(),
                             ),
                         }
                     }
@@ -389,7 +399,7 @@ impl Eval<'_> {
                 if !LEVELS.contains(&l.as_str()) {
                     self.problem(
                         d,
-                        format!("invalid log level \"{l}\": nginx refuses the config"),
+                        "invalid log level in \"error_log\": nginx refuses the config".to_string(),
                     );
                 }
                 l
@@ -473,7 +483,7 @@ impl Eval<'_> {
             Ok(Some(parsed)) => parsed,
             Ok(None) => return Vec::new(), // unix: socket
             Err(message) => {
-                self.problem(d, format!("listen {spec}: {message}"));
+                self.problem(d, format!("listen: {message}"));
                 return Vec::new();
             }
         };
@@ -507,7 +517,7 @@ fn parse_listen_address(spec: &str) -> Result<Option<ListenAddress>, String> {
     let parse_port = |p: &str| -> Result<u16, String> {
         match p.parse::<u16>() {
             Ok(port) if port > 0 => Ok(port),
-            _ => Err(format!("invalid port \"{p}\"")),
+            _ => Err("invalid port".to_string()),
         }
     };
     if let Some(rest) = spec.strip_prefix('[') {
@@ -516,7 +526,7 @@ fn parse_listen_address(spec: &str) -> Result<Option<ListenAddress>, String> {
             .ok_or_else(|| "unterminated IPv6 address".to_string())?;
         let addr: Ipv6Addr = host
             .parse()
-            .map_err(|_| format!("invalid IPv6 address \"{host}\""))?;
+            .map_err(|_| "invalid IPv6 address".to_string())?;
         let port = match after.strip_prefix(':') {
             Some(p) => parse_port(p)?,
             None if after.is_empty() => 80,
@@ -544,9 +554,10 @@ fn parse_listen_address(spec: &str) -> Result<Option<ListenAddress>, String> {
         ]
     } else {
         // Resolving would mean DNS from inside a diagnosis; say so instead.
-        return Err(format!(
-            "host name \"{host}\" is resolved by nginx at startup; the agent does not resolve it, listen ignored"
-        ));
+        return Err(
+            "a host name is resolved by nginx at startup; the agent does not resolve it, listen ignored"
+                .to_string(),
+        );
     };
     Ok(Some((addrs, port)))
 }
@@ -613,6 +624,7 @@ pub fn options_from_cmdline(args: &[String]) -> NginxOptions {
     NginxOptions {
         prefix: cmdline_options(args).1,
         root: FsRoot::Host,
+        budget: Default::default(),
     }
 }
 

@@ -19,6 +19,7 @@ use std::rc::Rc;
 use std::str::Chars;
 
 use super::loader::MAX_NESTING;
+use super::shown;
 
 /// Problems recorded per file before the rest are only counted, so that a
 /// file of garbage does not yield millions of entries.
@@ -169,7 +170,7 @@ impl<'a> Lexer<'a> {
                     {
                         self.problems.push(
                             self.line,
-                            format!("unexpected \"{next}\" right after a quoted string"),
+                            "unexpected character right after a quoted string".to_string(),
                         );
                     }
                     break;
@@ -283,7 +284,10 @@ pub(crate) fn parse(
     if let Some((name, line)) = tree.words.first() {
         lexer.problems.push(
             *line,
-            format!("unexpected end of file: directive \"{name}\" is not terminated by \";\""),
+            format!(
+                "unexpected end of file: {} is not terminated by \";\"",
+                shown::nginx_directive(name)
+            ),
         );
     }
     // Unclosed blocks: nginx refuses the file. Keep their contents anyway,
@@ -292,8 +296,8 @@ pub(crate) fn parse(
         lexer.problems.push(
             frame.line,
             format!(
-                "block \"{}\" opened here is never closed: unexpected end of file, expecting \"}}\"",
-                frame.name
+                "{} opened here is never closed: unexpected end of file, expecting \"}}\"",
+                shown::nginx_block(&frame.name)
             ),
         );
         close_frame(frame, file, &mut tree.stack, &mut tree.root);
@@ -397,7 +401,10 @@ impl Tree<'_> {
         if let Some((name, _)) = self.words.first() {
             problems.push(
                 line,
-                format!("unexpected \"}}\": directive \"{name}\" is not terminated by \";\""),
+                format!(
+                    "unexpected \"}}\": {} is not terminated by \";\"",
+                    shown::nginx_directive(name)
+                ),
             );
             self.words.clear();
         }

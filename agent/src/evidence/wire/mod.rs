@@ -157,8 +157,11 @@ pub struct NonTlsFact {
     pub sender: Role,
     /// "http-request", "http-response", "sslv2-hello" or "unknown".
     pub kind: String,
-    /// The first bytes, printable ASCII kept and the rest escaped.
-    pub first_bytes: String,
+    /// What the first bytes are, e.g. "HTTP GET request", "SSH banner"
+    /// ([`crate::evidence::plaintext::describe`]): never the bytes
+    /// themselves, which may hold a path, a token or a password.
+    #[serde(alias = "first_bytes")]
+    pub description: String,
 }
 
 /// One captured chunk of a direction, as the kernel sent it.
@@ -434,7 +437,10 @@ impl TlsFacts {
             match cache.fact(der) {
                 Ok(fact) => self.server_certificates.push(fact),
                 Err(e) => {
-                    let text = format!("server certificate #{index} could not be parsed: {e}");
+                    let text = format!(
+                        "server certificate #{index} could not be parsed: {e}",
+                        e = crate::text::Chain(&e)
+                    );
                     if self.anomalies.len() < MAX_ANOMALIES && !self.anomalies.contains(&text) {
                         self.anomalies.push(text);
                     }

@@ -213,19 +213,3 @@ pub(super) fn non_tls_kind(b: &[u8]) -> &'static str {
         "unknown"
     }
 }
-
-/// Printable ASCII as is, the rest escaped (`\r`, `\n`, `\t`, `\xNN`).
-pub(super) fn escape_bytes(b: &[u8]) -> String {
-    let mut out = String::with_capacity(b.len() * 2);
-    for &c in b {
-        match c {
-            b'\r' => out.push_str("\\r"),
-            b'\n' => out.push_str("\\n"),
-            b'\t' => out.push_str("\\t"),
-            b'\\' => out.push_str("\\\\"),
-            0x20..=0x7e => out.push(char::from(c)),
-            _ => out.push_str(&format!("\\x{c:02x}")),
-        }
-    }
-    out
-}

@@ -590,7 +590,7 @@ impl Stream {
         let fact = NonTlsFact {
             sender: self.sender,
             kind: non_tls_kind(&self.snippet).to_string(),
-            first_bytes: escape_bytes(&self.snippet),
+            description: crate::evidence::plaintext::describe(&self.snippet),
         };
         match &sh.facts.non_tls {
             Some(existing) if existing.sender != self.sender => {}

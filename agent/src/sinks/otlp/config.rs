@@ -42,6 +42,34 @@ impl Protocol {
     }
 }
 
+/// The standard variables each OTLP flag falls back to: a config file's
+/// value for the flag yields to them (flag > environment > file).
+pub const FLAG_ENV: &[(&str, &[&str])] = &[
+    (
+        "otlp-endpoint",
+        &[
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+        ],
+    ),
+    (
+        "otlp-protocol",
+        &[
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ],
+    ),
+    (
+        "otlp-header",
+        &[
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            "OTEL_EXPORTER_OTLP_HEADERS",
+        ],
+    ),
+    ("service-name", &["OTEL_SERVICE_NAME"]),
+    ("otlp-max-queue-size", &["OTEL_BSP_MAX_QUEUE_SIZE"]),
+];
+
 /// Command-line flags of the OTLP sink, flattened into `agent run`. Every
 /// flag falls back to the standard `OTEL_*` variable named in its help; see
 /// [`OtlpConfig::from_env_and_flags`].
@@ -75,7 +103,7 @@ pub struct OtlpFlags {
     /// Fraction (0 to 1) of successful handshakes to export as spans too,
     /// decided on the trace id so both ends agree. Failures are always
     /// exported. Default 0: no successes.
-    #[arg(long = "sample-success", value_name = "RATIO", value_parser = parse_ratio)]
+    #[arg(long = "sample-success", env = "TLSDOCTOR_SAMPLE_SUCCESS", value_name = "RATIO", value_parser = parse_ratio)]
     pub sample_success: Option<f64>,
 
     /// Spans held while the collector is slow or down; more are dropped and
@@ -369,9 +397,12 @@ fn normalize_endpoint(
     } else {
         format!("https://{raw}")
     };
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| OtlpError::Config(format!("invalid OTLP endpoint {raw:?}: {e}")))?;
+    let uri: Uri = url.parse().map_err(|e| {
+        OtlpError::Config(format!(
+            "invalid OTLP endpoint {raw:?}: {e}",
+            e = crate::text::Chain(&e)
+        ))
+    })?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
         _ => {

@@ -112,7 +112,8 @@ impl OtlpExporter {
                     Ok(rt) => rt,
                     Err(e) => {
                         let _ = init_tx.send(Err(OtlpError::Thread(format!(
-                            "cannot create its tokio runtime: {e}"
+                            "cannot create its tokio runtime: {e}",
+                            e = crate::text::Chain(&e)
                         ))));
                         return;
                     }
@@ -149,7 +150,7 @@ impl OtlpExporter {
                 });
                 let _ = done_tx.send(());
             })
-            .map_err(|e| OtlpError::Thread(e.to_string()))?;
+            .map_err(|e| OtlpError::Thread(crate::text::Chain(&e).to_string()))?;
 
         match init_rx.recv() {
             Ok(Ok(())) => Ok(OtlpExporter {

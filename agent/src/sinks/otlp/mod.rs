@@ -149,7 +149,8 @@ pub mod attr {
     /// A side that did not speak TLS: "http-request", "http-response", ...
     pub const TLS_NON_TLS_KIND: &str = "tlsdoctor.tls.non_tls.kind";
     pub const TLS_NON_TLS_SENDER: &str = "tlsdoctor.tls.non_tls.sender";
-    pub const TLS_NON_TLS_FIRST_BYTES: &str = "tlsdoctor.tls.non_tls.first_bytes";
+    /// What its first bytes are ("HTTP GET request"), never the bytes.
+    pub const TLS_NON_TLS_DESCRIPTION: &str = "tlsdoctor.tls.non_tls.description";
     /// Array of wire anomalies in words.
     pub const TLS_ANOMALIES: &str = "tlsdoctor.tls.anomalies";
 

@@ -275,7 +275,7 @@ fn tls_attrs(a: &mut Attrs, outcome: &HandshakeOutcome) {
     if let Some(non_tls) = &tls.non_tls {
         a.str(attr::TLS_NON_TLS_KIND, non_tls.kind.clone());
         a.str(attr::TLS_NON_TLS_SENDER, non_tls.sender.as_str());
-        a.str(attr::TLS_NON_TLS_FIRST_BYTES, non_tls.first_bytes.clone());
+        a.str(attr::TLS_NON_TLS_DESCRIPTION, non_tls.description.clone());
     }
     a.strs(attr::TLS_ANOMALIES, tls.anomalies.iter().cloned());
 }

@@ -96,7 +96,10 @@ pub(super) fn build_span_exporter(
                     None => hyper_rustls::HttpsConnectorBuilder::new()
                         .with_provider_and_native_roots(rustls::crypto::ring::default_provider())
                         .map_err(|e| {
-                            OtlpError::Build(format!("no usable system CA certificates: {e}"))
+                            OtlpError::Build(format!(
+                                "no usable system CA certificates: {e}",
+                                e = crate::text::Chain(&e)
+                            ))
                         })?,
                 };
                 let connector = builder.https_only().enable_http1().build();
@@ -122,7 +125,7 @@ pub(super) fn build_span_exporter(
                 .build()
         }
     };
-    built.map_err(|e| OtlpError::Build(e.to_string()))
+    built.map_err(|e| OtlpError::Build(crate::text::Chain(&e).to_string()))
 }
 
 /// A rustls client configuration trusting exactly the certificates in `pem`.
@@ -135,10 +138,18 @@ fn tls_config_trusting(
     let name = path.map(|p| p.display().to_string()).unwrap_or_default();
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(pem) {
-        let cert = cert.map_err(|e| OtlpError::Config(format!("OTLP CA file {name}: {e}")))?;
-        roots
-            .add(cert)
-            .map_err(|e| OtlpError::Config(format!("OTLP CA file {name}: {e}")))?;
+        let cert = cert.map_err(|e| {
+            OtlpError::Config(format!(
+                "OTLP CA file {name}: {e}",
+                e = crate::text::Chain(&e)
+            ))
+        })?;
+        roots.add(cert).map_err(|e| {
+            OtlpError::Config(format!(
+                "OTLP CA file {name}: {e}",
+                e = crate::text::Chain(&e)
+            ))
+        })?;
     }
     if roots.is_empty() {
         return Err(OtlpError::Config(format!(
@@ -149,7 +160,7 @@ fn tls_config_trusting(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| OtlpError::Build(e.to_string()))?
+    .map_err(|e| OtlpError::Build(crate::text::Chain(&e).to_string()))?
     .with_root_certificates(roots)
     .with_no_client_auth())
 }

@@ -188,7 +188,7 @@ impl<E: SpanExporter> Worker<E> {
         }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if let Err(e) = self.exporter.shutdown_with_timeout(remaining) {
-            tracing::debug!(error = %e, "OTLP exporter shutdown");
+            tracing::debug!(error = %crate::text::Chain(&e), "OTLP exporter shutdown");
         }
     }
 
@@ -222,7 +222,7 @@ impl<E: SpanExporter> Worker<E> {
                 break Err(format!("no answer within {:?}", until - started));
             }
             tokio::select! {
-                done = &mut export => break done.map_err(|e| e.to_string()),
+                done = &mut export => break done.map_err(|e| crate::text::Chain(&e).to_string()),
                 _ = tokio::time::sleep_until(until.into()) => {}
                 changed = self.stop.changed(), if self.stop_open => {
                     // The exporter is gone: finish() comes next, bounded.

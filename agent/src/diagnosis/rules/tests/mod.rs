@@ -119,13 +119,13 @@ pub(super) fn scenario(cause: Cause) -> Case {
             }),
         // An OpenSSL server (s_server) reading `GET / HTTP/1.1`.
         Cause::PlaintextToTlsPort => Case::server()
-            .non_tls(Role::Client, "http-request", "GET / HTTP/1.1\\r\\nHost: site.example")
+            .non_tls(Role::Client, "http-request", "HTTP GET request")
             .call("SSL_do_handshake", -1)
             .ssl_error(reason::HTTP_REQUEST, "ssl3_get_record"),
         Cause::TlsToPlaintextPort => Case::client()
             .server_at("203.0.113.10", 8080)
             .client_hello(&["TLS 1.2", "TLS 1.3"])
-            .non_tls(Role::Server, "http-response", "HTTP/1.1 400 Bad Request")
+            .non_tls(Role::Server, "http-response", "HTTP/1.1 response, status 400")
             .call("SSL_connect", -1)
             .ssl_error(reason::WRONG_VERSION_NUMBER, "ssl3_get_record"),
         // TLS 1.3 mTLS: SSL_connect succeeds, the first SSL_read fails.

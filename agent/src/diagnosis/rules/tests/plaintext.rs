@@ -17,7 +17,7 @@ fn plain_http_to_an_openssl_tls_port() {
     assert!(
         d.evidence
             .iter()
-            .any(|e| e.source == Source::Wire && e.fact.contains("GET / HTTP/1.1"))
+            .any(|e| e.source == Source::Wire && e.fact.contains("HTTP GET request"))
     );
     assert!(
         d.evidence
@@ -34,7 +34,7 @@ fn plain_http_to_nginx_shows_in_its_log() {
     // nginx spots the plain request itself (its OpenSSL never sees it) and
     // answers 400 "The plain HTTP request was sent to HTTPS port".
     let d = Case::server()
-        .non_tls(Role::Client, "http-request", "GET / HTTP/1.1\\r\\nHost: site.example")
+        .non_tls(Role::Client, "http-request", "HTTP GET request")
         .log(
             88,
             "info",
@@ -77,7 +77,7 @@ fn tls_to_a_plain_port_seen_by_the_client() {
     assert_eq!(d.cause, Cause::TlsToPlaintextPort);
     assert_eq!(d.confidence, Confidence::High);
     assert!(
-        d.summary.contains("HTTP/1.1 400 Bad Request"),
+        d.summary.contains("HTTP/1.1 response, status 400"),
         "{}",
         d.summary
     );
@@ -144,7 +144,7 @@ fn wrong_version_number_at_a_server_means_the_client_spoke_something_else() {
 
 #[test]
 fn an_sslv2_hello_is_a_version_problem_not_plain_text() {
-    let case = Case::server().non_tls(Role::Client, "sslv2-hello", "\\x80\\x2e\\x01\\x03\\x01");
+    let case = Case::server().non_tls(Role::Client, "sslv2-hello", "SSLv2-format ClientHello");
     assert!(case.rule(plaintext_to_tls_port).is_none());
     assert_eq!(case.diagnose().cause, Cause::ProtocolVersionMismatch);
 }

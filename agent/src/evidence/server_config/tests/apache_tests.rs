@@ -218,7 +218,8 @@ Define TLS
         vhost.client_ca.as_ref().unwrap().value,
         fx.path("${UNDEFINED_VAR}/ca.pem")
     );
-    let undefined = problems_with(&config, "${UNDEFINED_VAR}");
+    // Said without its name (a message never quotes the file).
+    let undefined = problems_with(&config, "a config variable (${...}) is not defined");
     assert_eq!(undefined.len(), 1);
     assert_eq!(undefined[0].line, Some(30));
     assert_eq!(config.problems.len(), 1, "{:#?}", config.problems);
@@ -410,7 +411,8 @@ export BACKTICK=`id`
 #export COMMENTED=1
 export LANG
 ",
-    );
+    )
+    .vars;
     assert_eq!(vars.get("APACHE_RUN_USER").unwrap(), "www-data");
     assert_eq!(vars.get("APACHE_LOG_DIR").unwrap(), "/var/log/apache2");
     assert_eq!(vars.get("QUOTED").unwrap(), "/a b");

@@ -228,3 +228,71 @@ fn problem_floods_are_capped() {
         "{last:?}"
     );
 }
+
+/// Issue 12 item 2: 40 lines of `B=$A$A` expand to 2^40 bytes; a process
+/// named apache2 pointing `-f` at such a file drove the agent out of
+/// memory. Each value and all values together are capped, and the skip is
+/// reported.
+#[test]
+fn variable_expansion_is_capped() {
+    use crate::evidence::server_config::apache::{MAX_TOTAL_BYTES, MAX_VALUE_BYTES, parse_envvars};
+    let mut envvars = "export A=aaaaaaaaaaaaaaaa\n".to_string();
+    for i in 1..=40 {
+        envvars.push_str(&format!("export A=$A$A\nexport B{i}=${{A}}x\n"));
+    }
+    let parsed = parse_envvars(&envvars);
+    assert!(parsed.vars.values().all(|v| v.len() <= MAX_VALUE_BYTES));
+    let total: usize = parsed.vars.values().map(String::len).sum();
+    assert!(total <= MAX_TOTAL_BYTES, "{total}");
+    assert!(
+        parsed.skipped.iter().any(|(_, m)| m.contains("A not set")),
+        "{:?}",
+        parsed.skipped
+    );
+    // What fits is still expanded exactly: 16 * 2^9 bytes = 8 KiB.
+    assert_eq!(parsed.vars["B9"].len(), 16 * 512 + 1);
+
+    // Many distinct variables, each under the value cap: the total stops them.
+    let mut wide = format!("export W={}\n", "w".repeat(MAX_VALUE_BYTES / 2));
+    for i in 0..400 {
+        wide.push_str(&format!("export W{i}=$W$W\n"));
+    }
+    let parsed = parse_envvars(&wide);
+    let total: usize = parsed.vars.values().map(String::len).sum();
+    assert!(total <= MAX_TOTAL_BYTES, "{total}");
+    assert!(
+        parsed
+            .skipped
+            .iter()
+            .any(|(_, m)| m.contains("would exceed"))
+    );
+
+    // The same through a config: the envvars file beside it, and Define.
+    let fx = Fixture::new("hostile-expand");
+    fx.write("envvars", &envvars);
+    let mut conf = "Define D dddddddddddddddd\n".to_string();
+    for _ in 0..40 {
+        conf.push_str("Define D ${D}${D}\n");
+    }
+    for i in 0..200 {
+        conf.push_str(&format!("Define E{i} ${{D}}${{B9}}\n"));
+    }
+    conf.push_str(
+        "<VirtualHost *:443>\nServerName after.example\nServerAlias ${D}${A}\nSSLEngine on\n</VirtualHost>\n",
+    );
+    let main = fx.write("apache2.conf", &conf);
+    let config = apache::parse(&main).unwrap();
+    assert_eq!(config.blocks.len(), 1, "{:#?}", config.problems);
+    assert_eq!(config.blocks[0].server_names[0].value, "after.example");
+    assert!(
+        !problems_with(&config, "longer than 16 KiB").is_empty(),
+        "{:#?}",
+        config.problems
+    );
+    assert!(
+        !problems_with(&config, "would exceed").is_empty(),
+        "{:#?}",
+        config.problems
+    );
+    assert!(!problems_with(&config, "A not set").is_empty());
+}

@@ -4,8 +4,10 @@
 //! layouts and not only against hand-written snippets.
 
 mod apache_tests;
+mod budget;
 mod hostile;
 mod nginx_tests;
+mod no_echo;
 mod real_system;
 mod rooted;
 mod selection;

@@ -246,6 +246,7 @@ fn a_server_gone_before_its_config_is_read_says_so() {
     let gone = FsRoot::Process {
         pid: 4_194_304 + 99,
         mnt_ns: 1,
+        reads_as: None,
     };
     let e = nginx::parse_with(
         Path::new("/etc/nginx/nginx.conf"),
@@ -255,7 +256,9 @@ fn a_server_gone_before_its_config_is_read_says_so() {
         },
     )
     .unwrap_err();
-    assert!(e.to_string().contains("has exited"), "{e}");
+    let e = crate::text::Chain(&e).to_string();
+    assert!(e.contains("has exited"), "{e}");
     let e = load_pem_chain_in(&gone, Path::new("/etc/nginx/cert.pem")).unwrap_err();
-    assert!(e.to_string().contains("has exited"), "{e}");
+    let e = crate::text::Chain(&e).to_string();
+    assert!(e.contains("has exited"), "{e}");
 }

@@ -635,7 +635,7 @@ fn plain_http_request_to_tls_server() {
         let n = f.non_tls.as_ref().unwrap();
         assert_eq!(n.sender, C);
         assert_eq!(n.kind, "http-request");
-        assert_eq!(n.first_bytes, "GET / HTTP/1.1\\r\\nHost: se");
+        assert_eq!(n.description, "HTTP GET request");
         assert!(f.client_hello.is_none() && f.messages.is_empty());
         assert!(f.anomalies.is_empty(), "{:?}", f.anomalies);
     });
@@ -648,7 +648,7 @@ fn tls_client_to_plain_http_server() {
         let n = f.non_tls.as_ref().unwrap();
         assert_eq!(n.sender, S);
         assert_eq!(n.kind, "http-response");
-        assert_eq!(n.first_bytes, "HTTP/1.0 400 Bad request");
+        assert_eq!(n.description, "HTTP/1.0 response, status 400");
         assert_eq!(f.sni.as_deref(), Some("server.test"));
         assert_eq!(messages(f), [(C, "ClientHello")]);
     });

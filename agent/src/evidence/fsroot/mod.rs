@@ -11,6 +11,13 @@
 //! read from the host (or be missing there) -- a misleading answer. Files
 //! are therefore opened with `openat2(RESOLVE_IN_ROOT)` relative to the
 //! root directory: symlinks and `..` resolve as they do for the server.
+//!
+//! Fail closed: when `openat2` is missing (Linux before 5.6, or a seccomp
+//! filter) or the server's mount namespace cannot be read, its files are
+//! not read at all -- a plain lookup would follow its absolute symlinks
+//! into the host, and the host's root is not its root. A non-root server's
+//! files are looked up with its own credentials ([`Identity`]). Every
+//! refusal is an error naming the reason, and counted ([`refusals`]).
 
 use std::ffi::{CString, OsString};
 use std::fs::{self, File, Metadata};
@@ -20,8 +27,16 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use serde::{Deserialize, Serialize};
 use tracing::debug;
+
+mod identity;
+#[cfg(test)]
+mod tests;
+
+pub use identity::Identity;
 
 /// Where a server's paths are rooted.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -34,9 +49,21 @@ pub enum FsRoot {
     /// container) or under another root (chroot); read through
     /// `/proc/PID/root`. `mnt_ns` is the inode of its `/proc/PID/ns/mnt`:
     /// it tells a pid reused by another process from the server.
-    Process { pid: u32, mnt_ns: u64 },
+    /// `reads_as`: the server's credentials when it does not run as root;
+    /// its files are looked up with them.
+    Process {
+        pid: u32,
+        mnt_ns: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reads_as: Option<Identity>,
+    },
     /// A directory standing in for `/` (tests; an unpacked image).
     Dir { path: PathBuf },
+    /// The root of process `pid` could not be told apart from the host's
+    /// (its mount namespace or root is not readable): nothing is read
+    /// through it, since reading the host's files in its place would
+    /// describe the wrong server.
+    Unreadable { pid: u32, reason: String },
 }
 
 /// Why a server's root could not be entered.
@@ -46,18 +73,20 @@ pub enum FsRootError {
         "pid {pid} has exited since it was found: the files of its container can no longer be read"
     )]
     ProcessGone { pid: u32 },
-    #[error("cannot enter the filesystem of pid {pid} ({}): {source}", proc_root(*pid).display())]
+    #[error("cannot enter the filesystem of pid {pid} ({})", proc_root(*pid).display())]
     Unreachable {
         pid: u32,
         #[source]
         source: io::Error,
     },
-    #[error("cannot open {} as a root directory: {source}", path.display())]
+    #[error("cannot open {} as a root directory", path.display())]
     BadDir {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
+    #[error("the filesystem of pid {pid} is not read: {reason}")]
+    Refused { pid: u32, reason: String },
 }
 
 impl From<FsRootError> for io::Error {
@@ -66,6 +95,7 @@ impl From<FsRootError> for io::Error {
         // process is not a missing file.
         let kind = match &e {
             FsRootError::ProcessGone { .. } => io::ErrorKind::Other,
+            FsRootError::Refused { .. } => io::ErrorKind::PermissionDenied,
             FsRootError::Unreachable { source, .. } | FsRootError::BadDir { source, .. } => {
                 match source.kind() {
                     io::ErrorKind::NotFound => io::ErrorKind::Other,
@@ -77,9 +107,67 @@ impl From<FsRootError> for io::Error {
     }
 }
 
-/// Most paths a rooted glob keeps between components: bounds a hostile
-/// `/*/*/*/*` include.
-const MAX_GLOB_PATHS: usize = 10_000;
+/// Most paths a rooted glob keeps between components, and most entries it
+/// lists of one directory: bounds a hostile `/*/*/*/*` include.
+pub const MAX_GLOB_PATHS: usize = 10_000;
+
+/// At most `max` entries of a directory ([`FsRoot::read_dir`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listing {
+    pub entries: Vec<PathBuf>,
+    /// The directory held more entries than were listed.
+    pub truncated: bool,
+}
+
+/// Roots refused because a process's namespace or root could not be read.
+static REFUSED_ROOTS: AtomicU64 = AtomicU64::new(0);
+/// Lookups refused because `openat2` is missing.
+static OPENAT2_MISSING: AtomicU64 = AtomicU64::new(0);
+
+/// What [`FsRoot`] refused to read, since start: counted so that a blind
+/// spot shows in the status, not only in the error of one server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Refusals {
+    /// Processes whose root could not be told apart from the host's.
+    pub unreadable_roots: u64,
+    /// Lookups inside a root refused because `openat2` is missing.
+    pub openat2_missing: u64,
+    /// Lookups refused because the agent could not take a server's
+    /// credentials (CAP_SETUID/CAP_SETGID missing).
+    pub identity_refused: u64,
+}
+
+/// The refusals counted so far.
+pub fn refusals() -> Refusals {
+    Refusals {
+        unreadable_roots: REFUSED_ROOTS.load(Ordering::Relaxed),
+        openat2_missing: OPENAT2_MISSING.load(Ordering::Relaxed),
+        identity_refused: identity::refused_lookups(),
+    }
+}
+
+/// A process's mount namespace inode and root directory (dev, inode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct View {
+    mnt_ns: u64,
+    root: (u64, u64),
+}
+
+/// Whose root a process has, from the agent's view and its: `Ok(None)`
+/// for the agent's own, `Ok(Some(mnt_ns))` for another, `Err(reason)`
+/// when either cannot be read -- then nothing may be assumed.
+fn classify(own: io::Result<View>, theirs: io::Result<View>) -> Result<Option<u64>, String> {
+    let own = own.map_err(|e| {
+        format!(
+            "the agent's own mount namespace is not readable: {e}",
+            e = crate::text::Chain(&e)
+        )
+    })?;
+    let theirs = theirs.map_err(|e| {
+        format!("its mount namespace or root is not readable ({e}); the host's files are not read in its place", e = crate::text::Chain(&e))
+    })?;
+    Ok((own != theirs).then_some(theirs.mnt_ns))
+}
 
 fn proc_root(pid: u32) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/root"))
@@ -97,32 +185,42 @@ fn root_id(proc_dir: &str) -> io::Result<(u64, u64)> {
 
 impl FsRoot {
     /// The filesystem process `pid` sees: [`FsRoot::Host`] when it shares
-    /// the agent's mount namespace and root, else its `/proc/PID/root`.
-    /// When that cannot be told (the process is gone, or its namespace link
-    /// is hidden from a non-root agent), the host's: what the agent did
-    /// before it knew about containers.
+    /// the agent's mount namespace and root, else its `/proc/PID/root`
+    /// (looked up with its credentials when it does not run as root). When
+    /// that cannot be told -- the process is gone, or its namespace link is
+    /// hidden from the agent -- [`FsRoot::Unreadable`]: refused, counted,
+    /// never the host's root in its place.
     pub fn of_process(pid: u32) -> FsRoot {
         let theirs = format!("/proc/{pid}");
-        let (Ok(own_ns), Ok(their_ns)) = (mnt_ns("/proc/self"), mnt_ns(&theirs)) else {
-            debug!(
-                pid,
-                "mount namespace not readable; its files are read from the host"
-            );
-            return FsRoot::Host;
+        let view = |dir: &str| -> io::Result<View> {
+            Ok(View {
+                mnt_ns: mnt_ns(dir)?,
+                root: root_id(dir)?,
+            })
         };
-        let same_root = match (root_id("/proc/self"), root_id(&theirs)) {
-            (Ok(a), Ok(b)) => a == b,
-            // Not comparable: the namespace decides.
-            _ => true,
+        let root = match classify(view("/proc/self"), view(&theirs)) {
+            Ok(None) => FsRoot::Host,
+            Ok(Some(mnt_ns)) => match Identity::of_process(pid) {
+                Ok(id) => FsRoot::Process {
+                    pid,
+                    mnt_ns,
+                    reads_as: (!id.is_root()).then_some(id),
+                },
+                Err(e) => FsRoot::Unreadable {
+                    pid,
+                    reason: format!(
+                        "its credentials are not readable: {e}",
+                        e = crate::text::Chain(&e)
+                    ),
+                },
+            },
+            Err(reason) => FsRoot::Unreadable { pid, reason },
         };
-        if own_ns == their_ns && same_root {
-            FsRoot::Host
-        } else {
-            FsRoot::Process {
-                pid,
-                mnt_ns: their_ns,
-            }
+        if let FsRoot::Unreadable { reason, .. } = &root {
+            REFUSED_ROOTS.fetch_add(1, Ordering::Relaxed);
+            debug!(pid, reason, "root not readable: its files are not read");
         }
+        root
     }
 
     pub fn is_host(&self) -> bool {
@@ -132,8 +230,20 @@ impl FsRoot {
     /// The process whose root this is.
     pub fn pid(&self) -> Option<u32> {
         match self {
-            FsRoot::Process { pid, .. } => Some(*pid),
+            FsRoot::Process { pid, .. } | FsRoot::Unreadable { pid, .. } => Some(*pid),
             _ => None,
+        }
+    }
+
+    /// Whether the process this root belongs to is still the one found
+    /// (same pid, same mount namespace). Other roots are always alive.
+    pub fn is_alive(&self) -> bool {
+        match self {
+            FsRoot::Process {
+                pid, mnt_ns: ns, ..
+            } => mnt_ns(&format!("/proc/{pid}")).is_ok_and(|now| now == *ns),
+            FsRoot::Unreadable { pid, .. } => Path::new(&format!("/proc/{pid}")).exists(),
+            FsRoot::Host | FsRoot::Dir { .. } => true,
         }
     }
 
@@ -141,7 +251,14 @@ impl FsRoot {
     /// container are).
     pub fn same_view(&self, other: &FsRoot) -> bool {
         match (self, other) {
-            (FsRoot::Process { mnt_ns: a, pid: p }, FsRoot::Process { mnt_ns: b, pid: q }) => {
+            (
+                FsRoot::Process {
+                    mnt_ns: a, pid: p, ..
+                },
+                FsRoot::Process {
+                    mnt_ns: b, pid: q, ..
+                },
+            ) => {
                 // One namespace may hold several roots (chroots): compare
                 // roots too when the namespace is shared.
                 a == b
@@ -160,15 +277,24 @@ impl FsRoot {
             FsRoot::Host => None,
             FsRoot::Process { pid, .. } => Some(format!("in the container of pid {pid}")),
             FsRoot::Dir { path } => Some(format!("under {}", path.display())),
+            FsRoot::Unreadable { pid, .. } => Some(format!("of pid {pid}")),
         }
     }
 
     /// The directory this root is read through (`/proc/PID/root`).
     pub fn base(&self) -> Option<PathBuf> {
         match self {
-            FsRoot::Host => None,
+            FsRoot::Host | FsRoot::Unreadable { .. } => None,
             FsRoot::Process { pid, .. } => Some(proc_root(*pid)),
             FsRoot::Dir { path } => Some(path.clone()),
+        }
+    }
+
+    /// The credentials lookups in this root use, when not the agent's.
+    fn reads_as(&self) -> Option<&Identity> {
+        match self {
+            FsRoot::Process { reads_as, .. } => reads_as.as_ref(),
+            _ => None,
         }
     }
 
@@ -189,6 +315,10 @@ impl FsRoot {
     fn open_base(&self) -> Result<Option<OwnedFd>, FsRootError> {
         match self {
             FsRoot::Host => Ok(None),
+            FsRoot::Unreadable { pid, reason } => Err(FsRootError::Refused {
+                pid: *pid,
+                reason: reason.clone(),
+            }),
             FsRoot::Dir { path } => {
                 open_dir_path(path)
                     .map(Some)
@@ -197,7 +327,9 @@ impl FsRoot {
                         source,
                     })
             }
-            FsRoot::Process { pid, mnt_ns: ns } => {
+            FsRoot::Process {
+                pid, mnt_ns: ns, ..
+            } => {
                 let pid = *pid;
                 let gone = |e: &io::Error| {
                     e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH)
@@ -230,7 +362,9 @@ impl FsRoot {
                 .read(true)
                 .custom_flags(flags)
                 .open(path),
-            Some(base) => open_in(&base, path, libc::O_RDONLY | flags).map(File::from),
+            Some(base) => {
+                open_in(&base, path, libc::O_RDONLY | flags, self.reads_as()).map(File::from)
+            }
         }
     }
 
@@ -240,7 +374,9 @@ impl FsRoot {
             None => fs::metadata(path),
             // O_PATH: no open of the file itself (a FIFO, a device), just
             // the lookup; fstat works on it.
-            Some(base) => File::from(open_in(&base, path, libc::O_PATH)?).metadata(),
+            Some(base) => {
+                File::from(open_in(&base, path, libc::O_PATH, self.reads_as())?).metadata()
+            }
         }
     }
 
@@ -252,22 +388,41 @@ impl FsRoot {
         self.metadata(path).is_ok()
     }
 
-    /// The entries of a directory, as paths of this root, unsorted.
-    pub fn read_dir(&self, dir: &Path) -> io::Result<Vec<PathBuf>> {
-        let names: Vec<OsString> = match self.open_base()? {
-            None => fs::read_dir(dir)?
-                .filter_map(|e| e.ok().map(|e| e.file_name()))
-                .collect(),
+    /// At most `max` entries of a directory, as paths of this root, in
+    /// the order the directory yields them (unsorted). `truncated` says
+    /// there were more: a directory of a million entries is not listed
+    /// whole to find a few config files.
+    pub fn read_dir(&self, dir: &Path, max: usize) -> io::Result<Listing> {
+        let (reader, _fd) = match self.open_base()? {
+            None => (fs::read_dir(dir)?, None),
             Some(base) => {
-                let fd = open_in(&base, dir, libc::O_RDONLY | libc::O_DIRECTORY)?;
+                let fd = open_in(
+                    &base,
+                    dir,
+                    libc::O_RDONLY | libc::O_DIRECTORY,
+                    self.reads_as(),
+                )?;
                 // The descriptor's /proc/self/fd link is the directory the
-                // root resolution found, whatever its host-side path.
-                fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd()))?
-                    .filter_map(|e| e.ok().map(|e| e.file_name()))
-                    .collect()
+                // root resolution found (and the server may list), whatever
+                // its host-side path.
+                let reader = fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd()))?;
+                (reader, Some(fd))
             }
         };
-        Ok(names.into_iter().map(|n| dir.join(n)).collect())
+        let mut names: Vec<OsString> = Vec::new();
+        let mut truncated = false;
+        for entry in reader {
+            let Ok(entry) = entry else { continue };
+            if names.len() >= max {
+                truncated = true;
+                break;
+            }
+            names.push(entry.file_name());
+        }
+        Ok(Listing {
+            entries: names.into_iter().map(|n| dir.join(n)).collect(),
+            truncated,
+        })
     }
 
     /// The path with symlinks resolved where possible, to tell two names
@@ -293,20 +448,17 @@ impl FsRoot {
     /// Expands a glob pattern (absolute, as the server would) into the
     /// matching paths of this root, sorted per directory as glob(3) sorts.
     /// An unreadable directory on the way is an `Err` entry, as the glob
-    /// crate reports it.
+    /// crate reports it; so is a directory with more than
+    /// [`MAX_GLOB_PATHS`] entries (only that many are looked at).
     pub fn glob(
         &self,
         pattern: &str,
         options: glob::MatchOptions,
     ) -> Result<Vec<Result<PathBuf, String>>, glob::PatternError> {
-        if self.is_host() {
-            return Ok(glob::glob_with(pattern, options)?
-                .map(|r| r.map_err(|e| e.to_string()))
-                .collect());
-        }
-        // The glob crate walks real paths (and absolute symlinks on the way
-        // would leave the root): match one component at a time instead,
-        // listing directories through the root.
+        // One component at a time, listing directories through the root
+        // with a cap: the glob crate walks real paths (absolute symlinks on
+        // the way would leave a container's root) and reads whole
+        // directories before any cap applies.
         let mut current: Vec<PathBuf> = vec![PathBuf::from("/")];
         let mut errors = Vec::new();
         // Entries a wildcard matched were listed, so they exist (a dangling
@@ -329,8 +481,16 @@ impl FsRoot {
                 if !self.is_dir(dir) {
                     continue;
                 }
-                let mut entries = match self.read_dir(dir) {
-                    Ok(entries) => entries,
+                let mut entries = match self.read_dir(dir, MAX_GLOB_PATHS) {
+                    Ok(listing) => {
+                        if listing.truncated {
+                            errors.push(Err(format!(
+                                "`{}` holds more than {MAX_GLOB_PATHS} entries; only {MAX_GLOB_PATHS} were looked at",
+                                dir.display()
+                            )));
+                        }
+                        listing.entries
+                    }
                     Err(e) => {
                         errors.push(Err(format!("attempting to read `{}`: {e}", dir.display())));
                         continue;
@@ -392,8 +552,14 @@ struct OpenHow {
 
 /// Opens `path` beneath `base` as if `base` were `/`: absolute symlinks and
 /// `..` stay inside it; magic links (/proc/PID/fd/N, /proc/PID/root inside
-/// the container) are refused, as they could lead anywhere.
-fn open_in(base: &OwnedFd, path: &Path, flags: i32) -> io::Result<OwnedFd> {
+/// the container) are refused, as they could lead anywhere. With
+/// `reads_as`, the lookup runs with those credentials.
+fn open_in(
+    base: &OwnedFd,
+    path: &Path,
+    flags: i32,
+    reads_as: Option<&Identity>,
+) -> io::Result<OwnedFd> {
     let inner = normalize(path);
     let rel = inner.strip_prefix("/").unwrap_or(&inner);
     let rel = if rel.as_os_str().is_empty() {
@@ -408,6 +574,8 @@ fn open_in(base: &OwnedFd, path: &Path, flags: i32) -> io::Result<OwnedFd> {
         mode: 0,
         resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
     };
+    // Held until the lookup is done; dropping it restores the thread.
+    let _assumed = reads_as.map(Identity::assume).transpose()?;
     // openat2 fails with EAGAIN when a rename or mount raced the lookup.
     for _ in 0..8 {
         // SAFETY: the path is NUL-terminated and `how` is a live open_how of
@@ -429,162 +597,19 @@ fn open_in(base: &OwnedFd, path: &Path, flags: i32) -> io::Result<OwnedFd> {
         let err = io::Error::last_os_error();
         match err.raw_os_error() {
             Some(libc::EAGAIN) => continue,
-            Some(libc::ENOSYS) => return open_lexical(base, rel, flags),
+            Some(libc::ENOSYS) => {
+                OPENAT2_MISSING.fetch_add(1, Ordering::Relaxed);
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "openat2 is not available (Linux before 5.6, or a seccomp filter): \
+                     files inside another root are not read, since a plain lookup would \
+                     follow their absolute symlinks into the host",
+                ));
+            }
             _ => return Err(err),
         }
     }
     Err(io::Error::other(
         "the path kept changing while it was looked up",
     ))
-}
-
-/// Kernels before 5.6 have no openat2: a plain lookup beneath the root
-/// (`..` was resolved lexically; an absolute symlink inside resolves
-/// against the agent's root, the one case this cannot get right).
-fn open_lexical(base: &OwnedFd, rel: &Path, flags: i32) -> io::Result<OwnedFd> {
-    let c_path = CString::new(rel.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path holds a NUL byte"))?;
-    // SAFETY: valid descriptor and NUL-terminated path.
-    let fd = unsafe { libc::openat(base.as_raw_fd(), c_path.as_ptr(), flags | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel just returned this descriptor to us.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Read;
-
-    pub(crate) struct TempRoot(pub PathBuf);
-
-    impl TempRoot {
-        pub fn new(tag: &str) -> TempRoot {
-            let dir =
-                std::env::temp_dir().join(format!("tlsdoctor-fsroot-{}-{tag}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            TempRoot(dir)
-        }
-        pub fn write(&self, path: &str, text: &str) {
-            let p = self.0.join(path.trim_start_matches('/'));
-            fs::create_dir_all(p.parent().unwrap()).unwrap();
-            fs::write(p, text).unwrap();
-        }
-        pub fn root(&self) -> FsRoot {
-            FsRoot::Dir {
-                path: self.0.clone(),
-            }
-        }
-    }
-
-    impl Drop for TempRoot {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn read(root: &FsRoot, path: &str) -> io::Result<String> {
-        let mut s = String::new();
-        root.open(Path::new(path))?.read_to_string(&mut s)?;
-        Ok(s)
-    }
-
-    #[test]
-    fn absolute_paths_and_symlinks_resolve_inside_the_root() {
-        let t = TempRoot::new("symlinks");
-        t.write("/etc/ssl/real.pem", "inside");
-        let root = t.root();
-        assert_eq!(read(&root, "/etc/ssl/real.pem").unwrap(), "inside");
-        // An absolute symlink, as containers have them: resolved in the
-        // root, not on the host.
-        std::os::unix::fs::symlink("/etc/ssl/real.pem", t.0.join("etc/ssl/link.pem")).unwrap();
-        assert_eq!(read(&root, "/etc/ssl/link.pem").unwrap(), "inside");
-        // A symlink to a host file does not reach it.
-        std::os::unix::fs::symlink("/etc/hostname", t.0.join("etc/host")).unwrap();
-        assert_eq!(
-            read(&root, "/etc/host").unwrap_err().kind(),
-            io::ErrorKind::NotFound
-        );
-        // `..` stops at the root.
-        assert_eq!(read(&root, "/../../etc/ssl/real.pem").unwrap(), "inside");
-        std::os::unix::fs::symlink("../../../../../../etc/hostname", t.0.join("up")).unwrap();
-        assert!(read(&root, "/up").is_err());
-        // The host itself is unchanged.
-        assert!(
-            read(&FsRoot::Host, "/etc/hostname").is_ok() || !Path::new("/etc/hostname").exists()
-        );
-    }
-
-    #[test]
-    fn metadata_read_dir_and_glob_under_a_root() {
-        let t = TempRoot::new("glob");
-        t.write("/etc/nginx/conf.d/b.conf", "b");
-        t.write("/etc/nginx/conf.d/a.conf", "a");
-        t.write("/etc/nginx/conf.d/.hidden.conf", "h");
-        t.write("/etc/nginx/conf.d/notes.txt", "n");
-        let root = t.root();
-        assert!(root.is_dir(Path::new("/etc/nginx/conf.d")));
-        assert!(root.exists(Path::new("/etc/nginx/conf.d/a.conf")));
-        assert!(!root.exists(Path::new("/etc/nginx/conf.d/zzz.conf")));
-        let options = glob::MatchOptions {
-            case_sensitive: true,
-            require_literal_separator: true,
-            require_literal_leading_dot: true,
-        };
-        let found: Vec<PathBuf> = root
-            .glob("/etc/nginx/conf.d/*.conf", options)
-            .unwrap()
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(
-            found,
-            vec![
-                PathBuf::from("/etc/nginx/conf.d/a.conf"),
-                PathBuf::from("/etc/nginx/conf.d/b.conf")
-            ]
-        );
-        let deep: Vec<PathBuf> = root
-            .glob("/etc/*/conf.d/a.*", options)
-            .unwrap()
-            .into_iter()
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(deep, vec![PathBuf::from("/etc/nginx/conf.d/a.conf")]);
-        assert!(root.glob("/nowhere/*.conf", options).unwrap().is_empty());
-        assert!(root.same_file(
-            Path::new("/etc/nginx/conf.d/a.conf"),
-            Path::new("/etc/nginx/../nginx/conf.d/a.conf")
-        ));
-    }
-
-    #[test]
-    fn a_gone_process_and_a_bad_root_are_errors_not_panics() {
-        // Pid numbers this high are never handed out (pid_max <= 2^22).
-        let gone = FsRoot::Process {
-            pid: 4_194_304 + 17,
-            mnt_ns: 1,
-        };
-        let e = gone.open(Path::new("/etc/nginx/nginx.conf")).unwrap_err();
-        assert_ne!(e.kind(), io::ErrorKind::NotFound);
-        assert!(e.to_string().contains("has exited"), "{e}");
-        assert!(gone.metadata(Path::new("/")).is_err());
-        let bad = FsRoot::Dir {
-            path: PathBuf::from("/nonexistent-tlsdoctor-root"),
-        };
-        assert!(bad.open(Path::new("/x")).is_err());
-        assert_eq!(
-            gone.host_view(Path::new("/etc/../etc/nginx/nginx.conf")),
-            PathBuf::from("/proc/4194321/root/etc/nginx/nginx.conf")
-        );
-    }
-
-    #[test]
-    fn our_own_process_is_on_the_host() {
-        assert_eq!(FsRoot::of_process(std::process::id()), FsRoot::Host);
-        assert!(FsRoot::Host.context().is_none());
-    }
 }

@@ -1,6 +1,13 @@
-//! `agent run` settings: flags, with environment variables of the same
-//! meaning (`TLSDOCTOR_*`) for DaemonSets. Every default is documented on its
-//! field; `agent run --print-config` shows the effective values.
+//! `agent run` settings. Each is a flag with an environment variable of the
+//! same meaning (`TLSDOCTOR_*`; the OTLP ones fall back to the standard
+//! `OTEL_*` variables), and may be set in a config file (`--config`, TOML
+//! or YAML; [`file`]). Precedence: flag > environment > file > default.
+//! Every default is documented on its field; `agent run --print-config`
+//! shows the effective values and where each came from ([`print`]).
+//! docs/configuration.md lists them all.
+
+pub mod file;
+pub mod print;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,6 +17,7 @@ use serde::Serialize;
 
 use crate::assembly::AssemblyConfig;
 use crate::capture::CaptureOptions;
+use crate::sinks::console::{Console, ConsoleFilter, ConsoleMode};
 
 #[derive(Args, Clone, Debug, Serialize)]
 pub struct RunConfig {
@@ -27,8 +35,20 @@ pub struct RunConfig {
     pub status: Option<PathBuf>,
 
     /// Print successful handshakes too (they are never journaled).
-    #[arg(long)]
+    #[arg(long, env = "TLSDOCTOR_SHOW_SUCCESS")]
     pub show_success: bool,
+
+    /// What is printed on stdout per outcome: `text` (one line for
+    /// people), `json` (one JSON object per line, the journal's schema) or
+    /// `off`.
+    #[arg(long, env = "TLSDOCTOR_CONSOLE", value_enum, default_value_t = ConsoleMode::Text)]
+    pub console: ConsoleMode,
+
+    /// Which outcomes the console shows (set by `agent diagnose --watch`'s
+    /// filters; everything for `agent run`).
+    #[arg(skip)]
+    #[serde(skip)]
+    pub console_filter: ConsoleFilter,
 
     /// A handshake that makes no progress for this many seconds is reported stalled.
     #[arg(long, env = "TLSDOCTOR_STALL_SECONDS", default_value_t = 10)]
@@ -65,11 +85,11 @@ pub struct RunConfig {
     pub capture: Option<crate::capture::CaptureMechanism>,
 
     /// Only report handshakes whose server port is one of these (default: all).
-    #[arg(long = "port", value_delimiter = ',')]
+    #[arg(long = "port", env = "TLSDOCTOR_PORTS", value_delimiter = ',')]
     pub ports: Vec<u16>,
 
     /// Stop after this many seconds (tests, demos); default: run until signalled.
-    #[arg(long)]
+    #[arg(long, env = "TLSDOCTOR_DURATION")]
     pub duration: Option<u64>,
 
     /// Pod and namespace names from the Kubernetes API server: `auto` (only
@@ -85,14 +105,14 @@ pub struct RunConfig {
     pub k8s_node_name: Option<String>,
 
     /// OTLP export (off unless an endpoint is set by flag or OTEL_* variable).
-    /// Not printed by --print-config: headers may carry credentials.
+    /// `--print-config` shows the resolved settings, header values redacted.
     #[command(flatten)]
     #[serde(skip)]
     pub otlp: crate::sinks::otlp::OtlpFlags,
 
     /// Prometheus metrics endpoint (off by default).
     #[command(flatten)]
-    #[serde(skip)]
+    #[serde(flatten)]
     pub metrics: crate::sinks::metrics::MetricsFlags,
 }
 
@@ -131,6 +151,11 @@ impl RunConfig {
             ebpf_log_level,
             mechanism: self.capture,
         })
+    }
+
+    /// The console sink these settings ask for.
+    pub fn console(&self) -> Console {
+        Console::new(self.console, self.show_success, self.console_filter.clone())
     }
 
     pub fn assembly(&self) -> AssemblyConfig {

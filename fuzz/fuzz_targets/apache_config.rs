@@ -1,0 +1,37 @@
+//! apache config parsing over a file tree the input describes (includes,
+//! globs, symlinks, `Define`/`${VAR}`, an `envvars` file, deep nesting),
+//! read inside that tree as a container's root. Invariants: no panic,
+//! memory under the cap (variable expansion is bounded), every block traced
+//! to a file that was read.
+#![no_main]
+
+use std::collections::HashMap;
+
+use agent::evidence::fsroot::FsRoot;
+use agent::evidence::server_config::apache::{self, ApacheOptions};
+use libfuzzer_sys::fuzz_target;
+use tlsdoctor_fuzz::{Tree, arm_allocation_cap, scratch_dir};
+
+fuzz_target!(|data: &[u8]| {
+    arm_allocation_cap();
+    let tree = Tree::parse(data);
+    let root = scratch_dir("apache");
+    tree.write(&root);
+    let options = ApacheOptions {
+        server_root: None,
+        // Unknown command line: `<IfDefine>` of unknown names taken as active.
+        defines: None,
+        env: HashMap::new(),
+        root: FsRoot::Dir { path: root },
+    };
+    if let Ok(config) = apache::parse_with(&tree.main_file(), &options) {
+        for block in &config.blocks {
+            assert!(
+                config.files.contains(&block.file),
+                "block from a file not read: {} not in {:?}",
+                block.file.display(),
+                config.files
+            );
+        }
+    }
+});

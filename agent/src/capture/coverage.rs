@@ -59,6 +59,18 @@ pub struct CoverageStatus {
     pub files_detached: u64,
 }
 
+/// Gives back to the system the heap an inspection grew: a TLS file's
+/// symbol and string tables are megabytes, freed at once, and glibc keeps
+/// freed memory in its arenas otherwise (the agent's RSS stayed higher by
+/// that much).
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    {
+        // SAFETY: malloc_trim only walks and trims glibc's own arenas.
+        unsafe { libc::malloc_trim(0) };
+    }
+}
+
 enum Request {
     Exec(u32),
     Stop,
@@ -175,6 +187,7 @@ impl Worker {
     fn run(&mut self, requests: &Receiver<Request>, rescan: Duration) {
         let own = std::process::id();
         self.scan_all(own);
+        release_freed_memory();
         let _ = self.actions.send(CoverageAction::ScanDone);
         let mut next_scan = Instant::now() + rescan;
         let mut due: Vec<(Instant, u32)> = Vec::new();
@@ -204,6 +217,7 @@ impl Worker {
                     true
                 }
             });
+            let inspected = self.inspected;
             for pid in ready {
                 if pid != own {
                     self.check(pid);
@@ -212,6 +226,9 @@ impl Worker {
             if now >= next_scan {
                 self.scan_all(own);
                 next_scan = now + rescan;
+            }
+            if self.inspected != inspected {
+                release_freed_memory();
             }
             self.publish();
         }

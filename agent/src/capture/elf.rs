@@ -169,8 +169,8 @@ pub fn inspect(file: &File) -> Result<TlsImage, ElfError> {
     inspect_with_budget(file, INSPECT_BUDGET)
 }
 
-pub fn inspect_with_budget(file: &File, budget: u64) -> Result<TlsImage, ElfError> {
-    let file = file
+pub fn inspect_with_budget(source: &File, budget: u64) -> Result<TlsImage, ElfError> {
+    let file = source
         .try_clone()
         .map_err(|e| ElfError::Parse(format!("duplicating the descriptor: {e}")))?;
     let cache = ReadCache::new(Budgeted {
@@ -206,28 +206,42 @@ pub fn inspect_with_budget(file: &File, budget: u64) -> Result<TlsImage, ElfErro
     // (exported functions are interposable).
     let mut in_dynsym: HashMap<u32, &'static str> = HashMap::new();
     for (sh_type, is_symtab) in [(elf::SHT_DYNSYM, false), (elf::SHT_SYMTAB, true)] {
-        if is_symtab && image.has_ssl() {
+        // .symtab only for OpenSSL linked in with hidden symbols: not when
+        // .dynsym found it, nor when the file imports it from a shared
+        // libssl (then .symtab only repeats the import, and a large
+        // binary's .strtab is tens of MB).
+        if is_symtab && (image.has_ssl() || image.imports.contains(&SSL_DO_HANDSHAKE)) {
             break;
         }
         let Some(section) = sections.iter().find(|s| s.sh_type(endian) == sh_type) else {
             continue;
         };
-        // The names, read in one piece: most files hold none of the wanted
-        // ones, and then their symbols are not walked at all.
-        let names = sections
+        // The names are first searched in small pieces: most files hold
+        // none of the wanted ones, and then their symbols are neither read
+        // nor walked (a large binary's .strtab is tens of MB).
+        let range = sections
             .section(section.link(endian))
             .ok()
-            .and_then(|strtab| strtab.file_range(endian))
-            .and_then(|(offset, size)| data.read_bytes_at(offset, size).ok());
+            .and_then(|strtab| strtab.file_range(endian));
+        let found = match range {
+            Some((offset, size)) if size <= budget => {
+                range_holds_a_wanted_name(source, offset, size)
+            }
+            _ => Err(std::io::Error::other("string table missing or over budget")),
+        };
+        match found {
+            Ok(true) => {}
+            Ok(false) => continue,
+            // A missing or damaged .symtab leaves what .dynsym gave.
+            Err(_) if is_symtab => break,
+            Err(e) => return Err(ElfError::Parse(format!("reading .dynstr: {e}"))),
+        }
+        let names = range.and_then(|(offset, size)| data.read_bytes_at(offset, size).ok());
         let names = match names {
             Some(n) => n,
-            // A missing or damaged .symtab leaves what .dynsym gave.
             None if is_symtab => break,
             None => return Err(ElfError::Parse("unreadable .dynstr".to_string())),
         };
-        if !holds_a_wanted_name(names) {
-            continue;
-        }
         let strings = StringTable::new(names, 0, names.len() as u64);
         let symbols: &[elf::Sym64<Endianness>] = match section.data_as_array(endian, data) {
             Ok(s) => s,
@@ -322,15 +336,42 @@ pub fn inspect_with_budget(file: &File, budget: u64) -> Result<TlsImage, ElfErro
     Ok(image)
 }
 
-/// Whether a string table holds one of the wanted names (as a whole
-/// string, or the tail of one: linkers merge string tails).
-fn holds_a_wanted_name(names: &[u8]) -> bool {
-    WANTED.iter().any(|w| {
-        let mut needle = Vec::with_capacity(w.len() + 1);
-        needle.extend_from_slice(w.as_bytes());
-        needle.push(0);
-        memchr::memmem::find(names, &needle).is_some()
-    })
+/// Whether the bytes `[offset, offset + size)` of `file` (a string table)
+/// hold one of the wanted names, as a whole string or the tail of one
+/// (linkers merge string tails). Read in 256 KiB pieces that overlap by
+/// the longest name, so that memory stays small whatever the table's size.
+fn range_holds_a_wanted_name(file: &File, offset: u64, size: u64) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    const PIECE: usize = 256 * 1024;
+    let needles: Vec<Vec<u8>> = WANTED
+        .iter()
+        .map(|w| {
+            let mut n = w.as_bytes().to_vec();
+            n.push(0);
+            n
+        })
+        .collect();
+    let overlap = needles.iter().map(Vec::len).max().unwrap_or(0);
+    let finders: Vec<memchr::memmem::Finder> =
+        needles.iter().map(memchr::memmem::Finder::new).collect();
+    let mut buf = vec![0u8; PIECE + overlap];
+    let mut kept = 0usize;
+    let mut at = 0u64;
+    while at < size {
+        let want = (PIECE as u64).min(size - at) as usize;
+        let n = file.read_at(&mut buf[kept..kept + want], offset + at)?;
+        if n == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        }
+        let filled = kept + n;
+        if finders.iter().any(|f| f.find(&buf[..filled]).is_some()) {
+            return Ok(true);
+        }
+        kept = overlap.min(filled);
+        buf.copy_within(filled - kept..filled, 0);
+        at += n as u64;
+    }
+    Ok(false)
 }
 
 fn flavor(image: &TlsImage) -> Option<Flavor> {
@@ -553,6 +594,27 @@ mod tests {
         assert!(node.has_crypto());
         assert!(node.plt.is_empty() || !node.plt.contains_key(ERR_VSET_ERROR));
         assert_eq!(node.x509_error_offset, Some(0xb0));
+    }
+
+    #[test]
+    fn names_are_found_across_pieces_and_only_whole() {
+        // The name straddles the first 256 KiB piece's end.
+        let mut table = vec![b'x'; 256 * 1024 - 5];
+        table.push(0);
+        table.extend_from_slice(b"SSL_do_handshake\0");
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(tmp.path(), &table).unwrap();
+        let f = File::open(tmp.path()).unwrap();
+        let len = table.len() as u64;
+        assert!(range_holds_a_wanted_name(&f, 0, len).unwrap());
+        // Cut short by the range (no terminating NUL): not found.
+        assert!(!range_holds_a_wanted_name(&f, 0, len - 1).unwrap());
+        // A longer name that starts with a wanted one is another function.
+        std::fs::write(tmp.path(), b"\0SSL_do_handshake_ex\0").unwrap();
+        let f = File::open(tmp.path()).unwrap();
+        assert!(!range_holds_a_wanted_name(&f, 0, 21).unwrap());
+        // A range past the end of the file is an error, not a silent miss.
+        assert!(range_holds_a_wanted_name(&f, 0, 4096).is_err());
     }
 
     #[test]

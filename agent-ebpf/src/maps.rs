@@ -61,13 +61,11 @@ pub static PEER_TUPLE: LruHashMap<PeerKey, PendingAccept> = LruHashMap::with_max
 #[map]
 pub static SSL_CALLS: LruHashMap<u64, SslCall> = LruHashMap::with_max_entries(16384, 0);
 
-/// Per `SSL*`: its socket and whether its handshake completed.
+/// Per `SSL*`: its socket and whether its handshake completed. LRU: no
+/// probe on `SSL_free` (a trap per connection); a reused `SSL*` is told
+/// apart by `SSL_set_fd` or by its I/O on another socket.
 #[map]
 pub static SSL_STATE: LruHashMap<SslKey, SslState> = LruHashMap::with_max_entries(65536, 0);
-
-/// `BIO_new_socket` results: (tgid, BIO*) -> fd.
-#[map]
-pub static BIO_FD: LruHashMap<SslKey, i32> = LruHashMap::with_max_entries(16384, 0);
 
 /// Processes that own tracked sockets (their exit is reported).
 #[map]
@@ -82,7 +80,6 @@ pub static SSL_SCRATCH: PerCpuArray<SslCall> = PerCpuArray::with_max_entries(1, 
 pub const ARGS_CONNECT: u8 = 1;
 pub const ARGS_ACCEPT: u8 = 2;
 pub const ARGS_IO: u8 = 3;
-pub const ARGS_BIO_NEW_SOCKET: u8 = 4;
 
 /// A syscall's arguments, stashed at entry for its exit.
 #[repr(C)]

@@ -8,6 +8,16 @@
 //! OpenSSL's own reasons. Non-blocking WANT_READ/WANT_WRITE returns are only
 //! counted.
 //!
+//! Userspace (`agent/src/capture/uprobes.rs`) decides where each program
+//! attaches so that a successful handshake traps as little as possible:
+//! the error programs sit on libssl's own PLT stubs where it has them (only
+//! libssl's errors trap, not the ones libcrypto raises and clears in every
+//! handshake), `SSL_connect`/`SSL_accept` are left out where they call the
+//! probed `SSL_do_handshake`, and the verify result is read at the entry of
+//! `X509_STORE_CTX_get_error` from the field offset its code loads (the
+//! attach cookie). Which socket a call is on comes from the socket I/O the
+//! call itself does (the socket hooks fill it in), or `SSL_set_fd`.
+//!
 //! `SSL_read`/`SSL_write` are deliberately not probed: a uprobe hit is a trap
 //! into the kernel (~0.8 µs here, see BENCHMARKS.md; more with an entry and a
 //! return probe), and those calls run for every record of every established
@@ -20,14 +30,15 @@ use agent_ebpf::{
     SSL_FLAG_HANDSHAKE_DONE_BEFORE, SSL_FLAG_VERIFY_RESULT, SslError, SslEvent, SslFunc,
 };
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    EbpfContext,
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, generated},
     macros::{uprobe, uretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
 
 use crate::maps::{
-    ARGS, ARGS_BIO_NEW_SOCKET, BIO_FD, SSL_CALLS, SSL_SCRATCH, SSL_STATE, SSL_STATE_DONE, SslKey,
-    SslState, SysArgs, count, header, is_self, mark_active, reserve,
+    SSL_CALLS, SSL_SCRATCH, SSL_STATE, SSL_STATE_DONE, SslKey, SslState, count, header, is_self,
+    mark_active, reserve,
 };
 
 /// An inner call entered within this long of the outer one on the same
@@ -71,16 +82,6 @@ fn call_enter(ctx: &ProbeContext, func: SslFunc) -> Result<(), ()> {
     // SAFETY: a helper without preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
 
-    let state = SSL_STATE.get_ptr_mut(ssl_key(tgid, ssl));
-    let mut done_before = false;
-    let mut fd = -1;
-    if let Some(state) = state {
-        // SAFETY: a live map value the verifier checked; writers on other CPUs can only make it stale, not invalid.
-        let state = unsafe { &*state };
-        fd = state.fd;
-        done_before = state.flags & SSL_STATE_DONE != 0;
-    }
-
     if let Some(existing) = SSL_CALLS.get_ptr_mut(pid_tgid) {
         // SAFETY: a live map value the verifier checked; writers on other CPUs can only make it stale, not invalid.
         let existing = unsafe { &mut *existing };
@@ -98,16 +99,13 @@ fn call_enter(ctx: &ProbeContext, func: SslFunc) -> Result<(), ()> {
     let call = unsafe { &mut *scratch };
     call.ssl = ssl;
     call.entry_ts = now;
-    call.fd = fd;
+    // Set by the socket I/O this call does; the SSL*'s last socket otherwise.
+    call.fd = -1;
     call.verify_result = 0;
     call.func = func as u8;
     call.depth = 1;
     call.error_count = 0;
-    call.flags = if done_before {
-        SSL_FLAG_HANDSHAKE_DONE_BEFORE
-    } else {
-        0
-    };
+    call.flags = 0;
     if SSL_CALLS.insert(pid_tgid, *call, 0).is_err() {
         count(Counter::SslCallMapFull);
     }
@@ -128,13 +126,6 @@ fn call_exit(ctx: &RetProbeContext) -> Result<(), ()> {
     }
     let ret: i32 = ctx.ret();
     let tgid = (pid_tgid >> 32) as u32;
-    let done_before = call.flags & SSL_FLAG_HANDSHAKE_DONE_BEFORE != 0;
-    // SSL_read/SSL_write return bytes (> 0); the _ex forms and the handshake
-    // functions return 1 on success.
-    let succeeded = ret > 0;
-    let has_errors = call.error_count > 0;
-    let completes = succeeded && !done_before;
-
     // Remember the socket and completion for the next calls on this SSL*.
     let key = ssl_key(tgid, call.ssl);
     // SAFETY: the map value is copied out at once.
@@ -142,9 +133,21 @@ fn call_exit(ctx: &RetProbeContext) -> Result<(), ()> {
         Some(s) => *s,
         None => SslState { fd: -1, flags: 0 },
     };
-    if call.fd >= 0 {
-        state.fd = call.fd;
+    if call.fd >= 0 && call.fd != state.fd {
+        // I/O on another socket: a new connection on this (reused) SSL*.
+        state = SslState {
+            fd: call.fd,
+            flags: 0,
+        };
     }
+    let done_before = state.flags & SSL_STATE_DONE != 0;
+    if done_before {
+        call.flags |= SSL_FLAG_HANDSHAKE_DONE_BEFORE;
+    }
+    // The handshake functions return 1 on success.
+    let succeeded = ret > 0;
+    let has_errors = call.error_count > 0;
+    let completes = succeeded && !done_before;
     if completes {
         state.flags |= SSL_STATE_DONE;
     }
@@ -241,17 +244,42 @@ fn record_error(lib: u32, reason: u32, line: u32) {
 }
 
 /// libssl reads the chain verification result with this right after
-/// `X509_verify_cert`.
+/// `X509_verify_cert`. Entry probe: the accessor only loads `ctx->error`,
+/// at the offset userspace decoded from its code and passes as the attach
+/// cookie; reading it here spares the return probe's trap.
+#[uprobe]
+pub fn x509_store_ctx_get_error(ctx: ProbeContext) -> u32 {
+    let Some(store_ctx) = ctx.arg::<u64>(0) else {
+        return 0;
+    };
+    // SAFETY: a helper that reads the context's own attach cookie.
+    let offset = unsafe { generated::bpf_get_attach_cookie(ctx.as_ptr()) };
+    if store_ctx == 0 || offset == 0 || offset > 0xffff {
+        return 0;
+    }
+    // SAFETY: a user-memory read through the helper, which faults safely.
+    if let Ok(result) = unsafe { bpf_probe_read_user((store_ctx + offset) as *const i32) } {
+        verify_result(result);
+    }
+    0
+}
+
+/// The same, from the return value, where the accessor's code is not one load.
 #[uretprobe]
 pub fn x509_store_ctx_get_error_ret(ctx: RetProbeContext) -> u32 {
-    let result: i32 = ctx.ret();
+    verify_result(ctx.ret());
+    0
+}
+
+#[inline(always)]
+fn verify_result(result: i32) {
     let Some(call) = SSL_CALLS.get_ptr_mut(bpf_get_current_pid_tgid()) else {
         // A failed verdict outside a followed call (s_client verifies inside
         // SSL_read); a passing one says nothing.
         if result != 0 {
             emit_outside(None, Some(result));
         }
-        return 0;
+        return;
     };
     // SAFETY: a live map value the verifier checked; writers on other CPUs can only make it stale, not invalid.
     let call = unsafe { &mut *call };
@@ -260,7 +288,6 @@ pub fn x509_store_ctx_get_error_ret(ctx: RetProbeContext) -> u32 {
         call.verify_result = result;
         call.flags |= SSL_FLAG_VERIFY_RESULT;
     }
-    0
 }
 
 /// Reports an error or a failed verify result raised outside any followed
@@ -313,20 +340,6 @@ pub fn ssl_set_fd(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// `SSL_set_bio(ssl, rbio, wbio)` with a BIO from `BIO_new_socket`: s_client.
-#[uprobe]
-pub fn ssl_set_bio(ctx: ProbeContext) -> u32 {
-    let (Some(ssl), Some(rbio)) = (ctx.arg::<u64>(0), ctx.arg::<u64>(1)) else {
-        return 0;
-    };
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // SAFETY: the map value is copied out at once.
-    if let Some(fd) = unsafe { BIO_FD.get(ssl_key(tgid, rbio)) } {
-        bind_fd(ssl, *fd);
-    }
-    0
-}
-
 #[inline(always)]
 fn bind_fd(ssl: u64, fd: i32) {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
@@ -336,53 +349,4 @@ fn bind_fd(ssl: u64, fd: i32) {
     let state = SslState { fd, flags: 0 };
     // A new binding starts a new connection on a possibly reused SSL*.
     let _ = SSL_STATE.insert(ssl_key(tgid, ssl), state, 0);
-}
-
-#[uprobe]
-pub fn bio_new_socket(ctx: ProbeContext) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let Some(fd) = ctx.arg::<i32>(0) else {
-        return 0;
-    };
-    let args = SysArgs {
-        kind: ARGS_BIO_NEW_SOCKET,
-        syscall: 0,
-        direction: 0,
-        vectored: 0,
-        fd,
-        buf: 0,
-        len: 0,
-        sk: 0,
-        remote: Default::default(),
-    };
-    let _ = ARGS.insert(pid_tgid, args, 0);
-    0
-}
-
-#[uretprobe]
-pub fn bio_new_socket_ret(ctx: RetProbeContext) -> u32 {
-    let pid_tgid = bpf_get_current_pid_tgid();
-    // SAFETY: the map value is copied out at once.
-    let Some(args) = (unsafe { ARGS.get(pid_tgid) }).copied() else {
-        return 0;
-    };
-    if args.kind != ARGS_BIO_NEW_SOCKET {
-        return 0;
-    }
-    let _ = ARGS.remove(pid_tgid);
-    let bio: u64 = ctx.ret();
-    if bio != 0 {
-        let _ = BIO_FD.insert(ssl_key((pid_tgid >> 32) as u32, bio), args.fd, 0);
-    }
-    0
-}
-
-/// `SSL_free(ssl)`: forget the object (its address will be reused).
-#[uprobe]
-pub fn ssl_free(ctx: ProbeContext) -> u32 {
-    if let Some(ssl) = ctx.arg::<u64>(0) {
-        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-        let _ = SSL_STATE.remove(ssl_key(tgid, ssl));
-    }
-    0
 }

@@ -291,3 +291,53 @@ pub fn s_client_at(target: &Target, extra: &[&str]) -> Run {
     cmd.args(extra);
     run(cmd, b"")
 }
+
+/// Node.js's `tls.connect` to 127.0.0.1:port with SNI `server_name`,
+/// trusting `cafile` (else node's bundled roots), `options` being more
+/// fields of the options object in JavaScript (e.g. `maxVersion:
+/// 'TLSv1.2'`). Prints `OK <protocol>` or `FAIL <code> <message>`. Which
+/// OpenSSL it runs depends on how the machine's node is built: see
+/// [`node_links_openssl_statically`].
+pub fn node_tls(port: u16, server_name: &str, cafile: Option<&Path>, options: &str) -> Run {
+    let ca = cafile
+        .map(|p| format!("ca: fs.readFileSync({:?}),", p.display().to_string()))
+        .unwrap_or_default();
+    let script = format!(
+        "const tls = require('tls'), fs = require('fs');\n\
+         const s = tls.connect({{ host: '127.0.0.1', port: {port}, servername: {server_name:?}, \
+         {ca} {options} }}, () => {{ console.log('OK ' + s.getProtocol()); s.end(); }});\n\
+         s.on('error', e => {{ console.log('FAIL ' + e.code + ' ' + e.message); process.exit(1); }});\n"
+    );
+    let mut cmd = Command::new("node");
+    cmd.arg("-e").arg(script);
+    run(cmd, b"")
+}
+
+/// Whether `node` carries OpenSSL in its own executable (the nodesource
+/// build: `SSL_do_handshake` in its `.dynsym`, no libssl in `ldd`), rather
+/// than linking the system's libssl (Debian's `nodejs`).
+pub fn node_links_openssl_statically() -> bool {
+    let Ok(out) = Command::new("nm")
+        .args(["-D", "--defined-only"])
+        .arg(node_path())
+        .output()
+    else {
+        return false;
+    };
+    let symbols = String::from_utf8_lossy(&out.stdout);
+    symbols.lines().any(|l| l.ends_with(" SSL_do_handshake"))
+        && !Command::new("ldd")
+            .arg(node_path())
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("libssl"))
+}
+
+/// The `node` executable on PATH, symlinks resolved.
+pub fn node_path() -> std::path::PathBuf {
+    let which = Command::new("sh")
+        .args(["-c", "command -v node"])
+        .output()
+        .expect("looking for node");
+    let path = String::from_utf8_lossy(&which.stdout).trim().to_string();
+    std::fs::canonicalize(&path).unwrap_or_else(|e| panic!("node ({path:?}): {e}"))
+}

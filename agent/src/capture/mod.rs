@@ -1,21 +1,21 @@
 //! Kernel side, from userspace: loading the eBPF programs, attaching them,
 //! covering TLS libraries, and reading events and counters.
 
+pub mod coverage;
+pub mod elf;
 pub mod events;
 pub mod kernel;
 pub mod tls_libs;
+pub mod uprobes;
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+pub use uprobes::LibraryReport;
 
 use agent_ebpf::{COUNTER_COUNT, Counter, TrackedSock, map_names};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{RawTracePoint, TracePoint, UProbe, uprobe::UProbeScope};
+use aya::programs::{RawTracePoint, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use serde::Serialize;
 use tracing::{debug, info, warn};
-
-use tls_libs::{Coverage, FileId, LibKind, MappedLibrary};
 
 /// The eBPF object built by `agent/build.rs`.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/agent-ebpf"));
@@ -120,31 +120,6 @@ impl CaptureMechanism {
     }
 }
 
-/// One uprobe attachment: (program, library, symbol). Symbols missing from a
-/// library build (OpenSSL 1.1 has no `ERR_vset_error`, 3.x no
-/// `ERR_put_error`) are skipped and listed.
-const UPROBES: &[(&str, LibKind, &str)] = &[
-    ("ssl_do_handshake", LibKind::Ssl, "SSL_do_handshake"),
-    ("ssl_do_handshake_ret", LibKind::Ssl, "SSL_do_handshake"),
-    ("ssl_connect", LibKind::Ssl, "SSL_connect"),
-    ("ssl_connect_ret", LibKind::Ssl, "SSL_connect"),
-    ("ssl_accept", LibKind::Ssl, "SSL_accept"),
-    ("ssl_accept_ret", LibKind::Ssl, "SSL_accept"),
-    ("ssl_set_fd", LibKind::Ssl, "SSL_set_fd"),
-    ("ssl_set_fd", LibKind::Ssl, "SSL_set_rfd"),
-    ("ssl_set_bio", LibKind::Ssl, "SSL_set_bio"),
-    ("ssl_free", LibKind::Ssl, "SSL_free"),
-    ("err_vset_error", LibKind::Crypto, "ERR_vset_error"),
-    ("err_put_error", LibKind::Crypto, "ERR_put_error"),
-    (
-        "x509_store_ctx_get_error_ret",
-        LibKind::Crypto,
-        "X509_STORE_CTX_get_error",
-    ),
-    ("bio_new_socket", LibKind::Crypto, "BIO_new_socket"),
-    ("bio_new_socket_ret", LibKind::Crypto, "BIO_new_socket"),
-];
-
 /// Load-time settings.
 #[derive(Clone, Debug)]
 pub struct CaptureOptions {
@@ -166,16 +141,6 @@ impl Default for CaptureOptions {
     }
 }
 
-/// What happened when a library file was probed.
-#[derive(Clone, Debug, Serialize)]
-pub struct LibraryReport {
-    pub kind: LibKind,
-    pub path: PathBuf,
-    pub attached: Vec<&'static str>,
-    /// Symbols this build lacks, or attach errors, by symbol.
-    pub skipped: BTreeMap<&'static str, String>,
-}
-
 /// Which capture mechanism runs, and why not the preferred one.
 #[derive(Clone, Debug, Serialize)]
 pub struct MechanismReport {
@@ -188,13 +153,13 @@ pub struct MechanismReport {
 /// The loaded, attached eBPF programs.
 pub struct Capture {
     ebpf: Ebpf,
-    libraries: HashMap<FileId, LibraryReport>,
+    libraries: uprobes::AttachedFiles,
     mechanism: MechanismReport,
 }
 
 impl Capture {
     /// Loads the programs and attaches the tracepoints. Uprobes are attached
-    /// per library with [`Capture::cover_library`].
+    /// per file with `Capture::apply_coverage`.
     pub fn load(options: &CaptureOptions) -> Result<Capture, CaptureError> {
         if EBPF_OBJECT.is_empty() {
             return Err(CaptureError::NoObject);
@@ -242,22 +207,14 @@ impl Capture {
         if mechanism.mechanism == CaptureMechanism::Syscalls {
             attach_tracepoints(&mut ebpf, SYSCALL_TRACEPOINTS)?;
         }
-        let mut loaded = std::collections::HashSet::new();
-        for &(program, _, _) in UPROBES {
-            if loaded.insert(program) {
-                let up: &mut UProbe = program_mut(&mut ebpf, program)?;
-                up.load()
-                    .map_err(|source| CaptureError::Program { program, source })?;
-            }
-        }
+        let uprobe_programs = uprobes::load_programs(&mut ebpf)?;
         info!(
             mechanism = mechanism.mechanism.as_str(),
-            uprobe_programs = loaded.len(),
-            "eBPF programs loaded"
+            uprobe_programs, "eBPF programs loaded"
         );
         Ok(Capture {
             ebpf,
-            libraries: HashMap::new(),
+            libraries: uprobes::AttachedFiles::default(),
             mechanism,
         })
     }
@@ -267,48 +224,8 @@ impl Capture {
         &self.mechanism
     }
 
-    /// Probes one library file, once per file (device and inode).
-    pub fn cover_library(&mut self, kind: LibKind, id: FileId, path: &Path) -> &LibraryReport {
-        if !self.libraries.contains_key(&id) {
-            let report = attach_library(&mut self.ebpf, kind, path);
-            if report.attached.is_empty() {
-                warn!(path = %path.display(), skipped = ?report.skipped, "TLS library not probed");
-            } else {
-                info!(path = %path.display(), attached = report.attached.len(),
-                      skipped = report.skipped.len(), "TLS library probed");
-            }
-            self.libraries.insert(id, report);
-        }
-        &self.libraries[&id]
-    }
-
-    /// Covers a process's libraries, reporting why when it cannot.
-    pub fn cover_process(&mut self, pid: u32) -> Coverage {
-        let libs: Vec<MappedLibrary> = match tls_libs::libraries_of(pid) {
-            Ok(libs) => libs,
-            Err(coverage) => return coverage,
-        };
-        if libs.is_empty() {
-            return Coverage::NoTlsLibrary;
-        }
-        let mut missing = Vec::new();
-        for lib in &libs {
-            let report = self.cover_library(lib.kind, lib.id, &lib.attach_path);
-            if report.attached.is_empty() {
-                missing.push(format!("{}: {:?}", lib.path_in_process, report.skipped));
-            }
-        }
-        if libs.iter().any(|l| l.kind == LibKind::Ssl) && missing.is_empty() {
-            Coverage::Covered
-        } else if missing.is_empty() {
-            Coverage::Unsupported("maps libcrypto but no libssl".to_string())
-        } else {
-            Coverage::Unsupported(missing.join("; "))
-        }
-    }
-
     pub fn libraries(&self) -> impl Iterator<Item = &LibraryReport> {
-        self.libraries.values()
+        self.libraries.reports()
     }
 
     /// Takes the event ring buffer (once).
@@ -441,41 +358,6 @@ fn attach_socket_mechanism(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
         }
     }
     result
-}
-
-fn attach_library(ebpf: &mut Ebpf, kind: LibKind, path: &Path) -> LibraryReport {
-    let mut report = LibraryReport {
-        kind,
-        path: path.to_path_buf(),
-        attached: Vec::new(),
-        skipped: BTreeMap::new(),
-    };
-    for &(program, lib, symbol) in UPROBES {
-        if lib != kind {
-            continue;
-        }
-        let up: &mut UProbe = match program_mut(ebpf, program) {
-            Ok(p) => p,
-            Err(e) => {
-                report
-                    .skipped
-                    .insert(symbol, crate::text::Chain(&e).to_string());
-                continue;
-            }
-        };
-        match up.attach(symbol, path, UProbeScope::AllProcesses) {
-            Ok(_) => {
-                if !report.attached.contains(&symbol) {
-                    report.attached.push(symbol);
-                }
-            }
-            Err(e) => {
-                debug!(symbol, path = %path.display(), error = %crate::text::Chain(&e), "uprobe not attached");
-                report.skipped.insert(symbol, error_chain(&e));
-            }
-        }
-    }
-    report
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

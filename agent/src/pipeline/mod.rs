@@ -6,7 +6,6 @@
 //! stalls the reading of the ring buffer. What cannot be queued is counted
 //! and reported (`status.rs`).
 
-mod coverage;
 mod queue;
 mod sinks;
 mod status;
@@ -22,13 +21,14 @@ use tracing::{debug, info, warn};
 
 use crate::assembly::{Assembler, RoleCounts, SuccessPolicy, TlsPorts, WallClock, monotonic_ns};
 use crate::capture::Capture;
+use crate::capture::coverage::CoverageWorker;
 use crate::capture::events::{self, KernelEvent};
+use crate::capture::uprobes::CoverageAction;
 use crate::config::RunConfig;
 
-use coverage::CoverageTracker;
 use sinks::Outputs;
+pub use status::Status;
 use status::StatusSources;
-pub use status::{Status, UncoveredProcess};
 
 /// Records read from the ring per wake-up before ticking again, so a flood
 /// cannot starve timeouts.
@@ -37,21 +37,27 @@ const TICK: Duration = Duration::from_millis(100);
 /// How long records accumulate in the ring after a non-empty batch.
 const BATCH_INTERVAL: Duration = Duration::from_millis(2);
 const STATUS_EVERY: Duration = Duration::from_secs(5);
-/// A new process is checked for TLS libraries this long after exec (the
-/// dynamic loader maps them right after) and once more later (dlopen).
-const EXEC_CHECKS: [Duration; 3] = [
-    Duration::from_millis(50),
-    Duration::from_millis(500),
-    Duration::from_secs(2),
-];
 
 type Ring = AsyncFd<RingBuf<MapData>>;
+/// What the coverage worker asks the capture task to attach or detach.
+type CoverageActions = tokio::sync::mpsc::UnboundedReceiver<CoverageAction>;
 
 pub async fn run(config: RunConfig) -> anyhow::Result<()> {
     let options = config.capture_options()?;
     let mut capture = Capture::load(&options).context("loading the eBPF programs")?;
     let status = Status::new(&config, &capture);
-    let coverage = CoverageTracker::start(&mut capture);
+    // TLS files are found, opened and read on the coverage worker's thread;
+    // the capture task only attaches what it plans.
+    let (coverage, mut coverage_actions) =
+        CoverageWorker::start(Duration::from_secs(config.rescan_seconds.max(1)))
+            .context("starting the coverage worker")?;
+    CoverageWorker::wait_first_scan(&mut coverage_actions, &mut capture).await;
+    let first = coverage.status();
+    info!(
+        covered = first.covered_processes,
+        uncovered = first.uncovered.len(),
+        "process coverage"
+    );
     let outputs = Outputs::start(&config, capture.mechanism().mechanism.as_str()).await?;
 
     let ring = capture.take_events()?;
@@ -75,12 +81,13 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         outputs,
         status,
         decode_errors: BTreeMap::new(),
-        exec_checks: Vec::new(),
         lost_reported: 0,
         losses_seen: 0,
         successes_reported: RoleCounts::default(),
     };
-    pipeline.run_until_stopped(&mut ring).await?;
+    pipeline
+        .run_until_stopped(&mut ring, &mut coverage_actions)
+        .await?;
     pipeline.shutdown();
     Ok(())
 }
@@ -89,14 +96,12 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
 struct Pipeline {
     config: RunConfig,
     capture: Capture,
-    coverage: CoverageTracker,
+    coverage: CoverageWorker,
     assembler: Assembler,
     outputs: Outputs,
     status: Status,
     /// Ring-buffer records that could not be decoded, by error.
     decode_errors: BTreeMap<String, u64>,
-    /// Processes to check for TLS libraries, and when (after their exec).
-    exec_checks: Vec<(tokio::time::Instant, u32)>,
     /// Ring-buffer losses already logged.
     lost_reported: u64,
     /// Losses seen so far (ring buffer full, outcome queue full): a rise is
@@ -108,7 +113,11 @@ struct Pipeline {
 
 impl Pipeline {
     /// The event loop, until a signal, `--duration` or a closed stdout.
-    async fn run_until_stopped(&mut self, ring: &mut Ring) -> anyhow::Result<()> {
+    async fn run_until_stopped(
+        &mut self,
+        ring: &mut Ring,
+        coverage_actions: &mut CoverageActions,
+    ) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(TICK);
         let mut rescan =
             tokio::time::interval(Duration::from_secs(self.config.rescan_seconds.max(1)));
@@ -150,6 +159,7 @@ impl Pipeline {
                     collect = self.read_ring(guard.context("ring buffer")?) > 0;
                 }
                 _ = tick.tick() => self.on_tick(),
+                Some(action) = coverage_actions.recv() => self.capture.apply_coverage(action),
                 _ = rescan.tick() => self.on_rescan(),
                 _ = status_timer.tick() => self.on_status_timer(),
                 _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
@@ -198,19 +208,17 @@ impl Pipeline {
         n
     }
 
-    /// A new process is checked for TLS libraries after its exec. (An
-    /// exited process's sockets are handed back by the assembler's next
-    /// tick, which keeps them by process: no walk of the kernel map.)
+    /// A new process is checked for TLS code after its exec, by the
+    /// coverage worker. (An exited process's sockets are handed back by the
+    /// assembler's next tick, which keeps them by process: no walk of the
+    /// kernel map.)
     fn note_exec(&mut self, event: &KernelEvent) {
         if let KernelEvent::Exec(ev) = event {
-            let now = tokio::time::Instant::now();
-            for delay in EXEC_CHECKS {
-                self.exec_checks.push((now + delay, ev.header.tgid));
-            }
+            self.coverage.exec(ev.header.tgid);
         }
     }
 
-    /// Timeouts of assembly, and the exec checks that are due.
+    /// Timeouts of assembly.
     fn on_tick(&mut self) {
         self.outputs.health.heartbeat();
         let mut out = Vec::new();
@@ -223,21 +231,11 @@ impl Pipeline {
             debug!(error = %crate::text::Chain(&e), "untracking idle sockets");
         }
         self.outputs.queue.send(out);
-        let now = tokio::time::Instant::now();
-        let (capture, coverage) = (&mut self.capture, &mut self.coverage);
-        self.exec_checks.retain(|(at, pid)| {
-            if *at <= now {
-                let _ = coverage.check(capture, *pid);
-                false
-            } else {
-                true
-            }
-        });
     }
 
-    /// The periodic scan: new processes' libraries, new server configs.
+    /// The periodic scan of TLS ports (the coverage worker rescans
+    /// processes on its own clock).
     fn on_rescan(&mut self) {
-        self.coverage.scan_all(&mut self.capture);
         let served_hello = self.assembler.tls_ports_mut().learned();
         for port in crate::diagnosis::learned::sync(&served_hello) {
             self.assembler.tls_ports_mut().add(port);
@@ -330,6 +328,8 @@ impl Pipeline {
             k8s,
         });
         status.write(&config);
+        // The worker first: it plans no more attachments.
+        drop(coverage);
         // Dropping the capture detaches every program and frees the maps.
         let detach_started = std::time::Instant::now();
         debug!("sinks flushed; detaching");

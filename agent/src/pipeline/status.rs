@@ -9,12 +9,11 @@ use serde::Serialize;
 use tracing::debug;
 
 use crate::assembly::{Assembler, AssemblyStats};
-use crate::capture::tls_libs::Coverage;
 use crate::capture::{Capture, LibraryReport, MechanismReport};
 use crate::config::RunConfig;
 
-use super::coverage::CoverageTracker;
 use super::sinks::SinkCounters;
+use crate::capture::coverage::{CoverageWorker, UncoveredProcess};
 
 /// Health and coverage, written to the status file.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -59,17 +58,11 @@ pub struct Status {
     pub discovery: crate::diagnosis::discovery::DiscoveryStatus,
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct UncoveredProcess {
-    pub comm: String,
-    pub coverage: Coverage,
-}
-
 /// Where every refreshed field of [`Status`] comes from.
 pub struct StatusSources<'a> {
     pub capture: &'a Capture,
     pub assembler: &'a Assembler,
-    pub coverage: &'a CoverageTracker,
+    pub coverage: &'a CoverageWorker,
     pub sinks: &'a SinkCounters,
     pub dropped_outcomes: u64,
     pub decode_errors: &'a BTreeMap<String, u64>,
@@ -109,9 +102,10 @@ impl Status {
         self.plain_connections = sinks.not_tls_confirmed.load(Ordering::Relaxed);
         self.open_connections = from.assembler.open_connections();
         self.libraries = from.capture.libraries().cloned().collect();
-        self.covered_processes = from.coverage.covered.len();
-        self.coverage = from.coverage.counts.clone();
-        self.uncovered = from.coverage.uncovered.clone();
+        let covered = from.coverage.status();
+        self.covered_processes = covered.covered_processes;
+        self.coverage = covered.counts;
+        self.uncovered = covered.uncovered;
         self.k8s = from.k8s;
         self.discovery = crate::diagnosis::discovery::ConfigDiscovery::shared().status();
     }

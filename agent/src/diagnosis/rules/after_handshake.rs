@@ -1,6 +1,6 @@
 //! Handshakes that completed and still failed: the TLS libraries on both
 //! ends report success, and the connection dies for a TLS reason one layer
-//! up. Two are common enough to look for:
+//! up. Three are common enough to look for:
 //!
 //! - curl checks the host name itself after `SSL_connect` returned, and on
 //!   a mismatch just closes (close_notify, no alert, no request);
@@ -11,7 +11,13 @@
 //!   verify callback accepts everything), and on a chain it cannot build
 //!   destroys the socket: no alert, no request.
 //!
-//! Neither shows in OpenSSL's return values, so assembly reports a success.
+//! Another needs no host state: a client whose own OpenSSL completed the
+//! handshake with a failing X.509 verdict and then closed without a word
+//! verifies in its own code after the handshake (Node.js: its verify
+//! callback always continues, JavaScript checks `verifyError()` and
+//! destroys the socket), and rejected the chain.
+//!
+//! None shows in OpenSSL's return values, so assembly reports a success.
 //! The wire narrows it down cheaply ([`worth_checking`]); host state (the
 //! served certificate, the server block's `ssl_verify_client`, its log)
 //! decides ([`failed`]), and the outcome becomes a failure the rules
@@ -57,7 +63,10 @@ pub fn failed(f: &Facts) -> bool {
     if f.outcome.is_failure() {
         return false;
     }
-    name_not_covered(f) || intermediate_missing(f) || required_certificate_missing(f)
+    name_not_covered(f)
+        || intermediate_missing(f)
+        || required_certificate_missing(f)
+        || rejected_own_verdict(f)
 }
 
 /// The client closed without a word on a served chain that lacks its
@@ -67,6 +76,14 @@ fn intermediate_missing(f: &Facts) -> bool {
         && !f
             .findings(|x| matches!(x, ChainFinding::MissingIntermediate { .. }))
             .is_empty()
+}
+
+/// The client's OpenSSL finished with a failing chain verdict, and the
+/// client closed without a request or an alert: it rejected the chain
+/// itself. (A client that ignores the verdict, `curl -k`, sends its
+/// request.)
+fn rejected_own_verdict(f: &Facts) -> bool {
+    f.server_cert_verify_any().is_some() && closed_without_a_word(f)
 }
 
 fn name_not_covered(f: &Facts) -> bool {
@@ -254,6 +271,35 @@ mod tests {
         let mut blind = case.clone();
         blind.host = Default::default();
         assert!(!failed(&blind.facts()));
+    }
+
+    #[test]
+    fn a_client_closing_on_its_own_failing_verdict_is_a_failure() {
+        // Node.js: the handshake completes (its verify callback always
+        // continues), JavaScript sees verify result 18 and closes.
+        let case = curl_closed_after_handshake(
+            Case::client()
+                .sni(Some(SITE))
+                .tls12_with_certs(vec![site_leaf()])
+                .verify(18),
+        );
+        assert!(worth_checking(&case.outcome));
+        assert!(failed(&case.facts()));
+        let mut failing = case.clone();
+        failing.outcome.result = HandshakeResult::Failure;
+        assert_eq!(failing.diagnose().cause, Cause::UntrustedRoot);
+        // A passing verdict, or a client that went on with its request
+        // despite the verdict (`curl -k`), is no failure.
+        let passed = curl_closed_after_handshake(
+            Case::client()
+                .sni(Some(SITE))
+                .tls12_with_certs(vec![site_leaf(), intermediate()])
+                .verify(0),
+        );
+        assert!(!failed(&passed.facts()));
+        let insecure = record(case, Role::Client, 23, 120);
+        assert!(!worth_checking(&insecure.outcome));
+        assert!(!failed(&insecure.facts()));
     }
 
     #[test]

@@ -150,6 +150,8 @@ pub struct HostState {
     /// When a wait for a fresh discovery last ran out (a slow, possibly
     /// hostile, config tree): later failures ask without waiting for a while.
     rediscover_timed_out: Option<Instant>,
+    /// When a failure last waited for a fresh discovery.
+    rediscovered_at: Option<Instant>,
     listeners: Option<Timed<ListenerTable>>,
     trust: Option<Result<TrustStore, String>>,
     /// Configured chains analysed, by the filesystem they are in (two
@@ -199,6 +201,7 @@ impl HostState {
             discovery,
             configs: None,
             rediscover_timed_out: None,
+            rediscovered_at: None,
             listeners: None,
             trust: None,
             chains: ChainCache::new(chain_ttl),
@@ -263,6 +266,7 @@ impl HostState {
             return;
         }
         let asked = Instant::now();
+        self.rediscovered_at = Some(asked);
         if let Some(fresh) = self.discovery.fresh_since(asked, REDISCOVER_WAIT) {
             if fresh.started < asked {
                 self.rediscover_timed_out = Some(Instant::now());
@@ -286,6 +290,22 @@ impl HostState {
     /// How old the configs in use are (their discovery's start).
     fn configs_age(&self) -> Option<Duration> {
         self.configs.as_ref().map(|c| c.started.elapsed())
+    }
+
+    /// The configs in hand answer for `outcome`: their discovery is recent,
+    /// and began after the connection did (one that began before may
+    /// predate the server, started a moment before the connection) or a
+    /// failure waited for one a moment ago (a flood of failures at an
+    /// unknown port must not wait for a discovery each).
+    fn configs_answer(&self, outcome: &HandshakeOutcome) -> bool {
+        let connection_age = (chrono::Utc::now() - outcome.time)
+            .to_std()
+            .unwrap_or_default();
+        let waited_lately = self
+            .rediscovered_at
+            .is_some_and(|at| at.elapsed() < REDISCOVER_AGAIN_AFTER);
+        self.configs_age()
+            .is_some_and(|age| age < REDISCOVER_AFTER && (age < connection_age || waited_lately))
     }
 
     pub fn listeners(&mut self) -> Option<&ListenerTable> {
@@ -475,11 +495,7 @@ impl HostState {
         // The server config that serves this port: the running one owning the
         // listener first, then any (running or installed) that names the port.
         let covered = configs_cover(self.configs(), port, &facts.listeners_on_port);
-        if !covered
-            && self
-                .configs_age()
-                .is_some_and(|age| age >= REDISCOVER_AFTER)
-        {
+        if !covered && !self.configs_answer(outcome) {
             // A server started (or restarted with another config), or a
             // config was written, since the last discovery.
             self.rediscover();
@@ -622,6 +638,9 @@ const CLOCK_EVERY: Duration = Duration::from_secs(1);
 /// cover (a flood of failures at an unknown port costs one discovery a
 /// second).
 const REDISCOVER_AFTER: Duration = Duration::from_secs(1);
+/// How soon a failure may wait for a discovery again when the last one
+/// began before its connection.
+const REDISCOVER_AGAIN_AFTER: Duration = Duration::from_millis(250);
 
 /// Whether the discovered configs can describe a failure on `port`: when a
 /// web server (nginx, apache) listens there, one of them is that process's;

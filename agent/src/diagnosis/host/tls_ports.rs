@@ -54,10 +54,7 @@ impl HostState {
         if serves(self.configs()) {
             return true;
         }
-        let fresh_enough = self
-            .configs_age()
-            .is_some_and(|age| age < super::REDISCOVER_AFTER);
-        if fresh_enough {
+        if self.configs_answer(outcome) {
             return false;
         }
         self.rediscover();

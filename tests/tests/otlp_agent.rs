@@ -28,7 +28,7 @@ use tlsdoctor_tests::receivers::{
     start_phoenix, start_phoenix_on, start_rotel,
 };
 use tlsdoctor_tests::servers::{Server, nginx, nginx_tls_block};
-use tlsdoctor_tests::{free_port, vm_rss_kib};
+use tlsdoctor_tests::{free_port, rss_anon_kib};
 
 /// How long a span may take from the agent's journal to the receiver.
 const DELIVERY: Duration = Duration::from_secs(30);
@@ -395,7 +395,7 @@ fn collector_down_then_up() {
     ]);
     let pid = agent.pid();
     let site = self_signed_site();
-    let rss_start = vm_rss_kib(pid).expect("the agent's VmRSS");
+    let rss_start = rss_anon_kib(pid).expect("the agent's RssAnon");
 
     // Collector down: a few seconds of failures.
     let mut max_rss = rss_start;
@@ -405,7 +405,7 @@ fn collector_down_then_up() {
     while started.elapsed() < Duration::from_secs(6) {
         failing_curl(site.port);
         curls += 1;
-        max_rss = max_rss.max(vm_rss_kib(pid).expect("the agent runs"));
+        max_rss = max_rss.max(rss_anon_kib(pid).expect("the agent runs"));
         if curls % 10 == 0 {
             counts.push(agent.records_for_port(site.port).len());
         }
@@ -436,7 +436,7 @@ fn collector_down_then_up() {
         );
         // Outcomes keep the sink thread, which updates the count, busy.
         failing_curl(site.port);
-        max_rss = max_rss.max(vm_rss_kib(pid).expect("the agent runs"));
+        max_rss = max_rss.max(rss_anon_kib(pid).expect("the agent runs"));
         std::thread::sleep(Duration::from_millis(500));
     };
     let status = agent.status().expect("status.json");
@@ -502,7 +502,7 @@ fn collector_down_then_up() {
         .find(|s| s["span_id"] == arrived.ids(Role::Client).span_id.to_string().as_str())
         .expect("the client span");
     assert_span_matches_record(c, &arrived.client, site.port, "client span after recovery");
-    let later = vm_rss_kib(pid).expect("the agent runs");
+    let later = rss_anon_kib(pid).expect("the agent runs");
     eprintln!("collector up: spans arrived after {attempts} attempt(s); RSS {later} KiB");
     assert!(later < MAX_RSS_KIB, "agent RSS reached {later} KiB");
 }

@@ -31,7 +31,7 @@ use tlsdoctor_tests::receivers::{
     Phoenix, assert_time, attr_of, jint, jstr, jstrs, jtime, nanos, receivers, rotel_spans, skip,
     start_phoenix, start_rotel, start_rotel_on,
 };
-use tlsdoctor_tests::{free_port, vm_rss_kib};
+use tlsdoctor_tests::{free_port, rss_anon_kib};
 
 // --- outcomes --------------------------------------------------------------------
 
@@ -718,7 +718,7 @@ fn count_logs(endpoint: &str, text: &str) -> usize {
 }
 
 fn rss_kib() -> u64 {
-    vm_rss_kib(std::process::id()).unwrap_or(0)
+    rss_anon_kib(std::process::id()).unwrap_or(0)
 }
 
 #[test]

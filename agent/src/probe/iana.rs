@@ -26,9 +26,7 @@ pub fn version_name(v: u16) -> String {
 
 /// The IANA name of a cipher suite ("TLS_AES_128_GCM_SHA256").
 pub fn cipher_name(id: u16) -> String {
-    TlsCipherSuite::from_id(id)
-        .map(|c| c.name.to_string())
-        .unwrap_or_else(|| format!("0x{id:04x}"))
+    crate::evidence::wire::cipher_name(id)
 }
 
 /// OpenSSL's name of a cipher suite ("ECDHE-RSA-AES128-GCM-SHA256"), when
@@ -216,51 +214,9 @@ pub fn ffdhe_bits(group: u16) -> Option<u32> {
     }
 }
 
-/// IANA "TLS SignatureScheme" names; TLS 1.2 hash/signature pairs that have
-/// none are named `<signature>_<hash>`.
+/// IANA "TLS SignatureScheme" name, spelled as the wire facts spell it.
 pub fn signature_scheme_name(id: u16) -> String {
-    let name = match id {
-        0x0201 => "rsa_pkcs1_sha1",
-        0x0203 => "ecdsa_sha1",
-        0x0401 => "rsa_pkcs1_sha256",
-        0x0403 => "ecdsa_secp256r1_sha256",
-        0x0501 => "rsa_pkcs1_sha384",
-        0x0503 => "ecdsa_secp384r1_sha384",
-        0x0601 => "rsa_pkcs1_sha512",
-        0x0603 => "ecdsa_secp521r1_sha512",
-        0x0708 => "sm2sig_sm3",
-        0x0804 => "rsa_pss_rsae_sha256",
-        0x0805 => "rsa_pss_rsae_sha384",
-        0x0806 => "rsa_pss_rsae_sha512",
-        0x0807 => "ed25519",
-        0x0808 => "ed448",
-        0x0809 => "rsa_pss_pss_sha256",
-        0x080a => "rsa_pss_pss_sha384",
-        0x080b => "rsa_pss_pss_sha512",
-        0x081a => "ecdsa_brainpoolP256r1tls13_sha256",
-        0x081b => "ecdsa_brainpoolP384r1tls13_sha384",
-        0x081c => "ecdsa_brainpoolP512r1tls13_sha512",
-        _ => {
-            let [hash, sig] = id.to_be_bytes();
-            let hash = match hash {
-                1 => "md5",
-                2 => "sha1",
-                3 => "sha224",
-                4 => "sha256",
-                5 => "sha384",
-                6 => "sha512",
-                _ => return format!("0x{id:04x}"),
-            };
-            let sig = match sig {
-                1 => "rsa",
-                2 => "dsa",
-                3 => "ecdsa",
-                _ => return format!("0x{id:04x}"),
-            };
-            return format!("{sig}_{hash}");
-        }
-    };
-    name.to_string()
+    crate::evidence::wire::signature_scheme_name(id)
 }
 
 /// Every signature scheme the enumeration offers: a server must find one

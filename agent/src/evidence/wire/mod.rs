@@ -32,8 +32,8 @@ mod stream;
 mod tests;
 
 use hello::{client_hello, server_hello};
-pub use names::known_alert_name;
 use names::*;
+pub use names::{cipher_name, known_alert_name, signature_scheme_name};
 use stream::Stream;
 
 /// Everything the wire showed about one connection's handshake.

@@ -20,7 +20,7 @@ pub(super) fn version_name(v: u16) -> String {
     }
 }
 
-pub(super) fn cipher_name(id: u16) -> String {
+pub fn cipher_name(id: u16) -> String {
     TlsCipherSuite::from_id(id)
         .map(|c| c.name.to_string())
         .unwrap_or_else(|| format!("0x{id:04x}"))
@@ -63,7 +63,7 @@ pub(super) fn group_name(id: u16) -> String {
 
 /// IANA "TLS SignatureScheme" names; TLS 1.2 hash/signature pairs that have
 /// none are named `<signature>_<hash>`.
-pub(super) fn signature_scheme_name(id: u16) -> String {
+pub fn signature_scheme_name(id: u16) -> String {
     let name = match id {
         0x0201 => "rsa_pkcs1_sha1",
         0x0203 => "ecdsa_sha1",

@@ -174,16 +174,7 @@ while True:
 /// A TCP listener on 127.0.0.1:port that accepts, reads, and never answers
 /// (a hung backend): the client's ClientHello gets no ServerHello.
 pub fn silent_listener(port: u16) -> Server {
-    let script = SILENT_LISTENER.replace("PORT", &port.to_string());
-    let child = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting a silent listener");
-    Server::listening(child, port, None)
+    python_listener(SILENT_LISTENER, port, "a silent listener")
 }
 
 /// Python's `http.server` (plain HTTP, no TLS) on 127.0.0.1:port.
@@ -407,16 +398,7 @@ while True:
 /// accepts (a hung worker): its accept queue fills with two connections,
 /// and the SYNs after them are dropped (ListenOverflows).
 pub fn stuck_listener(port: u16) -> Server {
-    let script = STUCK_LISTENER.replace("PORT", &port.to_string());
-    let child = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting a listener that never accepts");
-    Server::listening(child, port, None)
+    python_listener(STUCK_LISTENER, port, "a listener that never accepts")
 }
 
 const FD_STARVED_LISTENER: &str = r#"
@@ -454,5 +436,18 @@ pub fn fd_starved_listener(port: u16) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .expect("starting a listener at its fd limit (util-linux prlimit)");
+    Server::listening(child, port, None)
+}
+
+/// A Python `script` (its `PORT` replaced) as a server on 127.0.0.1:port.
+fn python_listener(script: &str, port: u16, what: &str) -> Server {
+    let child = Command::new("python3")
+        .arg("-c")
+        .arg(script.replace("PORT", &port.to_string()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {what}: {e}"));
     Server::listening(child, port, None)
 }

@@ -195,7 +195,7 @@ impl Capture {
                     fallback_reason: None,
                 },
                 Err(e) => {
-                    let reason = error_chain(&e);
+                    let reason = crate::text::Chain(&e).to_string();
                     warn!(reason = %reason, "socket hooks unavailable; hooking syscalls instead");
                     MechanismReport {
                         mechanism: CaptureMechanism::Syscalls,
@@ -358,17 +358,6 @@ fn attach_socket_mechanism(ebpf: &mut Ebpf) -> Result<(), CaptureError> {
         }
     }
     result
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
 }
 
 /// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.

@@ -29,7 +29,7 @@ use tracing::{debug, info, warn};
 
 use super::elf::{self, Flavor, TlsImage};
 use super::tls_libs::{FileId, FileStamp, LibKind};
-use super::{Capture, CaptureError, error_chain, program_mut};
+use super::{Capture, CaptureError, program_mut};
 
 /// Every uprobe program of `agent-ebpf/src/openssl.rs`.
 const PROGRAMS: &[&str] = &[
@@ -387,7 +387,9 @@ fn attach_plan(ebpf: &mut Ebpf, plan: &FilePlan) -> (LibraryReport, Links) {
             }
             Err(e) => {
                 debug!(probe = %label, path = %plan.path, error = %crate::text::Chain(&e), "uprobe not attached");
-                report.skipped.insert(label, error_chain(&e));
+                report
+                    .skipped
+                    .insert(label, crate::text::Chain(&e).to_string());
             }
         }
     }

@@ -349,7 +349,6 @@ const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLMSG_HDRLEN: usize = 16;
-const TCP_LISTEN: u32 = 10;
 /// inet_diag_msg: family, state, timer, retrans, 48-byte sockid, expires,
 /// rqueue, wqueue, uid, inode. For a listener rqueue is the accept queue
 /// and wqueue the backlog.
@@ -412,7 +411,7 @@ fn diag_listeners(family: libc::c_int) -> std::io::Result<HashMap<u64, DiagInfo>
     req.push(libc::IPPROTO_TCP as u8);
     req.push(0); // idiag_ext: SKV6ONLY comes without asking
     req.push(0);
-    req.extend((1u32 << TCP_LISTEN).to_ne_bytes());
+    req.extend((1u32 << agent_ebpf::tcp_state::LISTEN).to_ne_bytes());
     req.extend([0u8; 48]); // inet_diag_sockid: any
     // SAFETY: zeroed sockaddr_nl is valid; family set; pid 0 = kernel.
     let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };

@@ -13,8 +13,8 @@ use agent_ebpf::record_walker::{
     WalkerState, compact_headers,
 };
 use agent_ebpf::{
-    Counter, DATA_CHUNK, DATA_EVENT_HEADER_LEN, DATA_FLAG_READ_FAILED, DataEvent, Direction,
-    EventKind, Syscall, TrackedSock, sock_key,
+    Counter, DATA_CHUNK, DATA_EVENT_HEADER_LEN, DATA_FLAG_BUDGET, DATA_FLAG_NOT_TLS,
+    DATA_FLAG_READ_FAILED, DataEvent, Direction, EventKind, Syscall, TrackedSock, sock_key,
 };
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated},
@@ -25,9 +25,8 @@ use aya_ebpf::{
 
 use core::ffi::c_void;
 
-use crate::maps::{
-    ARGS, ARGS_IO, DATA_SCRATCH, EVENTS, SSL_CALLS, SysArgs, TRACKED, count, header,
-};
+use crate::held;
+use crate::maps::{ARGS, ARGS_IO, DATA_SCRATCH, SSL_CALLS, SysArgs, TRACKED, count, header};
 use crate::syscall::{SYSCALL_ARG0, SYSCALL_ARG1, SYSCALL_ARG2, SYSCALL_ARG3, SYSCALL_RET};
 
 /// Chunks copied per syscall (a chunk lies within one buffer or iovec);
@@ -141,6 +140,9 @@ fn enter(
         return Ok(());
     };
     count(Counter::TrackedSyscalls);
+    if tracked.held != 0 {
+        held::note_thread_io(sock_key((pid_tgid >> 32) as u32, fd));
+    }
     // I/O inside an OpenSSL call names that call's socket.
     if let Some(call) = SSL_CALLS.get_ptr_mut(pid_tgid) {
         // SAFETY: a live map value the verifier checked; writers on other CPUs can only make it stale, not invalid.
@@ -449,6 +451,8 @@ pub fn capture(tracked: &mut TrackedSock, io: &Io) {
     // SAFETY: the per-CPU slot; nothing else uses it while this program
     // runs on this CPU.
     let state = unsafe { &mut *state };
+    let client_data_before = tracked.client_sent_data();
+    let server_apps_before = tracked.server_walker().app_records;
     let (seg_base, seg_len) = if io.segments.vectored {
         if io.segments.len > 1 {
             count(Counter::MultiIovec);
@@ -487,6 +491,24 @@ pub fn capture(tracked: &mut TrackedSock, io: &Io) {
     let (done, moved) = (state.done, state.moved);
     if done < moved {
         walker_of(tracked, io.direction).skip((moved - done) as u32);
+    }
+    tracked.note_server_records(server_apps_before, client_data_before);
+    decide(tracked, io.key);
+}
+
+/// After a capture on a held socket: a confirmed success is dropped; an
+/// alert releases the socket to userspace.
+#[inline(always)]
+fn decide(tracked: &TrackedSock, key: u64) {
+    if tracked.held == 0 {
+        return;
+    }
+    if tracked.confirmed() {
+        // A copy: confirming deletes the map value `tracked` points into.
+        let confirmed = *tracked;
+        held::confirm(key, &confirmed);
+    } else if tracked.client_walker().alerts != 0 || tracked.server_walker().alerts != 0 {
+        held::release(key);
     }
 }
 
@@ -577,13 +599,12 @@ extern "C" fn capture_chunk(_index: u32, _ctx: *mut c_void) -> i64 {
     if size > core::mem::size_of::<DataEvent>() {
         size = core::mem::size_of::<DataEvent>();
     }
-    // SAFETY: `size` is at most the event's own size.
-    let bytes =
-        unsafe { core::slice::from_raw_parts((event as *const DataEvent).cast::<u8>(), size) };
-    if EVENTS.output::<[u8]>(bytes, 0).is_err() {
-        count(Counter::RingbufFull);
-    } else {
+    if held::emit_data(state.key, event, size) {
         count(Counter::DataEvents);
+    }
+    if flags & (DATA_FLAG_NOT_TLS | DATA_FLAG_BUDGET | DATA_FLAG_READ_FAILED) != 0 {
+        // Not a handshake the kernel can confirm: userspace decides.
+        held::release(state.key);
     }
     0
 }

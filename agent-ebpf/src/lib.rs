@@ -49,6 +49,9 @@ pub enum EventKind {
     Exec = 7,
     /// [`ProcEvent`]: a process that owned tracked sockets exited.
     Exit = 8,
+    /// [`HeldHeader`] and the events one socket's handshake held back in
+    /// the kernel, released because it did not end in a confirmed success.
+    Held = 9,
 }
 
 impl EventKind {
@@ -62,6 +65,7 @@ impl EventKind {
             6 => Self::Ssl,
             7 => Self::Exec,
             8 => Self::Exit,
+            9 => Self::Held,
             _ => return None,
         })
     }
@@ -69,7 +73,7 @@ impl EventKind {
 
 /// Starts every event.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EventHeader {
     /// An [`EventKind`].
     pub kind: u32,
@@ -333,9 +337,23 @@ pub enum Counter {
     /// of the read/write/send/recv syscalls (io_uring, sendfile, splice):
     /// their fd is unknown, so they are not followed.
     AcceptUnattributed = 14,
+    /// Client-side handshakes the kernel confirmed as successful: their
+    /// events were dropped in the kernel, unread by userspace.
+    ConfirmedClient = 15,
+    /// Server-side handshakes the kernel confirmed as successful.
+    ConfirmedServer = 16,
+    /// Sockets whose held events were released to userspace (a failure, an
+    /// end or a stall before a confirmed success).
+    HeldReleased = 17,
+    /// Releases because the socket's hold buffer was full (its later events
+    /// stream as they happen).
+    HeldOverflow = 18,
+    /// Sockets not held because the hold map was full: their events stream
+    /// as they happen (nothing is lost; they cost what they cost before).
+    HeldMapFull = 19,
 }
 
-pub const COUNTER_COUNT: u32 = 15;
+pub const COUNTER_COUNT: u32 = 20;
 
 impl Counter {
     pub const ALL: [Counter; COUNTER_COUNT as usize] = [
@@ -354,6 +372,11 @@ impl Counter {
         Counter::SocketIoUnattributed,
         Counter::ConnectUnattributed,
         Counter::AcceptUnattributed,
+        Counter::ConfirmedClient,
+        Counter::ConfirmedServer,
+        Counter::HeldReleased,
+        Counter::HeldOverflow,
+        Counter::HeldMapFull,
     ];
 
     pub fn name(self) -> &'static str {
@@ -373,6 +396,11 @@ impl Counter {
             Counter::SocketIoUnattributed => "socket_io_unattributed",
             Counter::ConnectUnattributed => "connect_unattributed",
             Counter::AcceptUnattributed => "accept_unattributed",
+            Counter::ConfirmedClient => "confirmed_success_client",
+            Counter::ConfirmedServer => "confirmed_success_server",
+            Counter::HeldReleased => "held_released",
+            Counter::HeldOverflow => "held_overflow",
+            Counter::HeldMapFull => "held_map_full",
         }
     }
 }
@@ -405,6 +433,11 @@ pub mod map_names {
     pub const COUNTERS: &str = "COUNTERS";
     pub const TRACKED: &str = "TRACKED";
     pub const IGNORED_TGIDS: &str = "IGNORED_TGIDS";
+    pub const HELD: &str = "HELD";
+    pub const HELD_SINCE: &str = "HELD_SINCE";
+    pub const SERVED_TLS_PORTS: &str = "SERVED_TLS_PORTS";
+    /// Global: 1 when successes are confirmed and dropped in the kernel.
+    pub const HOLD_SUCCESSES: &str = "HOLD_SUCCESSES";
 }
 
 #[cfg(feature = "user")]
@@ -420,6 +453,7 @@ mod pod {
     unsafe impl aya::Pod for ProcEvent {}
     unsafe impl aya::Pod for crate::record_walker::WalkerState {}
     unsafe impl aya::Pod for crate::TrackedSock {}
+    unsafe impl aya::Pod for crate::HeldHeader {}
 }
 
 /// What the kernel keeps per tracked socket (map `TRACKED`).
@@ -430,10 +464,222 @@ pub struct TrackedSock {
     pub sk: u64,
     /// 1 = client (`connect`), 2 = server (`accept`).
     pub role: u32,
-    pub _pad: u32,
+    /// Server side: the local (listening) port, for the ports known to
+    /// serve TLS; 0 when unknown.
+    pub local_port: u16,
+    /// 1 while the socket's events are held in the kernel (map `HELD`).
+    pub held: u8,
+    /// 1 once the server sent application data after the client's (see
+    /// [`TrackedSock::confirmed`]).
+    pub server_replied: u8,
     /// Indexed by [`Direction`].
     pub walkers: [record_walker::WalkerState; 2],
 }
 
 pub const ROLE_CLIENT: u32 = 1;
 pub const ROLE_SERVER: u32 = 2;
+
+impl TrackedSock {
+    /// The walker of what the client sent.
+    #[inline(always)]
+    pub fn client_walker(&self) -> &record_walker::WalkerState {
+        // Egress of a client, ingress of a server.
+        if self.role == ROLE_CLIENT {
+            &self.walkers[0]
+        } else {
+            &self.walkers[1]
+        }
+    }
+
+    /// The walker of what the server sent.
+    #[inline(always)]
+    pub fn server_walker(&self) -> &record_walker::WalkerState {
+        if self.role == ROLE_CLIENT {
+            &self.walkers[1]
+        } else {
+            &self.walkers[0]
+        }
+    }
+
+    /// The client sent application data after its handshake: in TLS 1.2
+    /// its first application-data record, in TLS 1.3 (where its Finished is
+    /// an application-data record too) its second. TLS 1.2 is told by the
+    /// client's handshake records after its ClientHello (ClientKeyExchange,
+    /// its encrypted Finished), which TLS 1.3 never sends in that form.
+    #[inline(always)]
+    pub fn client_sent_data(&self) -> bool {
+        let client = self.client_walker();
+        let needed = if client.hello_flags & record_walker::HELLO_LATER_HANDSHAKE != 0 {
+            1
+        } else {
+            2
+        };
+        client.app_records >= needed
+    }
+
+    /// Records that the server's walker just counted `server_apps_before ->
+    /// now` application-data records; they are a reply when the client had
+    /// sent data before them.
+    #[inline(always)]
+    pub fn note_server_records(&mut self, server_apps_before: u8, client_data_before: bool) {
+        if client_data_before && self.server_walker().app_records > server_apps_before {
+            self.server_replied = 1;
+        }
+    }
+
+    /// The handshake is over and succeeded on both sides, as surely as
+    /// userspace would conclude and then only count it: the client sent
+    /// application data, the server answered with more, no alert went
+    /// either way, and the client sent no certificate in the clear (a TLS
+    /// 1.2 server that asked for one may still reject its absence one layer
+    /// up, which host state decides). Everything else (failures, stalls,
+    /// connections that end before both sides spoke) is left to userspace.
+    #[inline(always)]
+    pub fn confirmed(&self) -> bool {
+        let client = self.client_walker();
+        let server = self.server_walker();
+        self.server_replied != 0
+            && client.alerts == 0
+            && server.alerts == 0
+            && client.hello_flags & record_walker::HELLO_CERTIFICATE_OR_UNKNOWN == 0
+    }
+}
+
+/// Starts a [`EventKind::Held`] record: `len` bytes of entries follow, each
+/// an 8-byte [`HeldEntry`] and one event (itself starting with an
+/// [`EventHeader`]) padded to 8 bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HeldHeader {
+    pub header: EventHeader,
+    /// The socket's `sock_key`.
+    pub key: u64,
+    /// Bytes of entries that follow.
+    pub len: u32,
+    /// Entries that follow.
+    pub count: u32,
+}
+
+/// Precedes each event in a held record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HeldEntry {
+    /// The event's length (without padding).
+    pub len: u32,
+    pub _pad: u32,
+}
+
+/// Bytes of events a socket holds before it releases them and streams.
+/// Enough for a ClientHello and a TLS 1.3 ServerHello with room to spare,
+/// and a TLS 1.2 certificate chain of a few kilobytes. A power of two.
+pub const HELD_CAPACITY: usize = 8192;
+/// The largest event one entry can carry.
+pub const HELD_EVENT_MAX: usize = DATA_EVENT_HEADER_LEN + DATA_CHUNK;
+/// Size of the entry area: an entry may begin anywhere below
+/// [`HELD_CAPACITY`] and carry the largest event.
+pub const HELD_DATA_SIZE: usize =
+    HELD_CAPACITY + size_of::<HeldEntry>() + HELD_EVENT_MAX.next_multiple_of(8);
+/// Size of a value of the `HELD` map: a [`HeldHeader`] and the entry area.
+pub const HELD_VALUE_SIZE: usize = size_of::<HeldHeader>() + HELD_DATA_SIZE;
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::vec::Vec;
+
+    use super::*;
+    use record_walker::WalkerState;
+
+    fn record(content_type: u8, first: u8, body_len: usize) -> Vec<u8> {
+        let mut r = std::vec![content_type, 3, 3, (body_len >> 8) as u8, body_len as u8];
+        r.extend(core::iter::repeat_n(first, body_len));
+        r
+    }
+
+    /// Feeds one side's bytes through the socket's walker for that side,
+    /// as the kernel's capture does (with the server-reply bookkeeping).
+    fn send(sock: &mut TrackedSock, from_client: bool, bytes: &[u8]) {
+        let client_data_before = sock.client_sent_data();
+        let server_apps_before = sock.server_walker().app_records;
+        let egress = from_client == (sock.role == ROLE_CLIENT);
+        let walker: &mut WalkerState = &mut sock.walkers[if egress { 0 } else { 1 }];
+        let mut buf = bytes.to_vec();
+        walker.walk(&mut buf, bytes.len());
+        sock.note_server_records(server_apps_before, client_data_before);
+    }
+
+    fn tls13(role: u32, client_data: bool, server_reply: usize) -> TrackedSock {
+        let mut s = TrackedSock {
+            role,
+            ..Default::default()
+        };
+        send(&mut s, true, &record(22, 1, 400)); // ClientHello
+        let mut flight = record(22, 2, 90); // ServerHello
+        flight.extend(record(20, 1, 1));
+        flight.extend(record(23, 0, 40)); // EncryptedExtensions
+        flight.extend(record(23, 0, 900)); // Certificate...Finished
+        send(&mut s, false, &flight);
+        let mut fin = record(20, 1, 1);
+        fin.extend(record(23, 0, 53)); // Finished
+        send(&mut s, true, &fin);
+        send(&mut s, false, &record(23, 0, 250)); // NewSessionTicket
+        if client_data {
+            send(&mut s, true, &record(23, 0, 100)); // GET /
+        }
+        send(&mut s, false, &record(23, 0, server_reply));
+        s
+    }
+
+    #[test]
+    fn tls13_success_is_confirmed_once_the_server_answers_the_clients_data() {
+        for role in [ROLE_CLIENT, ROLE_SERVER] {
+            assert!(tls13(role, true, 200).confirmed(), "role {role}");
+            // A ticket before the client's data is no answer to it.
+            assert!(!tls13(role, false, 200).confirmed(), "role {role}");
+            // An alert-sized answer may be the server's rejection.
+            assert!(!tls13(role, true, 19).confirmed(), "role {role}");
+        }
+    }
+
+    fn tls12(client_certificate: bool, alert: bool) -> TrackedSock {
+        let mut s = TrackedSock {
+            role: ROLE_SERVER,
+            ..Default::default()
+        };
+        send(&mut s, true, &record(22, 1, 300));
+        send(&mut s, false, &record(22, 2, 1500)); // ServerHello..Done
+        let mut flight = Vec::new();
+        if client_certificate {
+            flight.extend(record(22, 11, 7)); // an empty Certificate
+        }
+        flight.extend(record(22, 16, 37)); // ClientKeyExchange
+        flight.extend(record(20, 1, 1));
+        flight.extend(record(22, 0x5a, 40)); // Finished (encrypted)
+        send(&mut s, true, &flight);
+        let mut flight = record(20, 1, 1);
+        flight.extend(record(22, 0x33, 40));
+        send(&mut s, false, &flight);
+        send(&mut s, true, &record(23, 0, 120)); // GET /
+        if alert {
+            send(&mut s, false, &record(21, 0, 26));
+        }
+        send(&mut s, false, &record(23, 0, 400));
+        s
+    }
+
+    #[test]
+    fn tls12_success_needs_one_data_record_each_way_and_no_certificate_or_alert() {
+        assert!(tls12(false, false).confirmed());
+        assert!(!tls12(true, false).confirmed());
+        assert!(!tls12(false, true).confirmed());
+    }
+
+    #[test]
+    fn nothing_is_confirmed_before_both_sides_spoke() {
+        let s = TrackedSock {
+            role: ROLE_CLIENT,
+            ..Default::default()
+        };
+        assert!(!s.confirmed());
+    }
+}

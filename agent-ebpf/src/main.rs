@@ -5,6 +5,8 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 #[cfg(target_arch = "bpf")]
+mod held;
+#[cfg(target_arch = "bpf")]
 mod io;
 #[cfg(target_arch = "bpf")]
 mod maps;

@@ -27,7 +27,7 @@
 
 use agent_ebpf::{
     Counter, ERR_LIB_SSL, ERR_LIB_X509, EventKind, MAX_SSL_ERRORS, SSL_FLAG_ERRORS_TRUNCATED,
-    SSL_FLAG_HANDSHAKE_DONE_BEFORE, SSL_FLAG_VERIFY_RESULT, SslError, SslEvent, SslFunc,
+    SSL_FLAG_HANDSHAKE_DONE_BEFORE, SSL_FLAG_VERIFY_RESULT, SslError, SslEvent, SslFunc, sock_key,
 };
 use aya_ebpf::{
     EbpfContext,
@@ -36,6 +36,7 @@ use aya_ebpf::{
     programs::{ProbeContext, RetProbeContext},
 };
 
+use crate::held;
 use crate::maps::{
     SSL_CALLS, SSL_SCRATCH, SSL_STATE, SSL_STATE_DONE, SslKey, SslState, count, header, is_self,
     mark_active, reserve,
@@ -162,22 +163,26 @@ fn call_exit(ctx: &RetProbeContext) -> Result<(), ()> {
         let _ = SSL_CALLS.remove(pid_tgid);
         return Ok(());
     }
-    if let Some(mut e) = reserve::<SslEvent>() {
-        // SAFETY: every field is written before the entry is submitted.
-        let ev = unsafe { e.assume_init_mut() };
-        ev.header = header(EventKind::Ssl);
-        ev.ssl = call.ssl;
-        ev.entry_ts_ns = call.entry_ts;
-        ev.fd = if call.fd >= 0 { call.fd } else { state.fd };
-        ev.ret = ret;
-        ev.func = call.func;
-        ev.flags = call.flags;
-        ev.error_count = call.error_count;
-        ev._pad = 0;
-        ev.verify_result = call.verify_result;
-        ev.errors = call.errors;
-        e.submit(0);
+    let fd = if call.fd >= 0 { call.fd } else { state.fd };
+    let event = SslEvent {
+        header: header(EventKind::Ssl),
+        ssl: call.ssl,
+        entry_ts_ns: call.entry_ts,
+        fd,
+        ret,
+        func: call.func,
+        flags: call.flags,
+        error_count: call.error_count,
+        _pad: 0,
+        verify_result: call.verify_result,
+        errors: call.errors,
+    };
+    let key = sock_key(tgid, fd);
+    if !succeeded {
+        // A failed handshake: userspace decides, from everything held.
+        held::release(key);
     }
+    held::emit(key, &event);
     let _ = SSL_CALLS.remove(pid_tgid);
     Ok(())
 }
@@ -298,6 +303,9 @@ fn emit_outside(error: Option<SslError>, verify_result: Option<i32>) {
     if is_self(tgid) {
         return;
     }
+    // Userspace ties the error to this thread's connection: it must have
+    // seen that connection first.
+    held::release_thread_socket();
     let Some(mut e) = reserve::<SslEvent>() else {
         return;
     };

@@ -35,7 +35,30 @@ pub const MODE_HEADERS: u8 = 2;
 pub const MODE_DONE: u8 = 3;
 
 const CONTENT_CHANGE_CIPHER_SPEC: u8 = 20;
+const CONTENT_ALERT: u8 = 21;
+const CONTENT_HANDSHAKE: u8 = 22;
 const CONTENT_APPLICATION_DATA: u8 = 23;
+/// Handshake message types seen first in a record body.
+const HANDSHAKE_CLIENT_HELLO: u8 = 1;
+const HANDSHAKE_CERTIFICATE: u8 = 11;
+
+/// An application-data record this long or shorter may be a TLS 1.3
+/// encrypted alert (2 bytes, the inner type and a 16-byte tag: 19) and is
+/// not counted in [`WalkerState::app_records`].
+pub const ENCRYPTED_ALERT_MAX: u32 = 24;
+
+/// `hello_flags`: a handshake record was seen.
+pub const HELLO_SEEN: u8 = 1 << 0;
+/// `hello_flags`: a later handshake record began with something other than
+/// a ClientHello (a TLS 1.2 client's ClientKeyExchange or Finished).
+pub const HELLO_LATER_HANDSHAKE: u8 = 1 << 1;
+/// `hello_flags`: a later handshake record began with a Certificate (a
+/// TLS 1.2 client answering a certificate request), or its first byte
+/// could not be seen.
+pub const HELLO_CERTIFICATE_OR_UNKNOWN: u8 = 1 << 2;
+/// `hello_flags`: the first body byte of the current handshake record is
+/// still to be looked at.
+pub const HELLO_PEEK_PENDING: u8 = 1 << 3;
 const CONTENT_HEARTBEAT: u8 = 24;
 
 /// Per-direction walker state, kept in the kernel's tracking map.
@@ -55,7 +78,13 @@ pub struct WalkerState {
     /// Record headers reported in [`MODE_HEADERS`].
     pub trailing_headers: u16,
     pub header: [u8; RECORD_HEADER_LEN],
-    pub _pad: [u8; 3],
+    /// Application-data records longer than [`ENCRYPTED_ALERT_MAX`]
+    /// (saturating): the kernel's success decision counts them.
+    pub app_records: u8,
+    /// Alert records in the clear (TLS 1.2 keeps the type when encrypted).
+    pub alerts: u8,
+    /// `HELLO_*`: what the first bytes of handshake records showed.
+    pub hello_flags: u8,
 }
 
 /// What to do with one chunk.
@@ -84,6 +113,11 @@ impl WalkerState {
         self.stream_offset = self.stream_offset.wrapping_add(n);
         if self.mode == MODE_DONE || n == 0 {
             return;
+        }
+        if self.hello_flags & HELLO_PEEK_PENDING != 0 {
+            // The record's first byte went by unseen.
+            self.hello_flags =
+                (self.hello_flags & !HELLO_PEEK_PENDING) | HELLO_CERTIFICATE_OR_UNKNOWN;
         }
         if self.header_have == 0 && self.record_left >= n {
             self.record_left -= n;
@@ -175,6 +209,9 @@ impl WalkerState {
     ) -> bool {
         let len = c.len;
         let mut pos = c.pos;
+        if self.hello_flags & HELLO_PEEK_PENDING != 0 && self.record_left > 0 && pos < len {
+            self.peek_handshake_type(source, pos);
+        }
         // Skip the rest of the current record body.
         if self.record_left > 0 && pos < len {
             let avail = len - pos;
@@ -246,6 +283,10 @@ impl WalkerState {
             return false;
         }
         self.record_left = record_len;
+        self.count_record(content_type, record_len);
+        if self.hello_flags & HELLO_PEEK_PENDING != 0 && pos < len {
+            self.peek_handshake_type(source, pos);
+        }
         if self.mode == MODE_CAPTURE && content_type == CONTENT_APPLICATION_DATA {
             // Keep this header (its length is evidence), drop the body.
             c.emit = pos;
@@ -272,6 +313,42 @@ impl WalkerState {
             self.trailing_headers += 1;
         }
         true
+    }
+
+    /// Counts a record whose header was just read, for the kernel's success
+    /// decision (`TrackedSock::confirmed`).
+    #[inline(always)]
+    fn count_record(&mut self, content_type: u8, record_len: u32) {
+        if content_type == CONTENT_APPLICATION_DATA && record_len > ENCRYPTED_ALERT_MAX {
+            self.app_records = self.app_records.saturating_add(1);
+        } else if content_type == CONTENT_ALERT {
+            self.alerts = self.alerts.saturating_add(1);
+        } else if content_type == CONTENT_HANDSHAKE {
+            if self.hello_flags & HELLO_SEEN == 0 {
+                self.hello_flags |= HELLO_SEEN;
+            } else if record_len > 0 {
+                self.hello_flags |= HELLO_PEEK_PENDING;
+            }
+        }
+    }
+
+    /// Looks at the first body byte of a handshake record after the first
+    /// (at `pos`): which message it starts with.
+    #[inline(always)]
+    fn peek_handshake_type(&mut self, source: &impl HeaderSource, pos: u32) {
+        self.hello_flags &= !HELLO_PEEK_PENDING;
+        let mut first = [0u8; RECORD_HEADER_LEN];
+        if !source.read(pos, 1, &mut first) {
+            self.hello_flags |= HELLO_CERTIFICATE_OR_UNKNOWN;
+            return;
+        }
+        match first[0] {
+            HANDSHAKE_CLIENT_HELLO => {}
+            HANDSHAKE_CERTIFICATE => {
+                self.hello_flags |= HELLO_LATER_HANDSHAKE | HELLO_CERTIFICATE_OR_UNKNOWN;
+            }
+            _ => self.hello_flags |= HELLO_LATER_HANDSHAKE,
+        }
     }
 
     /// Ends a chunk: the verdict for it.
@@ -606,5 +683,78 @@ mod tests {
         let mut s = WalkerState::default();
         let (v, _) = walk(&mut s, b"G");
         assert_eq!(v.flags, DATA_FLAG_NOT_TLS);
+    }
+
+    fn handshake(first_byte: u8, body_len: usize) -> Vec<u8> {
+        let mut r = record(22, body_len);
+        r[5] = first_byte;
+        r
+    }
+
+    #[test]
+    fn application_data_and_alerts_are_counted_for_the_success_decision() {
+        let mut s = WalkerState::default();
+        let mut bytes = handshake(1, 200);
+        bytes.extend(record(23, 53)); // a TLS 1.3 client's Finished
+        bytes.extend(record(23, 19)); // alert-sized: not counted
+        bytes.extend(record(23, 300));
+        walk(&mut s, &bytes);
+        assert_eq!((s.app_records, s.alerts), (2, 0));
+        walk(&mut s, &record(21, 2));
+        assert_eq!(s.alerts, 1);
+    }
+
+    #[test]
+    fn a_client_hello_alone_is_not_tls12() {
+        let mut s = WalkerState::default();
+        walk(&mut s, &handshake(1, 300));
+        assert_eq!(s.hello_flags & HELLO_LATER_HANDSHAKE, 0);
+        // A second ClientHello (after a HelloRetryRequest) is not either.
+        walk(&mut s, &handshake(1, 300));
+        assert_eq!(
+            s.hello_flags & (HELLO_LATER_HANDSHAKE | HELLO_CERTIFICATE_OR_UNKNOWN),
+            0
+        );
+    }
+
+    #[test]
+    fn later_handshake_records_are_told_by_their_first_byte() {
+        // ClientHello, then ClientKeyExchange (16): TLS 1.2.
+        let mut s = WalkerState::default();
+        let mut bytes = handshake(1, 300);
+        bytes.extend(handshake(16, 37));
+        walk(&mut s, &bytes);
+        assert_ne!(s.hello_flags & HELLO_LATER_HANDSHAKE, 0);
+        assert_eq!(s.hello_flags & HELLO_CERTIFICATE_OR_UNKNOWN, 0);
+        // ClientHello, then Certificate (11): a certificate was asked for.
+        let mut s = WalkerState::default();
+        let mut bytes = handshake(1, 300);
+        bytes.extend(handshake(11, 7));
+        walk(&mut s, &bytes);
+        assert_ne!(s.hello_flags & HELLO_CERTIFICATE_OR_UNKNOWN, 0);
+    }
+
+    #[test]
+    fn the_first_body_byte_is_found_when_header_and_body_are_read_apart() {
+        // OpenSSL reads a record's header and its body with two reads.
+        let mut s = WalkerState::default();
+        walk(&mut s, &handshake(1, 300));
+        let cert = handshake(11, 7);
+        walk(&mut s, &cert[..5]);
+        assert_ne!(s.hello_flags & HELLO_PEEK_PENDING, 0);
+        walk(&mut s, &cert[5..]);
+        assert_eq!(s.hello_flags & HELLO_PEEK_PENDING, 0);
+        assert_ne!(s.hello_flags & HELLO_CERTIFICATE_OR_UNKNOWN, 0);
+    }
+
+    #[test]
+    fn a_first_body_byte_that_went_by_unseen_counts_as_unknown() {
+        let mut s = WalkerState::default();
+        walk(&mut s, &handshake(1, 300));
+        let cke = handshake(16, 37);
+        walk(&mut s, &cke[..5]);
+        s.skip(37);
+        assert_ne!(s.hello_flags & HELLO_CERTIFICATE_OR_UNKNOWN, 0);
+        assert_eq!(s.hello_flags & HELLO_PEEK_PENDING, 0);
     }
 }

@@ -33,9 +33,10 @@ use aya_ebpf::{
     programs::TracePointContext,
 };
 
+use crate::held;
 use crate::maps::{
     ARGS, ARGS_ACCEPT, ARGS_CONNECT, PEER_TUPLE, PENDING_ACCEPTS, PeerKey, PendingAccept, SK_OWNER,
-    SK_OWNER_PENDING_ACCEPT, SysArgs, TRACKED, count, header, is_self, mark_active, reserve,
+    SK_OWNER_PENDING_ACCEPT, SysArgs, TRACKED, count, header, is_self, mark_active,
 };
 use crate::syscall::{
     NR_CLOSE, NR_CONNECT, NR_SENDMSG, NR_SENDTO, SYSCALL_ARG0, SYSCALL_ARG1, SYSCALL_RET,
@@ -170,20 +171,23 @@ fn try_exit_connect(ctx: &TracePointContext) -> Result<(), i64> {
     // SAFETY: a field of the tracepoint's record, at the offset its format gives.
     let ret: i64 = unsafe { ctx.read_at(SYSCALL_RET)? };
     let tgid = (pid_tgid >> 32) as u32;
+    let key = sock_key(tgid, args.fd);
     if ret == 0 || ret == -EINPROGRESS {
         let tracked = TrackedSock {
             sk: args.sk,
             role: ROLE_CLIENT,
             ..Default::default()
         };
-        if TRACKED.insert(sock_key(tgid, args.fd), tracked, 0).is_err() {
+        if TRACKED.insert(key, tracked, 0).is_err() {
             count(Counter::TrackedMapFull);
             return Ok(());
         }
+        start_holding(key);
         mark_active(tgid);
     }
-    if let Some(mut e) = reserve::<ConnEvent>() {
-        e.write(ConnEvent {
+    held::emit(
+        key,
+        &ConnEvent {
             header: header(EventKind::Connect),
             fd: args.fd,
             ret: ret as i32,
@@ -193,9 +197,8 @@ fn try_exit_connect(ctx: &TracePointContext) -> Result<(), i64> {
             listen_fd: -1,
             _pad: 0,
             comm: comm(),
-        });
-        e.submit(0);
-    }
+        },
+    );
     Ok(())
 }
 
@@ -289,6 +292,7 @@ fn try_exit_accept(ctx: &TracePointContext) -> Result<(), i64> {
     let tracked = TrackedSock {
         sk,
         role: ROLE_SERVER,
+        local_port: local.port,
         ..Default::default()
     };
     if TRACKED.insert(skey, tracked, 0).is_err() {
@@ -298,9 +302,11 @@ fn try_exit_accept(ctx: &TracePointContext) -> Result<(), i64> {
     if sk != 0 {
         let _ = SK_OWNER.insert(sk, skey, 0);
     }
+    start_holding(skey);
     mark_active(tgid);
-    if let Some(mut e) = reserve::<ConnEvent>() {
-        e.write(ConnEvent {
+    held::emit(
+        skey,
+        &ConnEvent {
             header: header(EventKind::Accept),
             fd,
             ret: 0,
@@ -310,9 +316,8 @@ fn try_exit_accept(ctx: &TracePointContext) -> Result<(), i64> {
             listen_fd: args.fd,
             _pad: 0,
             comm: comm(),
-        });
-        e.submit(0);
-    }
+        },
+    );
     Ok(())
 }
 
@@ -330,14 +335,8 @@ fn try_enter_close(ctx: &TracePointContext) -> Result<(), i64> {
     if TRACKED.remove(key).is_err() {
         return Ok(());
     }
-    if let Some(mut e) = reserve::<CloseEvent>() {
-        e.write(CloseEvent {
-            header: header(EventKind::Close),
-            fd: fd as i32,
-            _pad: 0,
-        });
-        e.submit(0);
-    }
+    held::release(key);
+    emit_close(key, fd as i32);
     Ok(())
 }
 
@@ -450,20 +449,26 @@ fn on_tcp_state(ctx: &TracePointContext, socket_mechanism: bool) -> Result<(), i
     }
     let owner_tgid = (owner >> 32) as u32;
     let owner_fd = owner as u32 as i32;
+    if new != TCP_ESTABLISHED {
+        // The connection is ending before its handshake was confirmed:
+        // userspace decides, from everything held so far.
+        held::release(owner);
+    }
     if socket_mechanism && (new == TCP_CLOSE || new == TCP_FIN_WAIT1 || new == TCP_LAST_ACK) {
         // Sent before the state event: userspace must know the socket was
         // closed by its process when it reads SYN_SENT -> CLOSE (a connect
         // abandoned, not refused).
         let closed = closed_by_owner(owner_tgid, owner_fd);
         if closed {
-            emit_close(owner_fd);
+            emit_close(owner, owner_fd);
         }
         if closed || new == TCP_CLOSE {
             untrack(owner, sk);
         }
     }
-    if let Some(mut e) = reserve::<SockStateEvent>() {
-        e.write(SockStateEvent {
+    held::emit(
+        owner,
+        &SockStateEvent {
             header: header(EventKind::SockState),
             sk,
             owner_tgid,
@@ -472,9 +477,8 @@ fn on_tcp_state(ctx: &TracePointContext, socket_mechanism: bool) -> Result<(), i
             new_state: new as u32,
             local: endpoint(ctx, family, sport, SS_SADDR, SS_SADDR_V6),
             remote: endpoint(ctx, family, dport, SS_DADDR, SS_DADDR_V6),
-        });
-        e.submit(0);
-    }
+        },
+    );
     Ok(())
 }
 
@@ -513,11 +517,12 @@ fn register_connect(sk: u64, remote: Endpoint) {
         }
     };
     let key = sock_key(tgid, fd);
-    if !track(key, sk, ROLE_CLIENT) {
+    if !track(key, sk, ROLE_CLIENT, 0) {
         return;
     }
-    if let Some(mut e) = reserve::<ConnEvent>() {
-        e.write(ConnEvent {
+    held::emit(
+        key,
+        &ConnEvent {
             header: header(EventKind::Connect),
             fd,
             ret: -(EINPROGRESS as i32),
@@ -527,9 +532,8 @@ fn register_connect(sk: u64, remote: Endpoint) {
             listen_fd: -1,
             _pad: 0,
             comm: comm(),
-        });
-        e.submit(0);
-    }
+        },
+    );
 }
 
 /// Socket mechanism: the first I/O on an accepted connection, in the
@@ -558,12 +562,13 @@ pub fn adopt_accepted(sk: u64) -> Option<u64> {
         return None;
     }
     let key = sock_key(tgid, fd);
-    if !track(key, sk, ROLE_SERVER) {
+    if !track(key, sk, ROLE_SERVER, pending.local.port) {
         let _ = SK_OWNER.remove(sk);
         return None;
     }
-    if let Some(mut e) = reserve::<ConnEvent>() {
-        e.write(ConnEvent {
+    held::emit(
+        key,
+        &ConnEvent {
             header: header(EventKind::Accept),
             fd,
             ret: 0,
@@ -573,34 +578,36 @@ pub fn adopt_accepted(sk: u64) -> Option<u64> {
             listen_fd: -1,
             _pad: 0,
             comm: comm(),
-        });
-        e.submit(0);
-    }
-    if pending.peer_closed != 0
-        && let Some(mut e) = reserve::<SockStateEvent>()
-    {
-        e.write(SockStateEvent {
-            header: header(EventKind::SockState),
-            sk,
-            owner_tgid: tgid,
-            owner_fd: fd,
-            old_state: TCP_ESTABLISHED as u32,
-            new_state: TCP_CLOSE_WAIT as u32,
-            local: pending.local,
-            remote: pending.remote,
-        });
-        e.submit(0);
+        },
+    );
+    if pending.peer_closed != 0 {
+        // The peer already left: nothing to confirm.
+        held::release(key);
+        held::emit(
+            key,
+            &SockStateEvent {
+                header: header(EventKind::SockState),
+                sk,
+                owner_tgid: tgid,
+                owner_fd: fd,
+                old_state: TCP_ESTABLISHED as u32,
+                new_state: TCP_CLOSE_WAIT as u32,
+                local: pending.local,
+                remote: pending.remote,
+            },
+        );
     }
     Some(key)
 }
 
-/// Starts tracking `sk` as `key`'s socket; false (counted) when the map is
-/// full.
+/// Starts tracking `sk` as `key`'s socket, holding its events; false
+/// (counted) when the map is full.
 #[inline(always)]
-fn track(key: u64, sk: u64, role: u32) -> bool {
+fn track(key: u64, sk: u64, role: u32, local_port: u16) -> bool {
     let tracked = TrackedSock {
         sk,
         role,
+        local_port,
         ..Default::default()
     };
     if TRACKED.insert(key, tracked, 0).is_err() {
@@ -608,8 +615,20 @@ fn track(key: u64, sk: u64, role: u32) -> bool {
         return false;
     }
     let _ = SK_OWNER.insert(sk, key, 0);
+    start_holding(key);
     mark_active((key >> 32) as u32);
     true
+}
+
+/// Holds a newly tracked socket's events, when userspace asked for it.
+#[inline(always)]
+fn start_holding(key: u64) {
+    if held::start(key)
+        && let Some(tracked) = TRACKED.get_ptr_mut(key)
+    {
+        // SAFETY: a live map value the verifier checked.
+        unsafe { (*tracked).held = 1 };
+    }
 }
 
 /// Stops tracking `owner`'s socket, if it still is `sk` (the fd may have
@@ -634,13 +653,13 @@ fn closed_by_owner(owner_tgid: u32, fd: i32) -> bool {
 }
 
 #[inline(always)]
-fn emit_close(fd: i32) {
-    if let Some(mut e) = reserve::<CloseEvent>() {
-        e.write(CloseEvent {
+fn emit_close(key: u64, fd: i32) {
+    held::emit(
+        key,
+        &CloseEvent {
             header: header(EventKind::Close),
             fd,
             _pad: 0,
-        });
-        e.submit(0);
-    }
+        },
+    );
 }

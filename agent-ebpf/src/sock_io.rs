@@ -16,6 +16,7 @@ use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::raw_tracepoint, programs::RawTracePointContext,
 };
 
+use crate::held;
 use crate::io::{Buffer, Io, MSG_PEEK, capture, segments_of, walker_of};
 use crate::maps::{SK_OWNER, SK_OWNER_PENDING_ACCEPT, SSL_CALLS, TRACKED, count};
 use crate::sock::adopt_accepted;
@@ -63,6 +64,9 @@ fn on_sock_io(ctx: &RawTracePointContext, direction: Direction) {
         return;
     }
     count(Counter::TrackedSyscalls);
+    if tracked.held != 0 {
+        held::note_thread_io(owner);
+    }
     let fd = owner as u32 as i32;
     let pid_tgid = bpf_get_current_pid_tgid();
     // I/O inside an OpenSSL call names that call's socket, even when it

@@ -6,7 +6,7 @@
 //! record's payload is the record's own bytes, as long as its length
 //! field says; a decoded event's header is the record's first bytes; the
 //! helpers the pipeline calls on a decoded event (`endpoint_addr`,
-//! `c_str`) take any value.
+//! `c_str`) take any value; a held record's entries end and never nest.
 #![no_main]
 
 use agent::capture::events::{KernelEvent, c_str, decode, endpoint_addr};
@@ -58,6 +58,19 @@ fuzz_target!(|data: &[u8]| {
         }
         KernelEvent::Close(c) => {
             let _ = format!("{c:?}");
+        }
+        KernelEvent::Held(held) => {
+            // Every entry decodes or is an error in its place; the walk
+            // ends (entries are at least 8 bytes) and never nests.
+            let mut n = 0usize;
+            for inner in held.events() {
+                n += 1;
+                assert!(n <= record.len() / 8 + 1, "held entries do not end");
+                if let Ok(inner) = inner {
+                    assert!(!matches!(inner, KernelEvent::Held(_)), "nested held record");
+                    let _ = format!("{:?}", inner.header());
+                }
+            }
         }
     }
 });

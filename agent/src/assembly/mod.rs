@@ -162,6 +162,17 @@ impl Assembler {
                     self.start_closing(conn, ev.header.ts_ns, clock, out);
                 }
             }
+            KernelEvent::Held(held) => {
+                for event in held.events() {
+                    match event {
+                        Ok(event) => self.on_event(&event, clock, out),
+                        Err(e) => {
+                            self.stats.undecodable_held_events += 1;
+                            tracing::debug!(error = %crate::text::Chain(&e), "undecodable held event");
+                        }
+                    }
+                }
+            }
             KernelEvent::Exec(ev) => self.processes.forget(ev.header.tgid),
             KernelEvent::Exit(ev) => {
                 let tgid = ev.header.tgid;

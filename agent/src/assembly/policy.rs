@@ -72,6 +72,9 @@ pub struct AssemblyStats {
     /// I/O on that thread, or a server thread whose handshakes all run
     /// inside followed calls): counted, not reported.
     pub openssl_outside_unattributed: u64,
+    /// Events inside a held record that could not be decoded (the rest of
+    /// the record is still read where it can be).
+    pub undecodable_held_events: u64,
 }
 
 /// A count per role.

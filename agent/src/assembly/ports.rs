@@ -32,6 +32,14 @@ impl TlsPorts {
         self.learned.insert(port);
     }
 
+    /// A port where the kernel confirmed a local server's successful
+    /// handshake (which userspace never saw).
+    pub fn learn_served(&mut self, port: u16) {
+        if !self.contains(port) {
+            self.learn(port);
+        }
+    }
+
     /// Ports learned from local servers' ServerHellos (kept across
     /// restarts by `diagnosis::learned`).
     pub fn learned(&self) -> Vec<u16> {

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use agent_ebpf::{
     AF_INET, AF_INET6, CloseEvent, ConnEvent, DATA_EVENT_HEADER_LEN, DataEvent, Direction,
-    Endpoint, EventHeader, EventKind, ProcEvent, SockStateEvent, SslEvent,
+    Endpoint, EventHeader, EventKind, HeldEntry, HeldHeader, ProcEvent, SockStateEvent, SslEvent,
 };
 
 /// A record the agent could not decode. Counted and logged once per kind; the
@@ -26,6 +26,14 @@ pub enum DecodeError {
     },
     #[error("data record claims {claimed} payload bytes but carries {carried}")]
     BadDataLength { claimed: usize, carried: usize },
+    #[error("held record: entry at byte {at} claims {claimed} bytes, {left} are left")]
+    BadHeldEntry {
+        at: usize,
+        claimed: usize,
+        left: usize,
+    },
+    #[error("held record nested in a held record")]
+    NestedHeld,
 }
 
 /// Handshake bytes with their metadata. The payload is borrowed from the
@@ -53,6 +61,48 @@ pub enum KernelEvent<'a> {
     Ssl(Box<SslEvent>),
     Exec(ProcEvent),
     Exit(ProcEvent),
+    /// One socket's events, held in the kernel until it was clear that its
+    /// handshake was not a plain success, in the order they happened.
+    Held(HeldEvents<'a>),
+}
+
+/// The events of a [`KernelEvent::Held`] record, decoded one by one.
+#[derive(Clone, Debug)]
+pub struct HeldEvents<'a> {
+    pub header: HeldHeader,
+    entries: &'a [u8],
+}
+
+impl<'a> HeldEvents<'a> {
+    /// The held events, in order. An entry that cannot be decoded is an
+    /// error in its place; an entry whose length runs past the record
+    /// ends the walk with an error.
+    pub fn events(&self) -> impl Iterator<Item = Result<KernelEvent<'a>, DecodeError>> + 'a {
+        let entries = self.entries;
+        let mut at = 0usize;
+        let mut broken = false;
+        std::iter::from_fn(move || {
+            if broken || at >= entries.len() {
+                return None;
+            }
+            let prefix = size_of::<HeldEntry>();
+            let left = entries.len() - at;
+            let claimed = match entries.get(at..at + prefix) {
+                Some(raw) => read::<HeldEntry>(raw, EventKind::Held).ok()?.len as usize,
+                None => usize::MAX,
+            };
+            if claimed == usize::MAX || claimed > left - prefix {
+                broken = true;
+                return Some(Err(DecodeError::BadHeldEntry { at, claimed, left }));
+            }
+            let event = &entries[at + prefix..at + prefix + claimed];
+            at += (prefix + claimed).next_multiple_of(8);
+            Some(match decode(event) {
+                Ok(KernelEvent::Held(_)) => Err(DecodeError::NestedHeld),
+                other => other,
+            })
+        })
+    }
 }
 
 impl KernelEvent<'_> {
@@ -64,6 +114,7 @@ impl KernelEvent<'_> {
             KernelEvent::Close(e) => &e.header,
             KernelEvent::Ssl(e) => &e.header,
             KernelEvent::Exec(e) | KernelEvent::Exit(e) => &e.header,
+            KernelEvent::Held(e) => &e.header.header,
         }
     }
 }
@@ -100,6 +151,24 @@ pub fn decode(bytes: &[u8]) -> Result<KernelEvent<'_>, DecodeError> {
         EventKind::Exec => KernelEvent::Exec(read(bytes, kind)?),
         EventKind::Exit => KernelEvent::Exit(read(bytes, kind)?),
         EventKind::Data => KernelEvent::Data(decode_data(bytes)?),
+        EventKind::Held => KernelEvent::Held(decode_held(bytes)?),
+    })
+}
+
+fn decode_held(bytes: &[u8]) -> Result<HeldEvents<'_>, DecodeError> {
+    let header: HeldHeader = read(bytes, EventKind::Held)?;
+    let entries = &bytes[size_of::<HeldHeader>()..];
+    let len = header.len as usize;
+    if entries.len() < len {
+        return Err(DecodeError::BadHeldEntry {
+            at: 0,
+            claimed: len,
+            left: entries.len(),
+        });
+    }
+    Ok(HeldEvents {
+        header,
+        entries: &entries[..len],
     })
 }
 

@@ -4,6 +4,7 @@
 pub mod coverage;
 pub mod elf;
 pub mod events;
+pub mod held;
 pub mod kernel;
 pub mod tls_libs;
 pub mod uprobes;
@@ -39,6 +40,12 @@ pub enum CaptureError {
         name: &'static str,
         #[source]
         source: aya::maps::MapError,
+    },
+    #[error("eBPF map {name}")]
+    MapSyscall {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
     },
     #[error("eBPF map {0} is missing from the object")]
     MissingMap(&'static str),
@@ -129,6 +136,10 @@ pub struct CaptureOptions {
     pub ebpf_log_level: Option<aya_log::Level>,
     /// The capture mechanism to use; `None`: the best the kernel allows.
     pub mechanism: Option<CaptureMechanism>,
+    /// Decide successes in the kernel and drop them there (only a counter
+    /// reaches userspace). Off when every success must be seen
+    /// (`--show-success`, success sampling).
+    pub hold_successes: bool,
 }
 
 impl Default for CaptureOptions {
@@ -137,6 +148,7 @@ impl Default for CaptureOptions {
             ringbuf_bytes: 4 * 1024 * 1024,
             ebpf_log_level: None,
             mechanism: None,
+            hold_successes: true,
         }
     }
 }
@@ -168,8 +180,10 @@ impl Capture {
         kernel::check_supported()?;
         let own_tgid = std::process::id();
         let log_level = options.ebpf_log_level.map(|l| l as u8).unwrap_or(0);
+        let hold_successes = u32::from(options.hold_successes);
         let mut ebpf = EbpfLoader::new()
             .override_global("AGENT_TGID", &own_tgid, true)
+            .override_global(map_names::HOLD_SUCCESSES, &hold_successes, true)
             .override_global(aya_log::LEVEL, &log_level, false)
             .map_max_entries(map_names::EVENTS, options.ringbuf_bytes)
             .load(EBPF_OBJECT)?;
@@ -281,7 +295,23 @@ impl Capture {
                 removed += 1;
             }
         }
+        held::forget(&mut self.ebpf, keys)?;
         Ok(removed)
+    }
+
+    /// Holds that began before `started_before` (monotonic ns), taken out
+    /// of the kernel as `EventKind::Held` records (see [`held`]).
+    pub fn release_stale_holds(
+        &mut self,
+        started_before: u64,
+    ) -> Result<Vec<Vec<u8>>, CaptureError> {
+        held::release_stale(&mut self.ebpf, started_before)
+    }
+
+    /// Local ports of servers whose successful handshakes the kernel
+    /// confirmed (and userspace never saw).
+    pub fn served_tls_ports(&self) -> Result<Vec<u16>, CaptureError> {
+        held::served_tls_ports(&self.ebpf)
     }
 }
 

@@ -146,10 +146,18 @@ impl RunConfig {
             "trace" => Some(aya_log::Level::Trace),
             other => anyhow::bail!("--ebpf-log: unknown level {other:?}"),
         };
+        // Successes are dropped in the kernel unless some are wanted: all
+        // (--show-success) or a sample for OTLP. A configuration error here
+        // is reported when the exporter starts.
+        let sampled = crate::sinks::otlp::OtlpConfig::from_env_and_flags(self.otlp.clone())
+            .ok()
+            .flatten()
+            .is_some_and(|otlp| otlp.sample_success_ratio > 0.0);
         Ok(CaptureOptions {
             ringbuf_bytes,
             ebpf_log_level,
             mechanism: self.capture,
+            hold_successes: !self.show_success && !sampled,
         })
     }
 

@@ -20,11 +20,12 @@ use tokio::io::unix::{AsyncFd, AsyncFdReadyMutGuard};
 use tracing::{debug, info, warn};
 
 use crate::assembly::{Assembler, RoleCounts, SuccessPolicy, TlsPorts, WallClock, monotonic_ns};
-use crate::capture::Capture;
 use crate::capture::coverage::CoverageWorker;
 use crate::capture::events::{self, KernelEvent};
 use crate::capture::uprobes::CoverageAction;
+use crate::capture::{Capture, held};
 use crate::config::RunConfig;
+use crate::outcome::HandshakeOutcome;
 
 use sinks::Outputs;
 pub use status::Status;
@@ -37,6 +38,8 @@ const TICK: Duration = Duration::from_millis(100);
 /// How long records accumulate in the ring after a non-empty batch.
 const BATCH_INTERVAL: Duration = Duration::from_millis(2);
 const STATUS_EVERY: Duration = Duration::from_secs(5);
+/// How often holds are checked for staleness.
+const HOLD_SCAN_EVERY: Duration = Duration::from_millis(500);
 
 type Ring = AsyncFd<RingBuf<MapData>>;
 /// What the coverage worker asks the capture task to attach or detach.
@@ -84,6 +87,10 @@ pub async fn run(config: RunConfig) -> anyhow::Result<()> {
         lost_reported: 0,
         losses_seen: 0,
         successes_reported: RoleCounts::default(),
+        hold_successes: options.hold_successes,
+        last_hold_scan: 0,
+        held_released: 0,
+        stale_holds_released: 0,
     };
     pipeline
         .run_until_stopped(&mut ring, &mut coverage_actions)
@@ -109,6 +116,14 @@ struct Pipeline {
     losses_seen: u64,
     /// Counted-only successes already added to the metrics.
     successes_reported: RoleCounts,
+    /// Whether the kernel decides successes (and holds handshakes).
+    hold_successes: bool,
+    /// When holds were last scanned for staleness (monotonic ns).
+    last_hold_scan: u64,
+    /// Held records handed to assembly (released by the kernel or here).
+    held_released: u64,
+    /// Of those, the ones released here because they lasted too long.
+    stale_holds_released: u64,
 }
 
 impl Pipeline {
@@ -178,23 +193,7 @@ impl Pipeline {
         let mut out = Vec::new();
         let mut n = 0;
         while let Some(record) = guard.get_inner_mut().next() {
-            match events::decode(&record) {
-                Ok(event) => {
-                    tracing::trace!(?event, "kernel event");
-                    self.note_exec(&event);
-                    self.assembler.on_event(&event, &clock, &mut out);
-                }
-                Err(e) => {
-                    let count = self
-                        .decode_errors
-                        .entry(crate::text::Chain(&e).to_string())
-                        .or_default();
-                    if *count == 0 {
-                        warn!(error = %crate::text::Chain(&e), "undecodable kernel record (counted; logged once)");
-                    }
-                    *count += 1;
-                }
-            }
+            self.on_record(&record, &clock, &mut out);
             n += 1;
             if n >= MAX_RECORDS_PER_WAKE {
                 break;
@@ -206,6 +205,54 @@ impl Pipeline {
         self.outputs.health.ring_read(n < MAX_RECORDS_PER_WAKE);
         self.outputs.queue.send(out);
         n
+    }
+
+    /// One ring-buffer record (or a released hold) into assembly.
+    fn on_record(&mut self, record: &[u8], clock: &WallClock, out: &mut Vec<HandshakeOutcome>) {
+        match events::decode(record) {
+            Ok(event) => {
+                tracing::trace!(?event, "kernel event");
+                if matches!(event, KernelEvent::Held(_)) {
+                    self.held_released += 1;
+                }
+                self.note_exec(&event);
+                self.assembler.on_event(&event, clock, out);
+            }
+            Err(e) => {
+                let count = self
+                    .decode_errors
+                    .entry(crate::text::Chain(&e).to_string())
+                    .or_default();
+                if *count == 0 {
+                    warn!(error = %crate::text::Chain(&e), "undecodable kernel record (counted; logged once)");
+                }
+                *count += 1;
+            }
+        }
+    }
+
+    /// Holds the kernel kept past [`held::RELEASE_AFTER`]: a stalled
+    /// handshake has no event that would release it.
+    fn release_stale_holds(
+        &mut self,
+        now: u64,
+        clock: &WallClock,
+        out: &mut Vec<HandshakeOutcome>,
+    ) {
+        if now.saturating_sub(self.last_hold_scan) < HOLD_SCAN_EVERY.as_nanos() as u64 {
+            return;
+        }
+        self.last_hold_scan = now;
+        let before = now.saturating_sub(held::RELEASE_AFTER.as_nanos() as u64);
+        match self.capture.release_stale_holds(before) {
+            Ok(records) => {
+                self.stale_holds_released += records.len() as u64;
+                for record in records {
+                    self.on_record(&record, clock, out);
+                }
+            }
+            Err(e) => debug!(error = %crate::text::Chain(&e), "releasing stale holds"),
+        }
     }
 
     /// A new process is checked for TLS code after its exec, by the
@@ -222,9 +269,10 @@ impl Pipeline {
     fn on_tick(&mut self) {
         self.outputs.health.heartbeat();
         let mut out = Vec::new();
-        let untracked = self
-            .assembler
-            .tick(monotonic_ns(), &WallClock::now(), &mut out);
+        let now = monotonic_ns();
+        let clock = WallClock::now();
+        self.release_stale_holds(now, &clock, &mut out);
+        let untracked = self.assembler.tick(now, &clock, &mut out);
         if !untracked.is_empty()
             && let Err(e) = self.capture.untrack(&untracked)
         {
@@ -236,6 +284,14 @@ impl Pipeline {
     /// The periodic scan of TLS ports (the coverage worker rescans
     /// processes on its own clock).
     fn on_rescan(&mut self) {
+        match self.capture.served_tls_ports() {
+            Ok(ports) => {
+                for port in ports {
+                    self.assembler.tls_ports_mut().learn_served(port);
+                }
+            }
+            Err(e) => debug!(error = %crate::text::Chain(&e), "reading the served TLS ports"),
+        }
         let served_hello = self.assembler.tls_ports_mut().learned();
         for port in crate::diagnosis::learned::sync(&served_hello) {
             self.assembler.tls_ports_mut().add(port);
@@ -249,6 +305,7 @@ impl Pipeline {
             coverage: &self.coverage,
             sinks: &self.outputs.counters,
             dropped_outcomes: self.outputs.queue.dropped,
+            holds: self.hold_status(),
             decode_errors: &self.decode_errors,
             k8s: self
                 .outputs
@@ -266,10 +323,15 @@ impl Pipeline {
         for (name, value) in &self.status.kernel {
             metrics.set_kernel_counter(name, *value);
         }
-        let counted = self.status.assembly.successes_counted_only;
+        // Successes userspace only counted, and the ones the kernel
+        // confirmed and dropped.
+        let kernel = |name| self.status.kernel.get(name).copied().unwrap_or(0);
+        let mut counted = self.status.assembly.successes_counted_only;
+        counted.client += kernel("confirmed_success_client");
+        counted.server += kernel("confirmed_success_server");
         let reported = self.successes_reported;
-        metrics.add_successes("client", counted.client - reported.client);
-        metrics.add_successes("server", counted.server - reported.server);
+        metrics.add_successes("client", counted.client.saturating_sub(reported.client));
+        metrics.add_successes("server", counted.server.saturating_sub(reported.server));
         self.successes_reported = counted;
         metrics.set_outcomes_dropped(self.outputs.queue.dropped);
 
@@ -297,11 +359,29 @@ impl Pipeline {
         self.outputs.health.set_stopping();
         debug!("draining open connections");
         let mut out = Vec::new();
-        self.assembler.drain(&WallClock::now(), &mut out);
+        let clock = WallClock::now();
+        // Every hold still in the kernel, so that its handshake is concluded
+        // with the rest (bounded: each pass takes up to a few hundred).
+        for _ in 0..64 {
+            match self.capture.release_stale_holds(u64::MAX) {
+                Ok(records) if !records.is_empty() => {
+                    for record in records {
+                        self.on_record(&record, &clock, &mut out);
+                    }
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    debug!(error = %crate::text::Chain(&e), "releasing holds at shutdown");
+                    break;
+                }
+            }
+        }
+        self.assembler.drain(&clock, &mut out);
         self.outputs.queue.send(out);
         // The sink thread's counters outlive it, for the final status.
         let counters = self.outputs.counters.clone();
         let dropped_outcomes = self.outputs.queue.dropped;
+        let holds = self.hold_status();
         let k8s = self
             .outputs
             .pod_watch
@@ -324,6 +404,7 @@ impl Pipeline {
             coverage: &coverage,
             sinks: &counters,
             dropped_outcomes,
+            holds,
             decode_errors: &decode_errors,
             k8s,
         });
@@ -339,6 +420,14 @@ impl Pipeline {
             "programs detached"
         );
         info!("detached");
+    }
+
+    fn hold_status(&self) -> status::HoldStatus {
+        status::HoldStatus {
+            enabled: self.hold_successes,
+            records_read: self.held_released,
+            stale_released: self.stale_holds_released,
+        }
     }
 
     /// OpenSSL libraries with at least one uprobe attached.

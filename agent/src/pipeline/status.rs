@@ -15,6 +15,19 @@ use crate::config::RunConfig;
 use super::sinks::SinkCounters;
 use crate::capture::coverage::{CoverageWorker, UncoveredProcess};
 
+/// What became of the handshakes the kernel held.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct HoldStatus {
+    /// Whether successes are decided and dropped in the kernel (off with
+    /// `--show-success` or success sampling).
+    pub enabled: bool,
+    /// Held records read into assembly.
+    pub records_read: u64,
+    /// Of those, holds userspace released because they lasted too long
+    /// (stalled or slow handshakes).
+    pub stale_released: u64,
+}
+
 /// Health and coverage, written to the status file.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Status {
@@ -28,6 +41,9 @@ pub struct Status {
     /// Kernel-side counters (ring buffer full, map full, ...).
     pub kernel: BTreeMap<&'static str, u64>,
     pub assembly: AssemblyStats,
+    /// Handshakes the kernel held and released to userspace (see
+    /// `held_released` in `kernel` for the kernel's count).
+    pub holds: HoldStatus,
     /// Outcomes dropped because the sink queue was full.
     pub dropped_outcomes: u64,
     /// Ring-buffer records that could not be decoded, by error.
@@ -65,6 +81,7 @@ pub struct StatusSources<'a> {
     pub coverage: &'a CoverageWorker,
     pub sinks: &'a SinkCounters,
     pub dropped_outcomes: u64,
+    pub holds: HoldStatus,
     pub decode_errors: &'a BTreeMap<String, u64>,
     pub k8s: Option<crate::k8s::K8sStatus>,
 }
@@ -93,6 +110,7 @@ impl Status {
             .unwrap_or_default();
         self.assembly = from.assembler.stats().clone();
         self.dropped_outcomes = from.dropped_outcomes;
+        self.holds = from.holds;
         self.decode_errors = from.decode_errors.clone();
         let sinks = from.sinks;
         self.journal_errors = sinks.journal_errors.load(Ordering::Relaxed);

@@ -43,9 +43,10 @@ const HANDSHAKE_CLIENT_HELLO: u8 = 1;
 const HANDSHAKE_CERTIFICATE: u8 = 11;
 
 /// An application-data record this long or shorter may be a TLS 1.3
-/// encrypted alert (2 bytes, the inner type and a 16-byte tag: 19) and is
-/// not counted in [`WalkerState::app_records`].
-pub const ENCRYPTED_ALERT_MAX: u32 = 24;
+/// encrypted alert (2 bytes, the inner type and a 16-byte tag: 19; JSSE
+/// pads its alerts to 35) and is not counted in
+/// [`WalkerState::app_records`]. A TLS 1.3 Finished (53 or 69 bytes) is.
+pub const ENCRYPTED_ALERT_MAX: u32 = 48;
 
 /// `hello_flags`: a handshake record was seen.
 pub const HELLO_SEEN: u8 = 1 << 0;

@@ -231,14 +231,10 @@ impl Pipeline {
         }
     }
 
-    /// Holds the kernel kept past [`held::RELEASE_AFTER`]: a stalled
-    /// handshake has no event that would release it.
-    fn release_stale_holds(
-        &mut self,
-        now: u64,
-        clock: &WallClock,
-        out: &mut Vec<HandshakeOutcome>,
-    ) {
+    /// Holds the kernel kept past [`held::RELEASE_AFTER`] (a stalled
+    /// handshake has no event that would release it), and the server ports
+    /// of the successes it confirmed.
+    fn scan_holds(&mut self, now: u64, clock: &WallClock, out: &mut Vec<HandshakeOutcome>) {
         if now.saturating_sub(self.last_hold_scan) < HOLD_SCAN_EVERY.as_nanos() as u64 {
             return;
         }
@@ -252,6 +248,17 @@ impl Pipeline {
                 }
             }
             Err(e) => debug!(error = %crate::text::Chain(&e), "releasing stale holds"),
+        }
+        // Ports of local servers whose successes the kernel confirmed:
+        // learned as soon as userspace would have learned them from the
+        // ServerHello of a success it concluded itself.
+        match self.capture.served_tls_ports() {
+            Ok(ports) => {
+                for port in ports {
+                    self.assembler.tls_ports_mut().learn_served(port);
+                }
+            }
+            Err(e) => debug!(error = %crate::text::Chain(&e), "reading the served TLS ports"),
         }
     }
 
@@ -271,7 +278,7 @@ impl Pipeline {
         let mut out = Vec::new();
         let now = monotonic_ns();
         let clock = WallClock::now();
-        self.release_stale_holds(now, &clock, &mut out);
+        self.scan_holds(now, &clock, &mut out);
         let untracked = self.assembler.tick(now, &clock, &mut out);
         if !untracked.is_empty()
             && let Err(e) = self.capture.untrack(&untracked)
@@ -284,14 +291,6 @@ impl Pipeline {
     /// The periodic scan of TLS ports (the coverage worker rescans
     /// processes on its own clock).
     fn on_rescan(&mut self) {
-        match self.capture.served_tls_ports() {
-            Ok(ports) => {
-                for port in ports {
-                    self.assembler.tls_ports_mut().learn_served(port);
-                }
-            }
-            Err(e) => debug!(error = %crate::text::Chain(&e), "reading the served TLS ports"),
-        }
         let served_hello = self.assembler.tls_ports_mut().learned();
         for port in crate::diagnosis::learned::sync(&served_hello) {
             self.assembler.tls_ports_mut().add(port);

@@ -102,9 +102,7 @@ pub fn start(key: u64) -> bool {
         count(Counter::HeldMapFull);
         return false;
     }
-    // SAFETY: a helper without preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
-    if HELD_SINCE.insert(key, now, 0).is_err() {
+    if HELD_SINCE.insert(key, now_ns(), 0).is_err() {
         // Without a start time userspace could not release a stall: do not hold.
         let _ = HELD.remove(key);
         count(Counter::HeldMapFull);
@@ -164,7 +162,7 @@ pub fn release(key: u64) {
     let held = unsafe { &mut *held };
     let len = held.head.len as usize;
     if held.head.count > 0 && len <= HELD_DATA_SIZE {
-        held.head.header.ts_ns = unsafe_now();
+        held.head.header.ts_ns = now_ns();
         let pid_tgid = bpf_get_current_pid_tgid();
         held.head.header.tid = pid_tgid as u32;
         let size = size_of::<HeldHeader>() + len;
@@ -183,10 +181,14 @@ pub fn release(key: u64) {
 }
 
 /// Drops a confirmed success: its held events, and the socket's tracking
-/// (its later I/O costs one failed lookup).
+/// (its later I/O costs one failed lookup). False, changing nothing, when
+/// the hold is gone: userspace took it (deleting the entry is what decides
+/// who owns the connection, atomically).
 #[inline(always)]
-pub fn confirm(key: u64, tracked: &TrackedSock) {
-    let _ = HELD.remove(key);
+pub fn confirm(key: u64, tracked: &TrackedSock) -> bool {
+    if HELD.remove(key).is_err() {
+        return false;
+    }
     let _ = HELD_SINCE.remove(key);
     if tracked.role == ROLE_CLIENT {
         count(Counter::ConfirmedClient);
@@ -203,6 +205,7 @@ pub fn confirm(key: u64, tracked: &TrackedSock) {
     if sk != 0 {
         let _ = SK_OWNER.remove(sk);
     }
+    true
 }
 
 /// Remembers that this thread did I/O on held socket `key`.
@@ -224,7 +227,7 @@ pub fn release_thread_socket() {
 }
 
 #[inline(always)]
-fn unsafe_now() -> u64 {
+fn now_ns() -> u64 {
     // SAFETY: a helper without preconditions.
     unsafe { bpf_ktime_get_ns() }
 }

@@ -499,14 +499,18 @@ pub fn capture(tracked: &mut TrackedSock, io: &Io) {
 /// After a capture on a held socket: a confirmed success is dropped; an
 /// alert releases the socket to userspace.
 #[inline(always)]
-fn decide(tracked: &TrackedSock, key: u64) {
+fn decide(tracked: &mut TrackedSock, key: u64) {
     if tracked.held == 0 {
         return;
     }
     if tracked.confirmed() {
         // A copy: confirming deletes the map value `tracked` points into.
         let confirmed = *tracked;
-        held::confirm(key, &confirmed);
+        if !held::confirm(key, &confirmed) {
+            // Userspace took the hold (it lasted too long): it follows the
+            // connection now, and must see it end.
+            tracked.held = 0;
+        }
     } else if tracked.client_walker().alerts != 0 || tracked.server_walker().alerts != 0 {
         held::release(key);
     }

@@ -54,9 +54,16 @@ fn successes_are_confirmed_in_the_kernel_and_never_read_by_userspace() {
     let pki = Pki::new();
     let leaf = pki.leaf(&LeafSpec::new("localhost"));
     let port = free_port();
+    // nginx 1.22 leaves TLS 1.3 off unless asked.
     let _server = nginx(
         port,
-        &nginx_tls_block(port, "localhost", &leaf.fullchain, &leaf.key, ""),
+        &nginx_tls_block(
+            port,
+            "localhost",
+            &leaf.fullchain,
+            &leaf.key,
+            "    ssl_protocols TLSv1.2 TLSv1.3;",
+        ),
     );
     let ca = pki.ca_file.display().to_string();
     let url = format!("https://localhost:{port}/");
@@ -80,20 +87,14 @@ fn successes_are_confirmed_in_the_kernel_and_never_read_by_userspace() {
     let rose = |s: &serde_json::Value, name: &str| {
         kernel_counter(s, name).saturating_sub(kernel_counter(&before, name))
     };
-    let after = wait_status(&agent, "the confirmed successes", |s| {
+    wait_status(&agent, "the confirmed successes", |s| {
         rose(s, "confirmed_success_client") >= handshakes
             && rose(s, "confirmed_success_server") >= handshakes
     });
-    // What the kernel confirmed userspace never followed: this port's
-    // connections left no record, and the holds read into assembly are
-    // the other traffic of the host, not these.
+    // What the kernel confirmed userspace never followed, so it left no
+    // record. (How many held records userspace read is not asserted: the
+    // agent sees the whole host's traffic, other tests' included.)
     agent.assert_no_records(port, "confirmed successes");
-    let read = after["holds"]["records_read"].as_u64().unwrap_or(0)
-        - before["holds"]["records_read"].as_u64().unwrap_or(0);
-    assert!(
-        read < handshakes,
-        "{read} held records read for {handshakes} confirmed handshakes: {after:#}"
-    );
 }
 
 #[test]

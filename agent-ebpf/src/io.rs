@@ -30,9 +30,11 @@ use crate::maps::{ARGS, ARGS_IO, DATA_SCRATCH, SSL_CALLS, SysArgs, TRACKED, coun
 use crate::syscall::{SYSCALL_ARG0, SYSCALL_ARG1, SYSCALL_ARG2, SYSCALL_ARG3, SYSCALL_RET};
 
 /// Chunks copied per syscall (a chunk lies within one buffer or iovec);
-/// beyond that the walker skips the bytes. More iterations make the
-/// verifier's work explode (each holds a `bpf_loop` and an emit).
-const MAX_CHUNKS: u32 = 4;
+/// beyond that the walker skips the bytes. The chunk step runs under
+/// `bpf_loop`, so the verifier checks it once whatever the count. GnuTLS
+/// writes each record of a flight as its own iovec: a TLS 1.2 flight with a
+/// certificate request is five, a TLS 1.3 one seven.
+const MAX_CHUNKS: u32 = 16;
 
 /// How the syscall passes its buffer.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -430,7 +430,7 @@ fn on_tcp_state(ctx: &TracePointContext, socket_mechanism: bool) -> Result<(), i
     let Some(owner) = (unsafe { SK_OWNER.get(sk) }).copied() else {
         return Ok(());
     };
-    if new == TCP_CLOSE {
+    if new == TCP_CLOSE && (!socket_mechanism || owner == SK_OWNER_PENDING_ACCEPT) {
         let _ = SK_OWNER.remove(sk);
     }
     if owner == SK_OWNER_PENDING_ACCEPT {
@@ -461,10 +461,16 @@ fn on_tcp_state(ctx: &TracePointContext, socket_mechanism: bool) -> Result<(), i
         let closed = closed_by_owner(owner_tgid, owner_fd);
         if closed {
             emit_close(owner, owner_fd);
-        }
-        if closed || new == TCP_CLOSE {
             untrack(owner, sk);
         }
+        if new == TCP_CLOSE && (closed || !tracks(owner, sk)) {
+            let _ = SK_OWNER.remove(sk);
+        }
+        // A socket over (reset, timed out) that its process has not closed
+        // stays followed: the process may still read what was queued before
+        // the reset (gnutls-serv reads a client's Finished after the
+        // client's close reset the connection). Userspace untracks it once
+        // it concluded the connection.
     }
     held::emit(
         owner,
@@ -635,11 +641,16 @@ fn start_holding(key: u64) {
 /// been reused since).
 #[inline(always)]
 fn untrack(owner: u64, sk: u64) {
-    // SAFETY: the map value is copied out at once.
-    let same = (unsafe { TRACKED.get(owner) }).is_some_and(|t| t.sk == sk);
-    if same {
+    if tracks(owner, sk) {
         let _ = TRACKED.remove(owner);
     }
+}
+
+/// Whether `owner` is tracked as socket `sk`.
+#[inline(always)]
+fn tracks(owner: u64, sk: u64) -> bool {
+    // SAFETY: the map value is only read.
+    (unsafe { TRACKED.get(owner) }).is_some_and(|t| t.sk == sk)
 }
 
 /// True when the current task is the owner closing `fd` (`close(2)`): the

@@ -28,9 +28,9 @@ use tlsdoctor_tests::golang::go_server;
 use tlsdoctor_tests::pki::{LeafSpec, Pki};
 use tlsdoctor_tests::scenario::{
     BOTH, Block, CLIENT, Expect, HOST_STATE_SETTLE, LocalAddress, NginxBuilder, SERVER,
-    assert_control_clean, expect, has_evidence_at,
+    assert_control_clean, expect, has_evidence_at, records_of,
 };
-use tlsdoctor_tests::servers::s_server_at;
+use tlsdoctor_tests::servers::{Server, s_server, s_server_at, wait_listening};
 
 const GNUTLS_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -798,4 +798,298 @@ fn a_completed_tls13_handshake_closed_by_gnutls_is_no_failure() {
             serde_json::to_string_pretty(&false_failures).unwrap()
         );
     }
+}
+
+/// GnuTLS's versions, one at a time.
+const GNUTLS_TLS13: &str = "NORMAL:-VERS-ALL:+VERS-TLS1.3";
+const GNUTLS_TLS12: &str = "NORMAL:-VERS-ALL:+VERS-TLS1.2";
+
+/// `gnutls-cli` as a person uses it: it sends `request` and keeps its
+/// stdin open, so it leaves when the server closes (without a
+/// close_notify of its own), not when its input ends.
+fn gnutls_cli_request(target: &Target, extra: &[&str], request: &[u8]) -> Run {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new("gnutls-cli");
+    cmd.arg("--sni-hostname")
+        .arg(target.name)
+        .arg("--verify-hostname")
+        .arg(target.name);
+    if let Some(ca) = target.ca {
+        cmd.arg("--x509cafile").arg(ca);
+    }
+    let mut child = cmd
+        .args(extra)
+        .arg("-p")
+        .arg(target.port.to_string())
+        .arg(target.addr)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting gnutls-cli (Debian gnutls-bin)");
+    let pid = child.id();
+    let mut stdin = child.stdin.take().expect("gnutls-cli's stdin");
+    stdin.write_all(request).expect("writing the request");
+    let deadline = Instant::now() + GNUTLS_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for gnutls-cli") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(stdin);
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_string(&mut stdout);
+    }
+    if let Some(mut err) = child.stderr.take() {
+        let _ = err.read_to_string(&mut stderr);
+    }
+    Run {
+        pid,
+        success: status.is_some_and(|s| s.success()),
+        stdout,
+        stderr,
+    }
+}
+
+/// `gnutls-serv` (GnuTLS, wire only) on every address, port `port`, with
+/// `extra` (`--http`, `--disable-client-cert`, ...).
+fn gnutls_serv(port: u16, cert: &std::path::Path, key: &std::path::Path, extra: &[&str]) -> Server {
+    let child = std::process::Command::new("gnutls-serv")
+        .args(extra)
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("--x509certfile")
+        .arg(cert)
+        .arg("--x509keyfile")
+        .arg(key)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting gnutls-serv (Debian gnutls-bin)");
+    let server = Server::from_child(child, port, None, None);
+    wait_listening(port);
+    server
+}
+
+/// Waits until the agent journaled `run`'s connection to `port` from both
+/// ends (a rejection: it sees this port's handshakes), then waits out the
+/// settle window of the completed ones before them and returns every
+/// record of the port's other clients: false failures.
+fn false_failures_besides(agent: &Agent, port: u16, rejected: &Run) -> Vec<HandshakeOutcome> {
+    let done = Instant::now();
+    agent.wait_for(port, "the rejected client's records, both ends", |rs| {
+        [Role::Client, Role::Server]
+            .iter()
+            .all(|&role| !records_of(rs, rejected.pid, role).is_empty())
+    });
+    // A completed handshake settles 1.5 s before it is concluded.
+    let quiet = Duration::from_secs(4);
+    if done.elapsed() < quiet {
+        std::thread::sleep(quiet - done.elapsed());
+    }
+    agent
+        .records_for_port(port)
+        .into_iter()
+        .filter(|r| r.client.pid != Some(rejected.pid))
+        .collect()
+}
+
+/// A client that rejects the server's name: recorded from both ends.
+fn rejected_gnutls_cli(port: u16, ca: &std::path::Path) -> Run {
+    let rejected = gnutls_cli(
+        &Target {
+            addr: "127.0.0.1",
+            port,
+            name: "other.test",
+            ca: Some(ca),
+        },
+        &[],
+        GNUTLS_TIMEOUT,
+    );
+    failed(&rejected, "gnutls-cli, a name the certificate lacks");
+    rejected
+}
+
+/// Seen on a lab: `openssl s_server -www` (its handshake runs through a
+/// BIO, so the agent has its wire and the errors OpenSSL raises outside a
+/// followed call) serves gnutls-cli a page and closes with close_notify;
+/// gnutls-cli leaves without one of its own, and s_server raises
+/// "unexpected eof while reading". The server had answered the client's
+/// Finished (session tickets, the page): the handshake was over for both
+/// ends, and the error is no handshake failure (it was `unknown`).
+#[test]
+fn a_gnutls_client_leaving_without_close_notify_after_its_page_is_no_failure() {
+    let agent = agent();
+    let pki = Pki::new();
+    let leaf = pki.leaf(&LeafSpec::new("fine.test"));
+    let port = free_port();
+    let _www = s_server(
+        port,
+        &leaf.fullchain,
+        &leaf.key,
+        &["-cert_chain", leaf.fullchain.to_str().unwrap()],
+    );
+    std::thread::sleep(HOST_STATE_SETTLE);
+    let target = Target {
+        addr: "127.0.0.1",
+        port,
+        name: "fine.test",
+        ca: Some(pki.ca_file.as_path()),
+    };
+    for priority in [GNUTLS_TLS13, GNUTLS_TLS12] {
+        for _ in 0..2 {
+            let run = gnutls_cli_request(
+                &target,
+                &["--priority", priority],
+                b"GET / HTTP/1.0\r\n\r\n",
+            );
+            succeeded(&run, "gnutls-cli asking s_server -www for a page");
+            assert!(run.stdout.contains("HTTP/1.0 200"), "{run:#?}");
+        }
+    }
+    let rejected = rejected_gnutls_cli(port, &pki.ca_file);
+    let false_failures = false_failures_besides(agent, port, &rejected);
+    assert!(
+        false_failures.is_empty(),
+        "pages served recorded as failures: {}",
+        serde_json::to_string_pretty(&false_failures).unwrap()
+    );
+}
+
+/// Both ends wire only, as on the lab of issue 11.5: gnutls-cli and
+/// gnutls-serv, TLS 1.3, the client ending with close_notify (its input
+/// ends), IPv4 and IPv6, with and without the server asking for a client
+/// certificate (the client answers with an empty Certificate before its
+/// Finished). No failure; a rejected name still is one.
+#[test]
+fn gnutls_cli_and_gnutls_serv_completing_tls13_is_no_failure() {
+    let agent = agent();
+    let pki = Pki::new();
+    let leaf = pki.leaf(&LeafSpec::new("fine.test"));
+    let (asking, not_asking) = (free_port(), free_port());
+    let _asking = gnutls_serv(asking, &leaf.fullchain, &leaf.key, &["--http"]);
+    let _not_asking = gnutls_serv(
+        not_asking,
+        &leaf.fullchain,
+        &leaf.key,
+        &["--http", "--disable-client-cert"],
+    );
+    std::thread::sleep(HOST_STATE_SETTLE);
+    for port in [asking, not_asking] {
+        for addr in ["127.0.0.1", "::1"] {
+            let target = Target {
+                addr,
+                port,
+                name: "fine.test",
+                ca: Some(pki.ca_file.as_path()),
+            };
+            for _ in 0..2 {
+                let run = gnutls_cli(&target, &["--priority", GNUTLS_TLS13], GNUTLS_TIMEOUT);
+                succeeded(&run, "gnutls-cli to gnutls-serv, TLS 1.3");
+            }
+        }
+    }
+    for port in [asking, not_asking] {
+        let rejected = rejected_gnutls_cli(port, &pki.ca_file);
+        let false_failures = false_failures_besides(agent, port, &rejected);
+        assert!(
+            false_failures.is_empty(),
+            "completed handshakes recorded as failures on port {port}: {}",
+            serde_json::to_string_pretty(&false_failures).unwrap()
+        );
+    }
+}
+
+/// gnutls-cli --resume: a full TLS 1.3 handshake, close_notify, close
+/// with gnutls-serv's session tickets (sent before the client's Finished)
+/// unread, so the close is a reset; then the resumed handshake. The reset
+/// reaches gnutls-serv's socket before gnutls-serv reads the client's
+/// Finished from its queue, and the kernel stops following a socket at
+/// TCP CLOSE (agent-ebpf/src/sock.rs): the server's end saw no Finished
+/// and was recorded `handshake-aborted`: a race, lost by a few connections
+/// in a hundred on an idle machine and one in two on a busy lab, so 32 of
+/// them (while the gap is open the test fails in about two runs of three
+/// here).
+#[test]
+#[ignore = "kernel capture gap: reads after a reset are not followed (agent-ebpf sock.rs); see the gnutls branch report"]
+fn a_resumed_gnutls_session_is_no_failure() {
+    let agent = agent();
+    let pki = Pki::new();
+    let leaf = pki.leaf(&LeafSpec::new("fine.test"));
+    let port = free_port();
+    let _serv = gnutls_serv(
+        port,
+        &leaf.fullchain,
+        &leaf.key,
+        &["--http", "--disable-client-cert"],
+    );
+    std::thread::sleep(HOST_STATE_SETTLE);
+    let target = Target {
+        addr: "127.0.0.1",
+        port,
+        name: "fine.test",
+        ca: Some(pki.ca_file.as_path()),
+    };
+    for _ in 0..32 {
+        let run = gnutls_cli(
+            &target,
+            &["--resume", "--priority", GNUTLS_TLS13],
+            GNUTLS_TIMEOUT,
+        );
+        succeeded(&run, "gnutls-cli --resume to gnutls-serv, TLS 1.3");
+        assert!(run.stdout.contains("This is a resumed session"), "{run:#?}");
+    }
+    let rejected = rejected_gnutls_cli(port, &pki.ca_file);
+    let false_failures = false_failures_besides(agent, port, &rejected);
+    assert!(
+        false_failures.is_empty(),
+        "completed handshakes recorded as failures: {}",
+        serde_json::to_string_pretty(&false_failures).unwrap()
+    );
+}
+
+/// gnutls-serv writes each record of a flight as its own iovec of one
+/// sendmsg: a TLS 1.2 flight asking for a client certificate is five
+/// (ServerHello, Certificate, ServerKeyExchange, CertificateRequest,
+/// ServerHelloDone), and the kernel follows four (agent-ebpf/src/io.rs
+/// MAX_IOVECS): the server's direction stops there, its Finished is never
+/// seen, and its end was recorded `client-certificate-required` for a
+/// client certificate it only asked for (gnutls-cli and Go alike).
+#[test]
+#[ignore = "kernel capture gap: more iovecs than the capture follows (agent-ebpf io.rs); see the gnutls branch report"]
+fn a_tls12_flight_of_five_records_in_one_sendmsg_is_no_failure() {
+    let agent = agent();
+    let pki = Pki::new();
+    let leaf = pki.leaf(&LeafSpec::new("fine.test"));
+    let port = free_port();
+    let _serv = gnutls_serv(port, &leaf.fullchain, &leaf.key, &["--http"]);
+    std::thread::sleep(HOST_STATE_SETTLE);
+    let target = Target {
+        addr: "127.0.0.1",
+        port,
+        name: "fine.test",
+        ca: Some(pki.ca_file.as_path()),
+    };
+    for _ in 0..2 {
+        let run = gnutls_cli(&target, &["--priority", GNUTLS_TLS12], GNUTLS_TIMEOUT);
+        succeeded(&run, "gnutls-cli to gnutls-serv, TLS 1.2");
+        let go = go_tls(&target, None, &[("TLS_MAX", "1.2")]);
+        succeeded(&go, "Go to gnutls-serv, TLS 1.2");
+    }
+    let rejected = rejected_gnutls_cli(port, &pki.ca_file);
+    let false_failures = false_failures_besides(agent, port, &rejected);
+    assert!(
+        false_failures.is_empty(),
+        "completed handshakes recorded as failures: {}",
+        serde_json::to_string_pretty(&false_failures).unwrap()
+    );
 }

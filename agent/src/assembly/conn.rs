@@ -240,13 +240,21 @@ impl Conn {
             }
         }
         let done_before = ev.flags & SSL_FLAG_HANDSHAKE_DONE_BEFORE != 0;
-        if ev.ret <= 0 && count > 0 {
+        // Raised where no handshake call was followed (inside SSL_read or
+        // SSL_shutdown) or after the handshake returned, once the server
+        // had answered the client's Finished: the handshake was over for
+        // both ends, and the error is the connection's (`openssl s_server
+        // -www` reading EOF from a gnutls-cli that left without
+        // close_notify). Kept as evidence, not a handshake failure.
+        let after_handshake = (outside || done_before) && self.wire.server_answered();
+        let handshake_errors = count > 0 && !after_handshake;
+        if ev.ret <= 0 && handshake_errors {
             self.ssl_failed = true;
             self.decide(Decision::Failed, ts);
         } else if ev.ret > 0 && !done_before {
             self.ssl_completed = true;
             self.decide(Decision::Completed, ts);
-        } else if done_before && count > 0 {
+        } else if done_before && handshake_errors {
             // Rejected after the local handshake returned (TLS 1.3 mTLS).
             self.ssl_failed = true;
             self.decide(Decision::Failed, ts);
@@ -274,5 +282,108 @@ pub fn function_name(func: SslFunc) -> &'static str {
         SslFunc::Connect => "SSL_connect",
         SslFunc::Accept => "SSL_accept",
         SslFunc::Outside => "(raised outside a followed call)",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agent_ebpf::{ERR_LIB_SSL, EventHeader, MAX_SSL_ERRORS, SslError};
+
+    use super::*;
+
+    const TLS13_OK: &str = include_str!("../evidence/testdata/wire/tls13_ok.txt");
+    const TLS13_MTLS_NO_CERT: &str =
+        include_str!("../evidence/testdata/wire/tls13_mtls_no_client_cert.txt");
+
+    /// A server-side connection fed a recorded handshake (`<c|s> <seconds>
+    /// <hex>` lines), each line one syscall of the server.
+    fn server_after(fixture: &str) -> Conn {
+        let clock = WallClock::now();
+        let mut conn = Conn::new(7, 9, Role::Server, 0x5a, 1, ProcessInfo::default());
+        let mut offsets = [0u32; 2];
+        for (i, line) in fixture.lines().filter(|l| !l.starts_with('#')).enumerate() {
+            let mut parts = line.split(' ');
+            let (tag, _, hex) = (parts.next(), parts.next(), parts.next());
+            let bytes = hex::decode(hex.unwrap_or_default()).unwrap();
+            let (direction, slot) = match tag {
+                Some("c") => (Direction::Ingress, 0),
+                _ => (Direction::Egress, 1),
+            };
+            conn.on_data(
+                &DataRecord {
+                    header: header(10 + i as u64),
+                    fd: 9,
+                    direction,
+                    flags: 0,
+                    syscall: 0,
+                    stream_offset: offsets[slot],
+                    syscall_len: bytes.len() as u32,
+                    bytes: &bytes,
+                },
+                &clock,
+            );
+            offsets[slot] += bytes.len() as u32;
+        }
+        conn
+    }
+
+    fn header(ts_ns: u64) -> EventHeader {
+        EventHeader {
+            kind: 0,
+            _pad: 0,
+            ts_ns,
+            tid: 7,
+            tgid: 7,
+        }
+    }
+
+    /// OpenSSL's "unexpected eof while reading", raised where no call is
+    /// followed (`openssl s_server -www` reads through a BIO).
+    fn eof_outside() -> SslEvent {
+        let mut errors = [SslError {
+            lib: 0,
+            reason: 0,
+            line: 0,
+            _pad: 0,
+        }; MAX_SSL_ERRORS];
+        errors[0].lib = ERR_LIB_SSL;
+        errors[0].reason = 294;
+        SslEvent {
+            header: header(1_000),
+            ssl: 0,
+            entry_ts_ns: 1_000,
+            fd: -1,
+            ret: 0,
+            func: SslFunc::Outside as u8,
+            flags: 0,
+            error_count: 1,
+            _pad: 0,
+            verify_result: 0,
+            errors,
+        }
+    }
+
+    #[test]
+    fn an_error_after_the_server_answered_the_clients_finished_is_no_handshake_failure() {
+        // s_server -www sent its session tickets after the client's
+        // Finished, then read EOF from a client that left without
+        // close_notify (gnutls-cli).
+        let mut conn = server_after(TLS13_OK);
+        assert_eq!(conn.decision.map(|d| d.0), Some(Decision::Completed));
+        conn.on_ssl(&eof_outside(), &WallClock::now());
+        assert!(!conn.ssl_failed);
+        assert_eq!(conn.decision.map(|d| d.0), Some(Decision::Completed));
+        assert_eq!(conn.openssl.errors.len(), 1, "kept as evidence");
+    }
+
+    #[test]
+    fn an_error_after_a_tls13_client_certificate_was_refused_still_fails() {
+        // The server's certificate_required follows the client's Finished:
+        // no answer, so an error raised outside a followed call is the
+        // handshake's.
+        let mut conn = server_after(TLS13_MTLS_NO_CERT);
+        conn.on_ssl(&eof_outside(), &WallClock::now());
+        assert!(conn.ssl_failed);
+        assert_eq!(conn.decision.map(|d| d.0), Some(Decision::Failed));
     }
 }

@@ -307,6 +307,17 @@ impl WireAssembler {
         }
     }
 
+    /// The server sent something other than an alert after the client's
+    /// first encrypted record that is not one (TLS 1.3: a session ticket or
+    /// data after the client's Finished; TLS 1.2: its Finished or data
+    /// after the client's Finished): it took the client's side of the
+    /// handshake, and both ends were past it. An error either end's TLS
+    /// library raises after that is about the connection, not the
+    /// handshake (a peer that closes without close_notify).
+    pub fn server_answered(&self) -> bool {
+        self.shared.server_answered
+    }
+
     pub fn facts(&self) -> &TlsFacts {
         &self.shared.facts
     }
@@ -327,6 +338,11 @@ struct Shared {
     server_hello_13: bool,
     /// The client has sent an encrypted record.
     client_encrypted: bool,
+    /// The client has sent an encrypted record that is not a probable
+    /// alert once the version was known (not 0-RTT early data).
+    client_past_hello: bool,
+    /// See [`WireAssembler::server_answered`].
+    server_answered: bool,
 }
 
 impl Shared {
@@ -400,6 +416,9 @@ impl Shared {
                 && content_type == CONTENT_APPLICATION_DATA
                 && (length == TLS13_ENCRYPTED_ALERT_LEN
                     || (first_from_client && tls13_client_first_record_is_alert(length))));
+        if !probable_alert {
+            self.note_answer(sender);
+        }
         if self.facts.encrypted_records.len() < MAX_ENCRYPTED_RECORDS {
             self.facts.encrypted_records.push(EncryptedRecordFact {
                 time: Some(time),
@@ -414,6 +433,24 @@ impl Shared {
             ));
         }
         probable_alert
+    }
+}
+
+impl Shared {
+    /// Follows a non-alert encrypted record for [`WireAssembler::server_answered`].
+    /// Only once the ServerHello chose the version: a TLS 1.3 client's
+    /// early data goes out before it and is no Finished.
+    fn note_answer(&mut self, sender: Role) {
+        let version_known =
+            self.server_hello_13 || (!self.tls13 && self.facts.negotiated_version.is_some());
+        if !version_known {
+            return;
+        }
+        match sender {
+            Role::Client => self.client_past_hello = true,
+            Role::Server if self.client_past_hello => self.server_answered = true,
+            Role::Server => {}
+        }
     }
 }
 

@@ -591,6 +591,75 @@ fn tls13_mtls_rejection_is_an_encrypted_alert() {
     });
 }
 
+/// [`WireAssembler::server_answered`] of a fixture, the same in every
+/// chunking (as syscalls, split, and through the kernel's record walker).
+fn server_answered_in_every_chunking(text: &str) -> bool {
+    let raw = load(text);
+    let reads = openssl_reads(&raw);
+    let mut all = variants(&raw, "relay chunks");
+    all.extend(variants(&reads, "openssl-style reads"));
+    all.extend(variants(&kernel(&raw), "kernel events of relay chunks"));
+    all.extend(variants(
+        &kernel(&reads),
+        "kernel events of openssl-style reads",
+    ));
+    let first = assembler(&all[0].1).server_answered();
+    for (name, chunks) in &all[1..] {
+        assert_eq!(assembler(chunks).server_answered(), first, "{name}");
+    }
+    first
+}
+
+#[test]
+fn a_server_answering_the_clients_finished_ends_the_handshake_for_both() {
+    // TLS 1.3: OpenSSL's session tickets follow the client's Finished;
+    // TLS 1.2: the server's Finished follows the client's.
+    assert!(server_answered_in_every_chunking(TLS13_OK));
+    assert!(server_answered_in_every_chunking(TLS13_HRR));
+    assert!(server_answered_in_every_chunking(TLS12_OK_CHAIN));
+    // Rejections: an alert (in clear, or TLS 1.3's encrypted
+    // certificate_required after the client's Finished) is no answer.
+    for rejected in [
+        TLS13_MTLS_NO_CERT,
+        TLS13_UNKNOWN_CA,
+        TLS12_UNKNOWN_CA,
+        TLS12_MTLS_NO_CERT,
+        VERSION_MISMATCH,
+        NO_SHARED_CIPHER,
+    ] {
+        assert!(!server_answered_in_every_chunking(rejected));
+    }
+}
+
+#[test]
+fn tls13_early_data_is_no_finished_the_server_could_answer() {
+    // 0-RTT: the client's application data goes out right after its
+    // ClientHello, before the server chose a version; the server's
+    // encrypted flight that follows answers its ClientHello, not a
+    // Finished.
+    let hello = load(TLS13_OK);
+    let mut w = WireAssembler::new();
+    let mut push = |sender: Role, offset: u32, bytes: &[u8]| {
+        w.push(Chunk {
+            time: base_time(),
+            sender,
+            stream_offset: offset,
+            flags: 0,
+            bytes,
+        })
+    };
+    let client_hello = &hello[0];
+    assert_eq!(client_hello.sender, C);
+    push(C, 0, &client_hello.bytes);
+    let early = record(CONTENT_APPLICATION_DATA, &[0xee; 40]);
+    push(C, client_hello.bytes.len() as u32, &early);
+    let server_flight = &hello[1];
+    assert_eq!(server_flight.sender, S);
+    push(S, 0, &server_flight.bytes);
+    assert!(!w.server_answered());
+    assert_eq!(w.facts().negotiated_version.as_deref(), Some("TLS 1.3"));
+}
+
 #[test]
 fn tls13_hello_retry_request_is_not_encryption_start() {
     check_fixture(TLS13_HRR, |f, p, name| {

@@ -1013,14 +1013,14 @@ fn gnutls_cli_and_gnutls_serv_completing_tls13_is_no_failure() {
 /// with gnutls-serv's session tickets (sent before the client's Finished)
 /// unread, so the close is a reset; then the resumed handshake. The reset
 /// reaches gnutls-serv's socket before gnutls-serv reads the client's
-/// Finished from its queue, and the kernel stops following a socket at
-/// TCP CLOSE (agent-ebpf/src/sock.rs): the server's end saw no Finished
+/// Finished from its queue, and the kernel stopped following a socket at
+/// TCP CLOSE (agent-ebpf/src/sock.rs; now it follows it until its process
+/// closes it or userspace concluded it): the server's end saw no Finished
 /// and was recorded `handshake-aborted`: a race, lost by a few connections
 /// in a hundred on an idle machine and one in two on a busy lab, so 32 of
-/// them (while the gap is open the test fails in about two runs of three
+/// them (while the gap was open the test failed in about two runs of three
 /// here).
 #[test]
-#[ignore = "kernel capture gap: reads after a reset are not followed (agent-ebpf sock.rs); see the gnutls branch report"]
 fn a_resumed_gnutls_session_is_no_failure() {
     let agent = agent();
     let pki = Pki::new();
@@ -1060,12 +1060,11 @@ fn a_resumed_gnutls_session_is_no_failure() {
 /// gnutls-serv writes each record of a flight as its own iovec of one
 /// sendmsg: a TLS 1.2 flight asking for a client certificate is five
 /// (ServerHello, Certificate, ServerKeyExchange, CertificateRequest,
-/// ServerHelloDone), and the kernel follows four (agent-ebpf/src/io.rs
-/// MAX_IOVECS): the server's direction stops there, its Finished is never
-/// seen, and its end was recorded `client-certificate-required` for a
+/// ServerHelloDone), and the kernel followed four (agent-ebpf/src/io.rs
+/// MAX_IOVECS; now sixteen): the server's direction stopped there, its
+/// Finished was never seen, and its end was recorded `client-certificate-required` for a
 /// client certificate it only asked for (gnutls-cli and Go alike).
 #[test]
-#[ignore = "kernel capture gap: more iovecs than the capture follows (agent-ebpf io.rs); see the gnutls branch report"]
 fn a_tls12_flight_of_five_records_in_one_sendmsg_is_no_failure() {
     let agent = agent();
     let pki = Pki::new();

@@ -391,8 +391,7 @@ fn exit(ctx: &TracePointContext) -> Result<(), i64> {
         },
         moved: ret as u64,
     };
-    // SAFETY: a live map value; the program is its only writer on this CPU.
-    capture(unsafe { &mut *tracked }, &io);
+    capture(tracked, &io);
     Ok(())
 }
 
@@ -446,15 +445,27 @@ static CAPTURE_LOOP: PerCpuArray<CaptureLoop> = PerCpuArray::with_max_entries(1,
 /// iovec by iovec, through the direction's record walker, and emits what
 /// the walker keeps.
 #[inline(always)]
-pub fn capture(tracked: &mut TrackedSock, io: &Io) {
+///
+/// `tracked` is a raw pointer, never a reference held across the loop: the
+/// loop's callback updates the same map value through its own lookup, and
+/// a `&mut` held here would let the compiler keep stale copies of its
+/// fields (the success decision read a record count from before the loop).
+pub fn capture(tracked: *mut TrackedSock, io: &Io) {
     let Some(state) = CAPTURE_LOOP.get_ptr_mut(0) else {
         return;
     };
     // SAFETY: the per-CPU slot; nothing else uses it while this program
     // runs on this CPU.
     let state = unsafe { &mut *state };
-    let client_data_before = tracked.client_sent_data();
-    let server_apps_before = tracked.server_walker().app_records;
+    let (client_data_before, server_large_before) = {
+        // SAFETY: a live map value the caller looked up; this borrow ends
+        // before the loop.
+        let tracked = unsafe { &*tracked };
+        (
+            tracked.client_sent_data(),
+            tracked.server_walker().large_records,
+        )
+    };
     let (seg_base, seg_len) = if io.segments.vectored {
         if io.segments.len > 1 {
             count(Counter::MultiIovec);
@@ -489,12 +500,14 @@ pub fn capture(tracked: &mut TrackedSock, io: &Io) {
             0,
         )
     };
+    // SAFETY: the same live map value, borrowed anew after the loop wrote it.
+    let tracked = unsafe { &mut *tracked };
     // What the chunks did not cover: past MAX_CHUNKS or MAX_IOVECS.
     let (done, moved) = (state.done, state.moved);
     if done < moved {
         walker_of(tracked, io.direction).skip((moved - done) as u32);
     }
-    tracked.note_server_records(server_apps_before, client_data_before);
+    tracked.note_server_records(server_large_before, client_data_before);
     decide(tracked, io.key);
 }
 

@@ -42,10 +42,15 @@ const CONTENT_APPLICATION_DATA: u8 = 23;
 const HANDSHAKE_CLIENT_HELLO: u8 = 1;
 const HANDSHAKE_CERTIFICATE: u8 = 11;
 
-/// An application-data record this long or shorter may be a TLS 1.3
-/// encrypted alert (2 bytes, the inner type and a 16-byte tag: 19; JSSE
-/// pads its alerts to 35) and is not counted in
-/// [`WalkerState::app_records`]. A TLS 1.3 Finished (53 or 69 bytes) is.
+/// The length of a TLS 1.3 encrypted alert (2 bytes, the inner type and a
+/// 16-byte tag) from OpenSSL, GnuTLS, Go.
+pub const TLS13_ALERT_LEN: u32 = 19;
+/// The smallest TLS 1.3 Finished record (SHA-256, an 8-byte CCM_8 tag): a
+/// direction's first application-data record shorter than this is an alert.
+pub const TLS13_MIN_FINISHED_LEN: u32 = 45;
+/// An application-data record this long or shorter may be an encrypted
+/// alert from any implementation (JSSE pads its alerts to 35 bytes); only
+/// longer ones count in [`WalkerState::large_records`].
 pub const ENCRYPTED_ALERT_MAX: u32 = 48;
 
 /// `hello_flags`: a handshake record was seen.
@@ -79,13 +84,20 @@ pub struct WalkerState {
     /// Record headers reported in [`MODE_HEADERS`].
     pub trailing_headers: u16,
     pub header: [u8; RECORD_HEADER_LEN],
-    /// Application-data records longer than [`ENCRYPTED_ALERT_MAX`]
-    /// (saturating): the kernel's success decision counts them.
+    /// Application-data records that are not alerts by the rule userspace
+    /// applies (`evidence::wire`): the direction's first one if at least
+    /// Finished-sized, later ones unless alert-sized (saturating).
     pub app_records: u8,
     /// Alert records in the clear (TLS 1.2 keeps the type when encrypted).
     pub alerts: u8,
     /// `HELLO_*`: what the first bytes of handshake records showed.
     pub hello_flags: u8,
+    /// Application-data records longer than any encrypted alert
+    /// ([`ENCRYPTED_ALERT_MAX`]), saturating: only these count as an answer.
+    pub large_records: u8,
+    /// Application-data records of any length seen (saturating).
+    pub all_app_records: u8,
+    pub _pad: [u8; 2],
 }
 
 /// What to do with one chunk.
@@ -320,8 +332,20 @@ impl WalkerState {
     /// decision (`TrackedSock::confirmed`).
     #[inline(always)]
     fn count_record(&mut self, content_type: u8, record_len: u32) {
-        if content_type == CONTENT_APPLICATION_DATA && record_len > ENCRYPTED_ALERT_MAX {
-            self.app_records = self.app_records.saturating_add(1);
+        if content_type == CONTENT_APPLICATION_DATA {
+            let first = self.all_app_records == 0;
+            self.all_app_records = self.all_app_records.saturating_add(1);
+            let alert = if first {
+                record_len < TLS13_MIN_FINISHED_LEN
+            } else {
+                record_len == TLS13_ALERT_LEN
+            };
+            if !alert {
+                self.app_records = self.app_records.saturating_add(1);
+            }
+            if record_len > ENCRYPTED_ALERT_MAX {
+                self.large_records = self.large_records.saturating_add(1);
+            }
         } else if content_type == CONTENT_ALERT {
             self.alerts = self.alerts.saturating_add(1);
         } else if content_type == CONTENT_HANDSHAKE {

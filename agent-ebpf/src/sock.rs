@@ -449,9 +449,12 @@ fn on_tcp_state(ctx: &TracePointContext, socket_mechanism: bool) -> Result<(), i
     }
     let owner_tgid = (owner >> 32) as u32;
     let owner_fd = owner as u32 as i32;
-    if new != TCP_ESTABLISHED {
+    if new != TCP_ESTABLISHED && new != TCP_CLOSE_WAIT {
         // The connection is ending before its handshake was confirmed:
-        // userspace decides, from everything held so far.
+        // userspace decides, from everything held so far. Not at the
+        // peer's FIN (CLOSE_WAIT): a server that answers and closes at once
+        // has its reply and its FIN queued together, and the reply, still
+        // to be read, may be what confirms the handshake.
         held::release(owner);
     }
     if socket_mechanism && (new == TCP_CLOSE || new == TCP_FIN_WAIT1 || new == TCP_LAST_ACK) {

@@ -54,11 +54,12 @@ fn on_sock_io(ctx: &RawTracePointContext, direction: Direction) {
     } else {
         owner
     };
-    let Some(tracked) = TRACKED.get_ptr_mut(owner) else {
+    let Some(tracked_ptr) = TRACKED.get_ptr_mut(owner) else {
         return;
     };
     // SAFETY: a live map value; only this program writes it on this CPU.
-    let tracked = unsafe { &mut *tracked };
+    // Not held across `capture`, which takes the pointer.
+    let tracked = unsafe { &mut *tracked_ptr };
     if tracked.sk != sk {
         // The fd was reused for another socket since.
         return;
@@ -120,7 +121,7 @@ fn on_sock_io(ctx: &RawTracePointContext, direction: Direction) {
         segments,
         moved: ret as u64,
     };
-    capture(tracked, &io);
+    capture(tracked_ptr, &io);
 }
 
 /// Bytes the hook cannot read: the direction's walker skips them (inside a

@@ -62,13 +62,42 @@ impl Releaser {
     /// Notes that `n` items were handled; releases when one is due.
     /// Returns whether it released.
     pub fn after(&mut self, n: usize) -> bool {
+        let due = self.due(n, Instant::now());
+        if due {
+            release_freed_memory();
+        }
+        due
+    }
+
+    /// Whether a release is due at `now` with `n` more items handled; if
+    /// so, counts it as done.
+    fn due(&mut self, n: usize, now: Instant) -> bool {
         self.worked |= n > 0;
-        if !self.worked || self.last.elapsed() < RELEASE_EVERY {
+        if !self.worked || now.saturating_duration_since(self.last) < RELEASE_EVERY {
             return false;
         }
-        release_freed_memory();
-        self.last = Instant::now();
+        self.last = now;
         self.worked = false;
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn released_at_most_every_period_and_only_after_work() {
+        let start = Instant::now();
+        let mut r = Releaser {
+            last: start,
+            worked: false,
+        };
+        assert!(!r.due(5, start + Duration::from_secs(1)), "too soon");
+        assert!(r.due(0, start + RELEASE_EVERY), "work since the last");
+        let later = start + RELEASE_EVERY * 3;
+        assert!(!r.due(0, later), "no work since: nothing to give back");
+        assert!(r.due(1, later));
+        assert!(!r.due(1, later + Duration::from_secs(1)));
     }
 }

@@ -14,6 +14,7 @@ pub mod diagnosis;
 pub mod evidence;
 pub mod health;
 pub mod k8s;
+pub mod malloc;
 pub mod outcome;
 pub mod pipeline;
 pub mod probe;

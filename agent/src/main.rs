@@ -1,3 +1,5 @@
 fn main() -> std::process::ExitCode {
+    // Before any other thread exists: see `agent::malloc::tune`.
+    agent::malloc::tune();
     agent::cli::main()
 }

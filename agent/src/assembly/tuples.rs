@@ -35,11 +35,13 @@ impl TupleIndex {
         now: u64,
     ) {
         let key = (local, remote);
-        self.by_tuple.insert(key, (pid, comm.to_string(), now));
-        self.order.push_back((key, now));
-        while self.order.len() > TUPLE_MAX {
+        // Room first: pushing the 65,537th entry would double the deque's
+        // allocation (3 MiB more, kept for good) for one slot.
+        while self.order.len() >= TUPLE_MAX {
             self.pop_oldest();
         }
+        self.by_tuple.insert(key, (pid, comm.to_string(), now));
+        self.order.push_back((key, now));
     }
 
     pub(super) fn expire(&mut self, now: u64) {
@@ -69,5 +71,28 @@ impl TupleIndex {
         self.by_tuple
             .get(&(remote, local))
             .map(|(pid, comm, _)| (*pid, comm.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_stays_within_its_cap_and_its_allocation() {
+        let mut index = TupleIndex::new();
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        for n in 0..TUPLE_MAX as u64 + 10 {
+            let port = (n % 60_000) as u16;
+            index.insert((ip, port), (ip, 443), 7, "client", n);
+        }
+        assert_eq!(index.order.len(), TUPLE_MAX);
+        assert!(index.order.capacity() < 2 * TUPLE_MAX);
+        // The newest entries are kept, the oldest gone.
+        let newest = ((TUPLE_MAX as u64 + 9) % 60_000) as u16;
+        assert_eq!(
+            index.peer((ip, 443), (ip, newest)),
+            Some((7, "client".to_string()))
+        );
     }
 }

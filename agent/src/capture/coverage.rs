@@ -23,6 +23,7 @@ use super::Capture;
 use super::elf::{self, Flavor, TlsImage};
 use super::tls_libs::{self, Coverage, FileId, FileStamp, LibKind, OpenedFile};
 use super::uprobes::{self, CoverageAction, FilePlan};
+use crate::malloc::release_freed_memory;
 
 /// A new process is checked this long after exec (the dynamic loader maps
 /// its libraries right after) and again later (dlopen).
@@ -57,18 +58,6 @@ pub struct CoverageStatus {
     pub files_inspected: u64,
     /// Files whose probes were detached (unmapped or changed in place).
     pub files_detached: u64,
-}
-
-/// Gives back to the system the heap an inspection grew: a TLS file's
-/// symbol and string tables are megabytes, freed at once, and glibc keeps
-/// freed memory in its arenas otherwise (the agent's RSS stayed higher by
-/// that much).
-fn release_freed_memory() {
-    #[cfg(target_env = "gnu")]
-    {
-        // SAFETY: malloc_trim only walks and trims glibc's own arenas.
-        unsafe { libc::malloc_trim(0) };
-    }
 }
 
 enum Request {

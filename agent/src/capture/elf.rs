@@ -15,7 +15,6 @@ use std::io::{Read, Seek, SeekFrom};
 
 use object::elf;
 use object::read::ReadCache;
-use object::read::StringTable;
 use object::read::elf::{FileHeader, ProgramHeader, Rela, SectionHeader, Sym};
 use object::{Endianness, ReadRef};
 use serde::Serialize;
@@ -209,47 +208,48 @@ pub fn inspect_with_budget(source: &File, budget: u64) -> Result<TlsImage, ElfEr
         let Some(section) = sections.iter().find(|s| s.sh_type(endian) == sh_type) else {
             continue;
         };
-        // The names are first searched in small pieces: most files hold
-        // none of the wanted ones, and then their symbols are neither read
-        // nor walked (a large binary's .strtab is tens of MB).
+        // The string table is searched in small pieces for the wanted
+        // names: most files hold none (then their symbols are not read at
+        // all), and where they do, the offsets found are all the symbol
+        // walk needs. Neither table is held in memory whole (a large
+        // binary's .strtab is tens of MB, its .symtab as much).
         let range = sections
             .section(section.link(endian))
             .ok()
             .and_then(|strtab| strtab.file_range(endian));
         let found = match range {
-            Some((offset, size)) if size <= budget => {
-                range_holds_a_wanted_name(source, offset, size)
-            }
+            Some((offset, size)) if size <= budget => wanted_names_in(source, offset, size),
             _ => Err(std::io::Error::other("string table missing or over budget")),
         };
-        match found {
-            Ok(true) => {}
-            Ok(false) => continue,
+        let names = match found {
+            Ok(names) if names.is_empty() => continue,
+            Ok(names) => names,
             // A missing or damaged .symtab leaves what .dynsym gave.
             Err(_) if is_symtab => break,
             Err(e) => return Err(ElfError::Parse(format!("reading .dynstr: {e}"))),
-        }
-        let names = range.and_then(|(offset, size)| data.read_bytes_at(offset, size).ok());
-        let names = match names {
-            Some(n) => n,
-            None if is_symtab => break,
-            None => return Err(ElfError::Parse("unreadable .dynstr".to_string())),
         };
-        let strings = StringTable::new(names, 0, names.len() as u64);
-        let symbols: &[elf::Sym64<Endianness>] = match section.data_as_array(endian, data) {
-            Ok(s) => s,
+        let walked = match section.file_range(endian) {
+            Some((offset, size)) if size <= budget => {
+                walk_symbols(source, offset, size, |index, sym| {
+                    take_wanted(
+                        &mut image,
+                        &mut in_dynsym,
+                        index,
+                        sym,
+                        &names,
+                        endian,
+                        is_symtab,
+                        &to_offset,
+                    )
+                })
+            }
+            _ => Err(std::io::Error::other("symbol table missing or over budget")),
+        };
+        match walked {
+            Ok(()) => {}
             Err(_) if is_symtab => break,
-            Err(e) => return Err(e.into()),
-        };
-        take_wanted(
-            &mut image,
-            &mut in_dynsym,
-            symbols,
-            strings,
-            endian,
-            is_symtab,
-            &to_offset,
-        );
+            Err(e) => return Err(ElfError::Parse(format!("reading .dynsym: {e}"))),
+        }
     }
     image.flavor = flavor(&image);
 
@@ -320,57 +320,98 @@ fn addr_to_offset(
     })
 }
 
-/// Records the wanted functions among `symbols` in `image` (with their file
-/// offsets), and the wanted imports; `.dynsym` indices go to `in_dynsym`
-/// for the PLT.
+/// Records symbol `index` in `image` if it is a wanted function (with its
+/// file offset), or a wanted import; `.dynsym` indices go to `in_dynsym`
+/// for the PLT. `names`: where the wanted names start in the string table.
+#[allow(clippy::too_many_arguments)]
 fn take_wanted(
     image: &mut TlsImage,
     in_dynsym: &mut HashMap<u32, &'static str>,
-    symbols: &[elf::Sym64<Endianness>],
-    strings: StringTable<'_>,
+    index: u32,
+    sym: &elf::Sym64<Endianness>,
+    names: &HashMap<u32, &'static str>,
     endian: Endianness,
     is_symtab: bool,
     to_offset: &dyn Fn(u64) -> Option<u64>,
 ) {
-    for (index, sym) in symbols.iter().enumerate() {
-        let Ok(name) = sym.name(endian, strings) else {
-            continue;
-        };
-        let Some(wanted) = WANTED.iter().find(|w| w.as_bytes() == name) else {
-            continue;
-        };
-        if !is_symtab {
-            in_dynsym.insert(index as u32, wanted);
+    let Some(&wanted) = names.get(&sym.st_name(endian)) else {
+        return;
+    };
+    if !is_symtab {
+        in_dynsym.insert(index, wanted);
+    }
+    if sym.is_undefined(endian) {
+        if !is_symtab && !image.imports.contains(&wanted) {
+            image.imports.push(wanted);
         }
-        if sym.is_undefined(endian) {
-            if !is_symtab && !image.imports.contains(wanted) {
-                image.imports.push(wanted);
-            }
-            continue;
-        }
-        if sym.st_type() != elf::STT_FUNC || image.functions.contains_key(wanted) {
-            continue;
-        }
-        let addr = sym.st_value(endian);
-        if let Some(offset) = to_offset(addr) {
-            image.functions.insert(
-                wanted,
-                Function {
-                    addr,
-                    size: sym.st_size(endian),
-                    offset,
-                },
-            );
-            image.from_symtab |= is_symtab;
-        }
+        return;
+    }
+    if sym.st_type() != elf::STT_FUNC || image.functions.contains_key(wanted) {
+        return;
+    }
+    let addr = sym.st_value(endian);
+    if let Some(offset) = to_offset(addr) {
+        image.functions.insert(
+            wanted,
+            Function {
+                addr,
+                size: sym.st_size(endian),
+                offset,
+            },
+        );
+        image.from_symtab |= is_symtab;
     }
 }
 
-/// Whether the bytes `[offset, offset + size)` of `file` (a string table)
-/// hold one of the wanted names, as a whole string or the tail of one
-/// (linkers merge string tails). Read in 256 KiB pieces that overlap by
-/// the longest name, so that memory stays small whatever the table's size.
-fn range_holds_a_wanted_name(file: &File, offset: u64, size: u64) -> std::io::Result<bool> {
+/// Calls `each` with the index and contents of every symbol of the table
+/// at `[offset, offset + size)` of `file`, read in pieces of 64 KiB.
+fn walk_symbols(
+    file: &File,
+    offset: u64,
+    size: u64,
+    mut each: impl FnMut(u32, &elf::Sym64<Endianness>),
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    const SYM: usize = std::mem::size_of::<elf::Sym64<Endianness>>();
+    const PIECE: usize = SYM * 2730;
+    if !size.is_multiple_of(SYM as u64) {
+        return Err(std::io::Error::other(format!(
+            "a symbol table of {size} bytes is not a whole number of symbols"
+        )));
+    }
+    let mut buf = vec![0u8; PIECE];
+    let mut at = 0u64;
+    let mut index = 0u32;
+    while at < size {
+        let want = (PIECE as u64).min(size - at) as usize;
+        file.read_exact_at(&mut buf[..want], offset + at)?;
+        let (symbols, _) =
+            object::pod::slice_from_bytes::<elf::Sym64<Endianness>>(&buf[..want], want / SYM)
+                .map_err(|()| std::io::Error::other("symbols not readable"))?;
+        for sym in symbols {
+            each(index, sym);
+            index = index.wrapping_add(1);
+        }
+        at += want as u64;
+    }
+    Ok(())
+}
+
+/// Most places in one string table where a wanted name starts: each name
+/// is there once or a few times; a table holding more is refused.
+const MAX_NAME_HITS: usize = 4096;
+
+/// Where in the bytes `[offset, offset + size)` of `file` (a string
+/// table) each wanted name starts, as a whole string or the tail of one
+/// (linkers merge string tails): offset in the table -> name. A symbol
+/// whose name starts there is named exactly that. Read in 256 KiB pieces
+/// that overlap by the longest name, so that memory stays small whatever
+/// the table's size.
+fn wanted_names_in(
+    file: &File,
+    offset: u64,
+    size: u64,
+) -> std::io::Result<HashMap<u32, &'static str>> {
     use std::os::unix::fs::FileExt;
     const PIECE: usize = 256 * 1024;
     let needles: Vec<Vec<u8>> = WANTED
@@ -384,7 +425,10 @@ fn range_holds_a_wanted_name(file: &File, offset: u64, size: u64) -> std::io::Re
     let overlap = needles.iter().map(Vec::len).max().unwrap_or(0);
     let finders: Vec<memchr::memmem::Finder> =
         needles.iter().map(memchr::memmem::Finder::new).collect();
+    let mut found = HashMap::new();
     let mut buf = vec![0u8; PIECE + overlap];
+    // Table offset of buf[0].
+    let mut base = 0u64;
     let mut kept = 0usize;
     let mut at = 0u64;
     while at < size {
@@ -394,14 +438,25 @@ fn range_holds_a_wanted_name(file: &File, offset: u64, size: u64) -> std::io::Re
             return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
         }
         let filled = kept + n;
-        if finders.iter().any(|f| f.find(&buf[..filled]).is_some()) {
-            return Ok(true);
+        for (finder, name) in finders.iter().zip(WANTED) {
+            for start in finder.find_iter(&buf[..filled]) {
+                let Ok(start) = u32::try_from(base + start as u64) else {
+                    continue;
+                };
+                found.insert(start, name);
+            }
+        }
+        if found.len() > MAX_NAME_HITS {
+            return Err(std::io::Error::other(format!(
+                "more than {MAX_NAME_HITS} wanted names in one string table"
+            )));
         }
         kept = overlap.min(filled);
         buf.copy_within(filled - kept..filled, 0);
+        base += (filled - kept) as u64;
         at += n as u64;
     }
-    Ok(false)
+    Ok(found)
 }
 
 fn flavor(image: &TlsImage) -> Option<Flavor> {
@@ -636,15 +691,30 @@ mod tests {
         std::fs::write(tmp.path(), &table).unwrap();
         let f = File::open(tmp.path()).unwrap();
         let len = table.len() as u64;
-        assert!(range_holds_a_wanted_name(&f, 0, len).unwrap());
+        let found = wanted_names_in(&f, 0, len).unwrap();
+        let at = (256 * 1024 - 4) as u32;
+        assert_eq!(found, HashMap::from([(at, SSL_DO_HANDSHAKE)]));
         // Cut short by the range (no terminating NUL): not found.
-        assert!(!range_holds_a_wanted_name(&f, 0, len - 1).unwrap());
-        // A longer name that starts with a wanted one is another function.
-        std::fs::write(tmp.path(), b"\0SSL_do_handshake_ex\0").unwrap();
+        assert!(wanted_names_in(&f, 0, len - 1).unwrap().is_empty());
+        // A longer name that starts with a wanted one is another function;
+        // one that ends with it holds it as its tail.
+        std::fs::write(tmp.path(), b"\0SSL_do_handshake_ex\0xERR_new\0").unwrap();
         let f = File::open(tmp.path()).unwrap();
-        assert!(!range_holds_a_wanted_name(&f, 0, 21).unwrap());
+        let found = wanted_names_in(&f, 0, 30).unwrap();
+        assert_eq!(found, HashMap::from([(22, ERR_NEW)]));
         // A range past the end of the file is an error, not a silent miss.
-        assert!(range_holds_a_wanted_name(&f, 0, 4096).is_err());
+        assert!(wanted_names_in(&f, 0, 4096).is_err());
+    }
+
+    #[test]
+    fn a_table_full_of_wanted_names_is_refused() {
+        let table = b"ERR_new\0".repeat(MAX_NAME_HITS + 1);
+        let tmp = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(tmp.path(), &table).unwrap();
+        let f = File::open(tmp.path()).unwrap();
+        assert!(wanted_names_in(&f, 0, table.len() as u64).is_err());
+        let fits = (MAX_NAME_HITS * 8) as u64;
+        assert_eq!(wanted_names_in(&f, 0, fits).unwrap().len(), MAX_NAME_HITS);
     }
 
     #[test]

@@ -221,6 +221,9 @@ fn sink_loop(
     let mut journal_warned = false;
     let mut console_closed = false;
     let mut spans_dropped = 0;
+    // A flood's connections are freed in a different order than they came:
+    // what it leaves free between live blocks goes back every 10 s.
+    let mut releaser = crate::malloc::Releaser::default();
     // Both ends of a local handshake wait for each other briefly (one root
     // cause for the pair): the loop wakes to release those held long enough.
     let mut open = true;
@@ -234,6 +237,7 @@ fn sink_loop(
             }
         };
         let n = batch.len();
+        releaser.after(n);
         let mut ready = Vec::new();
         for mut outcome in batch {
             if let Some(pods) = &sinks.pods {

@@ -1,8 +1,8 @@
 //! Maps shared by the hook families, and the small helpers every hook uses.
 
 use agent_ebpf::{
-    COUNTER_COUNT, Counter, DataEvent, Endpoint, EventHeader, EventKind, MAX_SSL_ERRORS, SslError,
-    TrackedSock,
+    COUNTER_COUNT, ConnEvent, Counter, DataEvent, Endpoint, EventHeader, EventKind, MAX_SSL_ERRORS,
+    SslError, TrackedSock,
 };
 use aya_ebpf::{
     Global,
@@ -76,6 +76,8 @@ pub static TGID_ACTIVE: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384
 pub static DATA_SCRATCH: PerCpuArray<DataEvent> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 pub static SSL_SCRATCH: PerCpuArray<SslCall> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+pub static CONN_SCRATCH: PerCpuArray<ConnEvent> = PerCpuArray::with_max_entries(1, 0);
 
 pub const ARGS_CONNECT: u8 = 1;
 pub const ARGS_ACCEPT: u8 = 2;

@@ -24,8 +24,8 @@
 //!   `accept` writes back (not followed: `accept` with a NULL address).
 
 use agent_ebpf::{
-    AF_INET, AF_INET6, CloseEvent, ConnEvent, Counter, Endpoint, EventKind, ROLE_CLIENT,
-    ROLE_SERVER, SockStateEvent, TASK_COMM_LEN, TrackedSock, sock_key, tcp_state,
+    AF_INET, AF_INET6, CloseEvent, Counter, Endpoint, EventKind, ROLE_CLIENT, ROLE_SERVER,
+    SockStateEvent, TASK_COMM_LEN, TrackedSock, sock_key, tcp_state,
 };
 use aya_ebpf::{
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_probe_read_user_buf},
@@ -35,8 +35,9 @@ use aya_ebpf::{
 
 use crate::held;
 use crate::maps::{
-    ARGS, ARGS_ACCEPT, ARGS_CONNECT, PEER_TUPLE, PENDING_ACCEPTS, PeerKey, PendingAccept, SK_OWNER,
-    SK_OWNER_PENDING_ACCEPT, SysArgs, TRACKED, count, header, is_self, mark_active,
+    ARGS, ARGS_ACCEPT, ARGS_CONNECT, CONN_SCRATCH, PEER_TUPLE, PENDING_ACCEPTS, PeerKey,
+    PendingAccept, SK_OWNER, SK_OWNER_PENDING_ACCEPT, SysArgs, TRACKED, count, header, is_self,
+    mark_active,
 };
 use crate::syscall::{
     NR_CLOSE, NR_CONNECT, NR_SENDMSG, NR_SENDTO, SYSCALL_ARG0, SYSCALL_ARG1, SYSCALL_RET,
@@ -185,18 +186,16 @@ fn try_exit_connect(ctx: &TracePointContext) -> Result<(), i64> {
         start_holding(key);
         mark_active(tgid);
     }
-    held::emit(
+    emit_conn(
         key,
-        &ConnEvent {
-            header: header(EventKind::Connect),
+        EventKind::Connect,
+        ConnFields {
             fd: args.fd,
             ret: ret as i32,
             sk: args.sk,
             local: Endpoint::default(),
             remote: args.remote,
             listen_fd: -1,
-            _pad: 0,
-            comm: comm(),
         },
     );
     Ok(())
@@ -304,18 +303,16 @@ fn try_exit_accept(ctx: &TracePointContext) -> Result<(), i64> {
     }
     start_holding(skey);
     mark_active(tgid);
-    held::emit(
+    emit_conn(
         skey,
-        &ConnEvent {
-            header: header(EventKind::Accept),
-            fd,
+        EventKind::Accept,
+        ConnFields {
+            fd: fd,
             ret: 0,
-            sk,
-            local,
-            remote,
+            sk: sk,
+            local: local,
+            remote: remote,
             listen_fd: args.fd,
-            _pad: 0,
-            comm: comm(),
         },
     );
     Ok(())
@@ -529,18 +526,16 @@ fn register_connect(sk: u64, remote: Endpoint) {
     if !track(key, sk, ROLE_CLIENT, 0) {
         return;
     }
-    held::emit(
+    emit_conn(
         key,
-        &ConnEvent {
-            header: header(EventKind::Connect),
-            fd,
+        EventKind::Connect,
+        ConnFields {
+            fd: fd,
             ret: -(EINPROGRESS as i32),
-            sk,
+            sk: sk,
             local: Endpoint::default(),
-            remote,
+            remote: remote,
             listen_fd: -1,
-            _pad: 0,
-            comm: comm(),
         },
     );
 }
@@ -575,18 +570,16 @@ pub fn adopt_accepted(sk: u64) -> Option<u64> {
         let _ = SK_OWNER.remove(sk);
         return None;
     }
-    held::emit(
+    emit_conn(
         key,
-        &ConnEvent {
-            header: header(EventKind::Accept),
-            fd,
+        EventKind::Accept,
+        ConnFields {
+            fd: fd,
             ret: 0,
-            sk,
+            sk: sk,
             local: pending.local,
             remote: pending.remote,
             listen_fd: -1,
-            _pad: 0,
-            comm: comm(),
         },
     );
     if pending.peer_closed != 0 {
@@ -664,6 +657,39 @@ fn closed_by_owner(owner_tgid: u32, fd: i32) -> bool {
         return false;
     }
     syscall_regs().is_some_and(|regs| regs.orig_ax == NR_CLOSE && regs.di as i32 == fd)
+}
+
+/// What a connect or accept event says, besides its header and comm.
+struct ConnFields {
+    fd: i32,
+    ret: i32,
+    sk: u64,
+    local: Endpoint,
+    remote: Endpoint,
+    listen_fd: i32,
+}
+
+/// Sends a connect or accept event, built in per-CPU scratch: on the stack
+/// it pushed the fallback's `accept` exit past the 512-byte combined stack
+/// of Linux 6.1's verifier.
+#[inline(always)]
+fn emit_conn(key: u64, kind: EventKind, f: ConnFields) {
+    let Some(ev) = CONN_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: the per-CPU scratch slot; nothing else uses it while this
+    // program runs on this CPU.
+    let ev = unsafe { &mut *ev };
+    ev.header = header(kind);
+    ev.fd = f.fd;
+    ev.ret = f.ret;
+    ev.sk = f.sk;
+    ev.local = f.local;
+    ev.remote = f.remote;
+    ev.listen_fd = f.listen_fd;
+    ev._pad = 0;
+    ev.comm = comm();
+    held::emit(key, &*ev);
 }
 
 #[inline(always)]

@@ -307,11 +307,11 @@ fn try_exit_accept(ctx: &TracePointContext) -> Result<(), i64> {
         skey,
         EventKind::Accept,
         ConnFields {
-            fd: fd,
+            fd,
             ret: 0,
-            sk: sk,
-            local: local,
-            remote: remote,
+            sk,
+            local,
+            remote,
             listen_fd: args.fd,
         },
     );
@@ -530,11 +530,11 @@ fn register_connect(sk: u64, remote: Endpoint) {
         key,
         EventKind::Connect,
         ConnFields {
-            fd: fd,
+            fd,
             ret: -(EINPROGRESS as i32),
-            sk: sk,
+            sk,
             local: Endpoint::default(),
-            remote: remote,
+            remote,
             listen_fd: -1,
         },
     );
@@ -574,9 +574,9 @@ pub fn adopt_accepted(sk: u64) -> Option<u64> {
         key,
         EventKind::Accept,
         ConnFields {
-            fd: fd,
+            fd,
             ret: 0,
-            sk: sk,
+            sk,
             local: pending.local,
             remote: pending.remote,
             listen_fd: -1,

@@ -29,6 +29,7 @@ use aya_ebpf::{
 
 use core::ffi::c_void;
 
+use crate::io::opaque;
 use crate::maps::{EVENTS, SK_OWNER, TRACKED, count};
 
 /// Set by userspace at load: 1 to hold events and drop confirmed successes.
@@ -285,12 +286,4 @@ fn output_bounded<const MAX: usize>(event: *const u8, size: usize) -> bool {
         return false;
     }
     true
-}
-
-/// `v`, unknown to LLVM from here on (a volatile read), so that the bounds
-/// checks the verifier needs after it are not optimized away as redundant.
-#[inline(always)]
-fn opaque(v: u64) -> u64 {
-    // SAFETY: reads a local that is initialized and aligned.
-    unsafe { core::ptr::read_volatile(&v) }
 }

@@ -285,7 +285,7 @@ const HEADER_READ_MAX: usize = 8;
 /// `v`, unknown to LLVM from here on (a volatile read), so that the bounds
 /// checks the verifier needs after it are not optimized away as redundant.
 #[inline(always)]
-fn opaque(v: u64) -> u64 {
+pub fn opaque(v: u64) -> u64 {
     // SAFETY: reads a local that is initialized and aligned.
     unsafe { core::ptr::read_volatile(&v) }
 }

@@ -287,7 +287,7 @@ pub fn function_name(func: SslFunc) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use agent_ebpf::{ERR_LIB_SSL, EventHeader, MAX_SSL_ERRORS, SslError};
+    use agent_ebpf::EventHeader;
 
     use super::*;
 
@@ -340,27 +340,7 @@ mod tests {
     /// OpenSSL's "unexpected eof while reading", raised where no call is
     /// followed (`openssl s_server -www` reads through a BIO).
     fn eof_outside() -> SslEvent {
-        let mut errors = [SslError {
-            lib: 0,
-            reason: 0,
-            line: 0,
-            _pad: 0,
-        }; MAX_SSL_ERRORS];
-        errors[0].lib = ERR_LIB_SSL;
-        errors[0].reason = 294;
-        SslEvent {
-            header: header(1_000),
-            ssl: 0,
-            entry_ts_ns: 1_000,
-            fd: -1,
-            ret: 0,
-            func: SslFunc::Outside as u8,
-            flags: 0,
-            error_count: 1,
-            _pad: 0,
-            verify_result: 0,
-            errors,
-        }
+        crate::assembly::tests::ssl_error_outside(7, 7, 1_000, 294)
     }
 
     #[test]

@@ -256,6 +256,12 @@ fn a_reset_connection_is_concluded_without_waiting_for_its_close() {
 /// An error OpenSSL raised on `tid` outside a followed call (in
 /// `SSL_read`, which is not probed): certificate verify failed.
 fn outside_error(tid: u32, ts_ns: u64) -> KernelEvent<'static> {
+    KernelEvent::Ssl(Box::new(ssl_error_outside(tid, CURL, ts_ns, 134)))
+}
+
+/// An SSL-library error `reason` that OpenSSL raised on thread `tid` of
+/// `tgid` outside a followed call (shared with `conn`'s tests).
+pub(super) fn ssl_error_outside(tid: u32, tgid: u32, ts_ns: u64, reason: u32) -> SslEvent {
     let none = agent_ebpf::SslError {
         lib: 0,
         reason: 0,
@@ -265,17 +271,17 @@ fn outside_error(tid: u32, ts_ns: u64) -> KernelEvent<'static> {
     let mut errors = [none; agent_ebpf::MAX_SSL_ERRORS];
     errors[0] = agent_ebpf::SslError {
         lib: agent_ebpf::ERR_LIB_SSL,
-        reason: 134,
+        reason,
         line: 0,
         _pad: 0,
     };
-    KernelEvent::Ssl(Box::new(SslEvent {
+    SslEvent {
         header: EventHeader {
             kind: 6,
             _pad: 0,
             ts_ns,
             tid,
-            tgid: CURL,
+            tgid,
         },
         ssl: 0,
         entry_ts_ns: ts_ns,
@@ -287,7 +293,7 @@ fn outside_error(tid: u32, ts_ns: u64) -> KernelEvent<'static> {
         _pad: 0,
         verify_result: 0,
         errors,
-    }))
+    }
 }
 
 #[test]
